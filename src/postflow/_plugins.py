@@ -1,0 +1,137 @@
+"""Building a workspace's plugin manager, and the typed facade over its hooks."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from postflow import hookspecs
+from postflow.hookspecs import PROJECT
+
+if TYPE_CHECKING:
+    import click
+
+    from postflow.models import AuditEntry, Member, Post
+    from postflow.storage import Storage
+    from postflow.workspace import Workspace
+
+__all__ = ["BLOCK_ENV", "BUILTIN_PLUGINS", "Hooks", "make_plugin_manager"]
+
+log = logging.getLogger("postflow")
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "postflow.storage.memory",
+    "postflow.storage.sqlite",
+)
+"""Modules registered as plugins in every workspace, after external plugins."""
+
+BLOCK_ENV = "POSTFLOW_DISABLE_PLUGINS"
+"""Comma-separated plugin names (entry-point names or built-in module paths) to skip."""
+
+
+def blocked_names() -> list[str]:
+    """The plugin names listed in :data:`BLOCK_ENV`."""
+    return [n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()]
+
+
+def make_plugin_manager(
+    plugins: Iterable[object] = (), *, entry_points: bool = True
+) -> pluggy.PluginManager:
+    """A fresh plugin manager: entry-point plugins, then ``plugins``, then built-ins.
+
+    There is no global manager; every workspace and every CLI run builds its own.
+    """
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name in blocked_names():
+        pm.set_blocked(name)
+    if entry_points:
+        pm.load_setuptools_entrypoints(PROJECT)
+    for plugin in plugins:
+        pm.register(plugin)
+    for module_name in BUILTIN_PLUGINS:
+        if not pm.is_blocked(module_name):
+            pm.register(importlib.import_module(module_name), name=module_name)
+    pm.check_pending()
+    return pm
+
+
+class Hooks:
+    """The only caller of ``pm.hook``: one typed method per hook.
+
+    Plugins are fixed when the workspace opens, so hooks nobody implements are skipped
+    without entering pluggy.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self._authorize = bool(pm.hook.postflow_authorize.get_hookimpls())
+        self._before = bool(pm.hook.postflow_before_transition.get_hookimpls())
+        self._after = bool(pm.hook.postflow_after_transition.get_hookimpls())
+
+    def storage(self, url: str) -> Storage | None:
+        """The backend that claims ``url``."""
+        result: Storage | None = self.pm.hook.postflow_storage(url=url)
+        return result
+
+    def authorize(
+        self, workspace: Workspace, member: Member, action: str, post: Post | None
+    ) -> list[str]:
+        """The reasons plugins give to deny ``action`` (empty: no objection)."""
+        if not self._authorize:
+            return []
+        reasons: list[str | None] = self.pm.hook.postflow_authorize(
+            workspace=workspace, member=member, action=action, post=post
+        )
+        return [r for r in reasons if r]
+
+    def before_transition(
+        self, workspace: Workspace, post: Post, trigger: str, source: str, dest: str,
+        actor: str, data: Mapping[str, Any],
+    ) -> None:
+        """Let plugins veto a transition (they raise)."""
+        if self._before:
+            self.pm.hook.postflow_before_transition(
+                workspace=workspace, post=post, trigger=trigger, source=source, dest=dest,
+                actor=actor, data=data,
+            )
+
+    def after_transition(
+        self, workspace: Workspace, post: Post, previous: Post, trigger: str, actor: str,
+        entries: Sequence[AuditEntry],
+    ) -> None:
+        """Tell plugins about a committed transition; their errors are logged."""
+        if not self._after:
+            return
+        for impl in reversed(self.pm.hook.postflow_after_transition.get_hookimpls()):
+            kwargs = {"workspace": workspace, "post": post, "previous": previous,
+                      "trigger": trigger, "actor": actor, "entries": entries}
+            try:
+                impl.function(**{name: kwargs[name] for name in impl.argnames})
+            except Exception:
+                log.exception(
+                    "plugin %s failed in postflow_after_transition for post %s (%s)",
+                    impl.plugin_name, post.id, trigger,
+                )
+
+    def register_commands(self, cli: click.Group) -> None:
+        """Let plugins add CLI commands."""
+        self.pm.hook.postflow_register_commands(cli=cli)
+
+    def describe(self) -> list[tuple[str, str, list[str]]]:
+        """``(name, distribution, hooks)`` for every registered plugin."""
+        dists = {id(p): f"{d.project_name} {d.version}" for p, d in
+                 self.pm.list_plugin_distinfo()}
+        rows = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = sorted(c.name for c in self.pm.get_hookcallers(plugin) or ())
+            rows.append((name, dists.get(id(plugin), "built-in" if name in BUILTIN_PLUGINS
+                                         else "in-process"), hooks))
+        return rows

@@ -1,0 +1,118 @@
+"""Aware datetimes only: validation, UTC normalisation and the clock."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from postflow.exceptions import ConfigError, ValidationFailed
+
+__all__ = ["Clock", "SystemClock", "parse_duration", "to_utc", "zone_name", "zone_of"]
+
+
+class Clock(Protocol):
+    """Something that tells the current time as an aware UTC datetime."""
+
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware, in UTC."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        """Return ``datetime.now(UTC)``."""
+        return datetime.now(UTC)
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+def zone_name(tz: tzinfo | None) -> str:
+    """The IANA name of ``tz`` (``"UTC"`` for UTC, ``"UTC+02:00"`` for fixed offsets)."""
+    if isinstance(tz, ZoneInfo):
+        return tz.key
+    if tz is UTC:
+        return "UTC"
+    offset = tz.utcoffset(None) if tz is not None else None
+    if offset is None:
+        return "UTC"
+    if not offset:
+        return "UTC"
+    sign = "+" if offset >= timedelta(0) else "-"
+    minutes = abs(int(offset.total_seconds())) // 60
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+_OFFSET = re.compile(r"^UTC([+-])(\d\d):(\d\d)$")
+
+
+def zone_of(name: str) -> tzinfo:
+    """The ``tzinfo`` for a name produced by :func:`zone_name` or any IANA key."""
+    if name == "UTC":
+        return UTC
+    match = _OFFSET.match(name)
+    if match:
+        sign = 1 if match.group(1) == "+" else -1
+        delta = timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
+        from datetime import timezone
+
+        return timezone(sign * delta)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"unknown time zone {name!r}") from exc
+
+
+def to_utc(value: object, *, field: str, subject: str) -> tuple[datetime, str]:
+    """Check that ``value`` is an aware, existing instant; return it in UTC and its zone.
+
+    Naive datetimes and wall-clock times that fall into a DST gap are refused with
+    :class:`ValidationFailed`. In a DST fold the datetime's ``fold`` attribute picks the
+    occurrence (``fold=0`` the first, as PEP 495 defines).
+    """
+    if not isinstance(value, datetime):
+        raise ValidationFailed.single(
+            subject, "not-a-datetime", f"{field} must be a datetime, got {value!r}", field=field
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationFailed.single(
+            subject,
+            "naive-datetime",
+            f"{field} must be timezone-aware, got naive {value.isoformat()}; "
+            "attach a zone, e.g. datetime(..., tzinfo=ZoneInfo('Europe/Berlin'))",
+            field=field,
+        )
+    utc = value.astimezone(UTC)
+    back = utc.astimezone(value.tzinfo)
+    if back.replace(tzinfo=None, fold=0) != value.replace(tzinfo=None, fold=0):
+        raise ValidationFailed.single(
+            subject,
+            "nonexistent-local-time",
+            f"{field} {value.replace(tzinfo=None).isoformat()} does not exist in "
+            f"{zone_name(value.tzinfo)} (the clocks skip it for daylight saving time)",
+            field=field,
+        )
+    return utc, zone_name(value.tzinfo)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object, *, what: str) -> timedelta:
+    """Parse ``"24h"``, ``"90m"``, ``"2d"``, a number of seconds or a ``timedelta``."""
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        result = timedelta(seconds=value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        result = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    else:
+        raise ConfigError(f"{what}: {value!r} is not a duration (use e.g. '24h', '90m', '2d')")
+    if result <= timedelta(0):
+        raise ConfigError(f"{what}: duration must be positive, got {value!r}")
+    return result

@@ -1,0 +1,131 @@
+"""The errors postflow raises.
+
+Every error is a :class:`PostflowError`; each also subclasses the builtin exception a
+caller would reach for (``NotFound`` is a ``LookupError``, ``ValidationFailed`` a
+``ValueError``), so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "InvalidTransition",
+    "NotFound",
+    "PermissionDenied",
+    "PostflowError",
+    "Problem",
+    "StorageError",
+    "ValidationFailed",
+]
+
+
+class PostflowError(Exception):
+    """Base class of every error postflow raises on purpose."""
+
+
+@attrs.frozen
+class Problem:
+    """One reason a post or an input was refused.
+
+    ``channel`` is the channel the problem concerns (``None`` when it concerns the post
+    or the call as a whole), ``code`` a stable machine-readable slug, ``field`` the
+    argument or attribute at fault where there is one.
+    """
+
+    code: str
+    message: str
+    channel: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = f"[{self.channel}] " if self.channel else ""
+        return f"{where}{self.message} ({self.code})"
+
+
+class ValidationFailed(PostflowError, ValueError):
+    """Input was refused; :attr:`problems` lists every reason."""
+
+    def __init__(self, subject: str, problems: Iterable[Problem]) -> None:
+        self.subject = subject
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        listed = "; ".join(str(p) for p in self.problems)
+        super().__init__(f"{subject}: {listed}")
+
+    @classmethod
+    def single(
+        cls,
+        subject: str,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        channel: str | None = None,
+    ) -> ValidationFailed:
+        """Build the error for a single problem."""
+        return cls(subject, [Problem(code, message, channel=channel, field=field)])
+
+
+class InvalidTransition(PostflowError):
+    """A trigger cannot be fired on a post in its current state."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        post_id: int | None = None,
+        trigger: str | None = None,
+        state: str | None = None,
+        allowed: Sequence[str] = (),
+    ) -> None:
+        self.post_id = post_id
+        self.trigger = trigger
+        self.state = state
+        self.allowed = tuple(allowed)
+        super().__init__(message)
+
+
+class PermissionDenied(PostflowError, PermissionError):
+    """A member (or an unknown name) may not do what was asked."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        member: str | None = None,
+        action: str | None = None,
+        roles_needed: Iterable[str] = (),
+    ) -> None:
+        self.member = member
+        self.action = action
+        self.roles_needed = tuple(sorted(roles_needed))
+        super().__init__(message)
+
+
+class ConflictError(PostflowError):
+    """A write was based on a version that is no longer the stored one."""
+
+    def __init__(
+        self, message: str, *, post_id: int | None = None, expected: int | None = None,
+        actual: int | None = None,
+    ) -> None:
+        self.post_id = post_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)
+
+
+class NotFound(PostflowError, LookupError):
+    """A post, member, channel or campaign does not exist."""
+
+
+class ConfigError(PostflowError, ValueError):
+    """A workflow definition, storage URL or setting is invalid."""
+
+
+class StorageError(PostflowError):
+    """The storage backend failed or holds data postflow cannot use."""

@@ -1,0 +1,108 @@
+"""The plugin contract: every hook postflow calls, with its docstring as the contract.
+
+Implement hooks in a module or class, decorate them with :data:`postflow.hookimpl`, and
+either pass the plugin to :func:`postflow.open` (``plugins=[...]``) or publish it under
+the ``postflow`` entry-point group. Implementations may accept any subset of a hook's
+arguments, by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from postflow.models import AuditEntry, Member, Post
+    from postflow.storage import Storage
+    from postflow.workspace import Workspace
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+PROJECT = "postflow"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec(firstresult=True)
+def postflow_storage(url: str) -> Storage | None:
+    """Open the storage backend for ``url``, or return ``None`` if the scheme is not yours.
+
+    Called once by :func:`postflow.open`. The first non-``None`` result wins; the
+    built-in ``memory://`` and ``sqlite:///`` backends are ``trylast`` so an installed
+    plugin can take over their schemes. Raise :class:`~postflow.StorageError` when the
+    URL is yours but the database cannot be used.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def postflow_authorize(
+    workspace: Workspace, member: Member, action: str, post: Post | None
+) -> str | None:
+    """Veto an action: return a reason to deny it, or ``None`` to have no objection.
+
+    Called after the built-in role policy allowed ``action`` (a trigger name, ``edit``,
+    ``create`` or ``comment``) for ``member``; ``post`` is ``None`` for ``create``. Any
+    reason from any plugin denies: :class:`~postflow.PermissionDenied` is raised with
+    it. Also consulted by :meth:`Workspace.allowed`, so keep it fast and side-effect
+    free.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def postflow_before_transition(
+    workspace: Workspace,
+    post: Post,
+    trigger: str,
+    source: str,
+    dest: str,
+    actor: str,
+    data: Mapping[str, Any],
+) -> None:
+    """Veto a transition by raising a :class:`~postflow.PostflowError`.
+
+    Called after permissions and the workflow allowed ``trigger`` and before anything is
+    written; ``post`` is the stored snapshot, ``dest`` the state it will end in (equal
+    to ``source`` for a partial approval or an edit in draft), ``data`` the call's extra
+    data. The error propagates to the caller unchanged and nothing is stored. May be
+    called again for the same call when a concurrent write forces a retry.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def postflow_after_transition(
+    workspace: Workspace,
+    post: Post,
+    previous: Post,
+    trigger: str,
+    actor: str,
+    entries: Sequence[AuditEntry],
+) -> None:
+    """React to a committed transition (including ``edit``).
+
+    Called once, after the change and its audit ``entries`` are stored; ``post`` is the
+    new snapshot, ``previous`` the one it replaced. The change cannot be undone here:
+    exceptions are logged (logger ``postflow``) and do not reach the caller.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def postflow_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``postflow`` command line with ``cli.command()``.
+
+    Called once when the CLI starts, before arguments are parsed. Commands that need a
+    workspace open it with ``postflow.open(url)`` from their own ``--db`` option.
+
+    .. versionadded:: 0.1
+    """

@@ -1,0 +1,162 @@
+"""Immutable snapshots returned by every postflow call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from postflow._time import zone_of
+
+__all__ = [
+    "Approval",
+    "AuditEntry",
+    "Campaign",
+    "Channel",
+    "Member",
+    "Post",
+    "Revision",
+    "StageStatus",
+]
+
+NO_DATA: Mapping[str, Any] = MappingProxyType({})
+"""The shared empty ``data`` of audit entries that carry none."""
+
+ROLES = frozenset({"author", "approver", "publisher", "admin", "analyst"})
+"""The built-in roles; workflows may declare more."""
+
+
+@attrs.frozen
+class Member:
+    """A person on the team and the roles they hold."""
+
+    name: str
+    roles: frozenset[str] = attrs.field(converter=frozenset)
+    email: str | None = None
+    active: bool = True
+
+    def __repr__(self) -> str:
+        return f"Member({self.name!r}, roles={sorted(self.roles)})"
+
+
+@attrs.frozen
+class Channel:
+    """An account on a network that posts go out to."""
+
+    name: str
+    network: str
+    handle: str = ""
+    timezone: str = "UTC"
+    active: bool = True
+
+
+@attrs.frozen
+class Campaign:
+    """A named push with a goal and the hashtags it uses."""
+
+    name: str
+    goal: str = ""
+    hashtags: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen
+class Approval:
+    """One member's approval of one revision at one stage."""
+
+    member: str
+    stage: str
+    revision: int
+    at: datetime
+    comment: str | None = None
+
+
+@attrs.frozen(repr=False)
+class Post:
+    """A post as stored at ``version``.
+
+    ``scheduled_at`` is UTC; ``scheduled_zone`` the IANA zone it was given in.
+    ``approvals`` holds the approvals of the current ``revision`` only; approvals of
+    earlier revisions are voided by an edit and remain in the audit trail.
+    """
+
+    id: int
+    version: int
+    state: str
+    author: str
+    text: str
+    channels: tuple[str, ...]
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    state_changed_at: datetime
+    campaign: str | None = None
+    planned_for: date | None = None
+    scheduled_at: datetime | None = None
+    scheduled_zone: str | None = None
+    approvals: tuple[Approval, ...] = ()
+
+    @property
+    def scheduled_local(self) -> datetime | None:
+        """``scheduled_at`` in the zone it was scheduled in."""
+        if self.scheduled_at is None:
+            return None
+        return self.scheduled_at.astimezone(zone_of(self.scheduled_zone or "UTC"))
+
+    def __repr__(self) -> str:
+        text = self.text if len(self.text) <= 30 else self.text[:29] + "…"
+        return f"<Post {self.id} v{self.version} {self.state} r{self.revision} {text!r}>"
+
+
+@attrs.frozen
+class Revision:
+    """The content of a post as of one edit."""
+
+    post_id: int
+    number: int
+    text: str
+    channels: tuple[str, ...]
+    campaign: str | None
+    author: str
+    created_at: datetime
+
+
+@attrs.frozen
+class AuditEntry:
+    """An immutable record of one change.
+
+    Entries written by one call share a ``correlation_id``. ``post_id`` is ``None`` for
+    team, channel and campaign changes.
+    """
+
+    id: int
+    action: str
+    actor: str
+    at: datetime
+    correlation_id: str
+    post_id: int | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    revision: int | None = None
+    comment: str | None = None
+    data: Mapping[str, Any] = attrs.field(default=NO_DATA, hash=False)
+
+
+@attrs.frozen
+class StageStatus:
+    """Where one approval stage stands for a post's current revision."""
+
+    name: str
+    needed: int
+    approved_by: tuple[str, ...]
+    eligible_roles: frozenset[str]
+    eligible_members: frozenset[str]
+    due_at: datetime | None
+    overdue: bool
+
+    @property
+    def satisfied(self) -> bool:
+        """Whether enough eligible members approved."""
+        return len(self.approved_by) >= self.needed

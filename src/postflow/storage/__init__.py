@@ -1,0 +1,168 @@
+"""The storage contract every backend implements.
+
+A backend is found by URL scheme through the ``postflow_storage`` hook. The built-in
+``memory://`` and ``sqlite:///path`` backends are plugins like any other. One contract
+test suite (``tests/test_storage_contract.py``) runs against every backend.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import datetime
+
+import attrs
+
+from postflow.models import AuditEntry, Campaign, Channel, Member, Post, Revision
+
+__all__ = ["PostQuery", "Storage"]
+
+
+@attrs.frozen
+class PostQuery:
+    """Which posts :meth:`Storage.list_posts` returns.
+
+    Every given filter must match. ``channel`` matches posts that go out to that
+    channel. ``start``/``end`` select posts whose ``scheduled_at`` lies in
+    ``[start, end)``. Results are ordered by ``id``, or by ``(scheduled_at, id)`` when a
+    time range is given.
+    """
+
+    states: frozenset[str] | None = None
+    channel: str | None = None
+    campaign: str | None = None
+    author: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    limit: int | None = None
+    offset: int = 0
+
+    @property
+    def by_time(self) -> bool:
+        """Whether results are ordered by scheduled time."""
+        return self.start is not None or self.end is not None
+
+
+class Storage(abc.ABC):
+    """Where a workspace keeps posts, the team and the audit trail.
+
+    Guarantees every backend gives:
+
+    * Each write method is atomic: the change and its audit entries are stored
+      together or not at all.
+    * :meth:`update_post` is a compare-and-set on ``(id, version)``.
+    * Audit entries get increasing ids in commit order and are never changed.
+    * Snapshots returned are immutable and never change after being returned.
+    * Failures of the underlying database raise :class:`~postflow.StorageError`.
+    """
+
+    url: str
+
+    # -- team, channels, campaigns -------------------------------------------------
+
+    @abc.abstractmethod
+    def save_member(self, member: Member, entry: AuditEntry) -> None:
+        """Insert or replace a member, appending ``entry`` in the same transaction."""
+
+    @abc.abstractmethod
+    def get_member(self, name: str) -> Member | None:
+        """The member called ``name``, or ``None``."""
+
+    @abc.abstractmethod
+    def list_members(self) -> list[Member]:
+        """Every member (active or not), ordered by name."""
+
+    @abc.abstractmethod
+    def save_channel(self, channel: Channel, entry: AuditEntry) -> None:
+        """Insert or replace a channel, appending ``entry`` in the same transaction."""
+
+    @abc.abstractmethod
+    def get_channel(self, name: str) -> Channel | None:
+        """The channel called ``name``, or ``None``."""
+
+    @abc.abstractmethod
+    def list_channels(self) -> list[Channel]:
+        """Every channel, ordered by name."""
+
+    @abc.abstractmethod
+    def save_campaign(self, campaign: Campaign, entry: AuditEntry) -> None:
+        """Insert or replace a campaign, appending ``entry`` in the same transaction."""
+
+    @abc.abstractmethod
+    def get_campaign(self, name: str) -> Campaign | None:
+        """The campaign called ``name``, or ``None``."""
+
+    @abc.abstractmethod
+    def list_campaigns(self) -> list[Campaign]:
+        """Every campaign, ordered by name."""
+
+    # -- posts ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def insert_post(
+        self, post: Post, revision: Revision, entries: Sequence[AuditEntry]
+    ) -> Post:
+        """Store a new post and its first revision; return it with its new id.
+
+        ``post.id`` and ``revision.post_id`` are ignored: the backend assigns a new id,
+        never reused, and stamps it on the post, the revision and every entry.
+        """
+
+    @abc.abstractmethod
+    def get_post(self, post_id: int) -> Post | None:
+        """The stored post, or ``None``."""
+
+    @abc.abstractmethod
+    def update_post(
+        self,
+        post: Post,
+        *,
+        expected_version: int,
+        entries: Sequence[AuditEntry],
+        revision: Revision | None = None,
+    ) -> None:
+        """Replace the stored post if its version is still ``expected_version``.
+
+        ``post.version`` must be ``expected_version + 1``. Appends ``entries`` (and the
+        new ``revision``, if given) in the same transaction. Raises
+        :class:`~postflow.ConflictError` when the stored version differs and
+        :class:`~postflow.NotFound` when there is no such post; nothing is written then.
+        """
+
+    @abc.abstractmethod
+    def list_posts(self, query: PostQuery) -> list[Post]:
+        """The posts matching ``query``, in the order it documents."""
+
+    @abc.abstractmethod
+    def count_posts(self, query: PostQuery) -> int:
+        """How many posts match ``query`` (``limit``/``offset`` ignored)."""
+
+    @abc.abstractmethod
+    def revisions(self, post_id: int) -> list[Revision]:
+        """Every revision of a post, oldest first (empty for an unknown post)."""
+
+    # -- audit ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Append entries that accompany no other change (comments)."""
+
+    @abc.abstractmethod
+    def history(self, post_id: int) -> list[AuditEntry]:
+        """A post's audit entries, oldest first."""
+
+    @abc.abstractmethod
+    def audit_log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        """All audit entries with ``id > after_id``, oldest first."""
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. Further calls may fail."""
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

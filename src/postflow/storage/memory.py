@@ -1,0 +1,220 @@
+"""``memory://``: an in-process, indexed backend (the data goes when the process ends)."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import attrs
+
+from postflow.exceptions import ConflictError, NotFound
+from postflow.hookspecs import hookimpl
+from postflow.models import AuditEntry, Campaign, Channel, Member, Post, Revision
+from postflow.storage import PostQuery, Storage
+
+__all__ = ["MemoryStorage"]
+
+_Key = tuple[datetime, int]
+
+
+class MemoryStorage(Storage):
+    """Posts in dicts, with indexes by state, channel, author, campaign and time.
+
+    One lock makes every write atomic, so several threads may share an instance.
+    """
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._audit_ids = itertools.count(1)
+        self._members: dict[str, Member] = {}
+        self._channels: dict[str, Channel] = {}
+        self._campaigns: dict[str, Campaign] = {}
+        self._posts: dict[int, Post] = {}
+        self._revisions: dict[int, list[Revision]] = {}
+        self._audit: list[AuditEntry] = []
+        self._history: dict[int, list[AuditEntry]] = defaultdict(list)
+        self._by_state: dict[str, set[int]] = defaultdict(set)
+        self._by_channel: dict[str, set[int]] = defaultdict(set)
+        self._by_author: dict[str, set[int]] = defaultdict(set)
+        self._by_campaign: dict[str, set[int]] = defaultdict(set)
+        # (scheduled_at, id) per state, kept sorted, for time-range queries
+        self._timeline: dict[str, list[_Key]] = defaultdict(list)
+
+    def __repr__(self) -> str:
+        return f"MemoryStorage({len(self._posts)} posts)"
+
+    # -- team, channels, campaigns -------------------------------------------------
+
+    def save_member(self, member: Member, entry: AuditEntry) -> None:
+        with self._lock:
+            self._members[member.name] = member
+            self._append([entry])
+
+    def get_member(self, name: str) -> Member | None:
+        return self._members.get(name)
+
+    def list_members(self) -> list[Member]:
+        return sorted(self._members.values(), key=lambda m: m.name)
+
+    def save_channel(self, channel: Channel, entry: AuditEntry) -> None:
+        with self._lock:
+            self._channels[channel.name] = channel
+            self._append([entry])
+
+    def get_channel(self, name: str) -> Channel | None:
+        return self._channels.get(name)
+
+    def list_channels(self) -> list[Channel]:
+        return sorted(self._channels.values(), key=lambda c: c.name)
+
+    def save_campaign(self, campaign: Campaign, entry: AuditEntry) -> None:
+        with self._lock:
+            self._campaigns[campaign.name] = campaign
+            self._append([entry])
+
+    def get_campaign(self, name: str) -> Campaign | None:
+        return self._campaigns.get(name)
+
+    def list_campaigns(self) -> list[Campaign]:
+        return sorted(self._campaigns.values(), key=lambda c: c.name)
+
+    # -- posts ---------------------------------------------------------------------
+
+    def insert_post(
+        self, post: Post, revision: Revision, entries: Sequence[AuditEntry]
+    ) -> Post:
+        with self._lock:
+            post_id = next(self._ids)
+            post = attrs.evolve(post, id=post_id)
+            self._posts[post_id] = post
+            self._revisions[post_id] = [attrs.evolve(revision, post_id=post_id)]
+            self._index(post)
+            self._append(attrs.evolve(e, post_id=post_id) for e in entries)
+            return post
+
+    def get_post(self, post_id: int) -> Post | None:
+        return self._posts.get(post_id)
+
+    def update_post(
+        self,
+        post: Post,
+        *,
+        expected_version: int,
+        entries: Sequence[AuditEntry],
+        revision: Revision | None = None,
+    ) -> None:
+        with self._lock:
+            stored = self._posts.get(post.id)
+            if stored is None:
+                raise NotFound(f"post {post.id} does not exist")
+            if stored.version != expected_version:
+                raise ConflictError(
+                    f"post {post.id} is at version {stored.version}, "
+                    f"not {expected_version}: it changed since it was read",
+                    post_id=post.id, expected=expected_version, actual=stored.version,
+                )
+            self._unindex(stored)
+            self._posts[post.id] = post
+            self._index(post)
+            if revision is not None:
+                self._revisions[post.id].append(revision)
+            self._append(entries)
+
+    def list_posts(self, query: PostQuery) -> list[Post]:
+        posts = [self._posts[i] for i in self._select(query)]
+        stop = None if query.limit is None else query.offset + query.limit
+        return posts[query.offset : stop]
+
+    def count_posts(self, query: PostQuery) -> int:
+        return sum(1 for _ in self._select(query))
+
+    def _select(self, query: PostQuery) -> Iterable[int]:
+        candidates: list[set[int]] = []
+        if query.states is not None:
+            candidates.append(set().union(*(self._by_state.get(s, ()) for s in query.states)))
+        for index, key in (
+            (self._by_channel, query.channel),
+            (self._by_author, query.author),
+            (self._by_campaign, query.campaign),
+        ):
+            if key is not None:
+                candidates.append(index.get(key, set()))
+        if query.by_time:
+            in_range: list[_Key] = []
+            states = query.states if query.states is not None else self._timeline.keys()
+            for state in states:
+                line = self._timeline.get(state, [])
+                lo = 0 if query.start is None else bisect.bisect_left(line, (query.start, 0))
+                hi = len(line) if query.end is None else bisect.bisect_left(line, (query.end, 0))
+                in_range.extend(line[lo:hi])
+            in_range.sort()
+            others = sorted(candidates, key=len)
+            return [i for _, i in in_range if all(i in c for c in others)]
+        if not candidates:
+            return sorted(self._posts)
+        smallest, *others = sorted(candidates, key=len)
+        return sorted(i for i in smallest if all(i in c for c in others))
+
+    def _index(self, post: Post) -> None:
+        self._by_state[post.state].add(post.id)
+        self._by_author[post.author].add(post.id)
+        if post.campaign is not None:
+            self._by_campaign[post.campaign].add(post.id)
+        for channel in post.channels:
+            self._by_channel[channel].add(post.id)
+        if post.scheduled_at is not None:
+            bisect.insort(self._timeline[post.state], (post.scheduled_at, post.id))
+
+    def _unindex(self, post: Post) -> None:
+        self._by_state[post.state].discard(post.id)
+        self._by_author[post.author].discard(post.id)
+        if post.campaign is not None:
+            self._by_campaign[post.campaign].discard(post.id)
+        for channel in post.channels:
+            self._by_channel[channel].discard(post.id)
+        if post.scheduled_at is not None:
+            line = self._timeline[post.state]
+            at = bisect.bisect_left(line, (post.scheduled_at, post.id))
+            if at < len(line) and line[at] == (post.scheduled_at, post.id):
+                del line[at]
+
+    def revisions(self, post_id: int) -> list[Revision]:
+        return list(self._revisions.get(post_id, ()))
+
+    # -- audit ---------------------------------------------------------------------
+
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        with self._lock:
+            self._append(entries)
+
+    def _append(self, entries: Iterable[AuditEntry]) -> None:
+        for entry in entries:
+            stored = attrs.evolve(entry, id=next(self._audit_ids))
+            self._audit.append(stored)
+            if stored.post_id is not None:
+                self._history[stored.post_id].append(stored)
+
+    def history(self, post_id: int) -> list[AuditEntry]:
+        return list(self._history.get(post_id, ()))
+
+    def audit_log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        start = bisect.bisect_right(self._audit, after_id, key=lambda e: e.id)
+        stop = None if limit is None else start + limit
+        return self._audit[start:stop]
+
+    def close(self) -> None:
+        """Nothing to release: the data lives as long as this object."""
+
+
+@hookimpl(trylast=True)
+def postflow_storage(url: str) -> Storage | None:
+    """Open ``memory://`` URLs."""
+    if url == "memory://" or url.startswith("memory://"):
+        return MemoryStorage(url)
+    return None

@@ -1,0 +1,451 @@
+"""``sqlite:///path``: the embedded default (stdlib ``sqlite3``, WAL).
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so several processes can share a
+file: SQLite serialises the writers and the compare-and-set on ``version`` catches a
+writer whose snapshot is stale. ``sqlite:///relative.db`` is relative to the working
+directory, ``sqlite:////abs/path.db`` absolute.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from postflow.exceptions import ConfigError, ConflictError, NotFound, StorageError
+from postflow.hookspecs import hookimpl
+from postflow.models import NO_DATA, Approval, AuditEntry, Campaign, Channel, Member, Post, Revision
+from postflow.storage import PostQuery, Storage
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
+
+SCHEMA_VERSION = 1
+"""The schema this postflow writes; older files are migrated forward on open."""
+
+_SCHEMA_V1 = """
+CREATE TABLE postflow_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE members (
+    name TEXT PRIMARY KEY, roles TEXT NOT NULL, email TEXT, active INTEGER NOT NULL);
+CREATE TABLE channels (
+    name TEXT PRIMARY KEY, network TEXT NOT NULL, handle TEXT NOT NULL,
+    timezone TEXT NOT NULL, active INTEGER NOT NULL);
+CREATE TABLE campaigns (name TEXT PRIMARY KEY, goal TEXT NOT NULL, hashtags TEXT NOT NULL);
+CREATE TABLE posts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    version INTEGER NOT NULL, state TEXT NOT NULL, author TEXT NOT NULL,
+    text TEXT NOT NULL, channels TEXT NOT NULL, revision INTEGER NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, state_changed_at TEXT NOT NULL,
+    campaign TEXT, planned_for TEXT, scheduled_at TEXT, scheduled_zone TEXT,
+    approvals TEXT NOT NULL);
+CREATE INDEX posts_state_time ON posts (state, scheduled_at, id);
+CREATE INDEX posts_time ON posts (scheduled_at, id);
+CREATE INDEX posts_author ON posts (author, id);
+CREATE INDEX posts_campaign ON posts (campaign, id);
+CREATE TABLE post_channels (
+    channel TEXT NOT NULL, post_id INTEGER NOT NULL, PRIMARY KEY (channel, post_id)
+) WITHOUT ROWID;
+CREATE TABLE revisions (
+    post_id INTEGER NOT NULL, number INTEGER NOT NULL, text TEXT NOT NULL,
+    channels TEXT NOT NULL, campaign TEXT, author TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (post_id, number)) WITHOUT ROWID;
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, post_id INTEGER, action TEXT NOT NULL,
+    actor TEXT NOT NULL, at TEXT NOT NULL, correlation_id TEXT NOT NULL,
+    from_state TEXT, to_state TEXT, revision INTEGER, comment TEXT, data TEXT);
+CREATE INDEX audit_post ON audit (post_id, id);
+"""
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+"""``MIGRATIONS[n]`` upgrades a schema at version ``n - 1`` to ``n`` (inside a transaction)."""
+
+_POST_COLUMNS = (
+    "id, version, state, author, text, channels, revision, created_at, updated_at, "
+    "state_changed_at, campaign, planned_for, scheduled_at, scheduled_zone, approvals"
+)
+_AUDIT_COLUMNS = (
+    "id, post_id, action, actor, at, correlation_id, from_state, to_state, revision, "
+    "comment, data"
+)
+_INSERT_AUDIT = (
+    "INSERT INTO audit (post_id, action, actor, at, correlation_id, from_state, to_state, "
+    "revision, comment, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_POST = (
+    "UPDATE posts SET version = ?, state = ?, text = ?, channels = ?, revision = ?, "
+    "updated_at = ?, state_changed_at = ?, campaign = ?, planned_for = ?, "
+    "scheduled_at = ?, scheduled_zone = ?, approvals = ? WHERE id = ? AND version = ?"
+)
+
+_ts = datetime.isoformat
+_from_ts = datetime.fromisoformat
+
+
+def path_from_url(url: str) -> str:
+    """The file path in a ``sqlite:///path`` URL."""
+    if not url.startswith("sqlite:///"):
+        raise ConfigError(f"not a sqlite URL (expected sqlite:///path): {url!r}")
+    path = url[len("sqlite:///"):]
+    if not path:
+        raise ConfigError(f"sqlite URL without a file path: {url!r}")
+    return path
+
+
+class SQLiteStorage(Storage):
+    """A postflow database in one SQLite file."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        self.url = url
+        self.path = path_from_url(url)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._prepare_schema()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StorageError(
+                f"{self.path} is not a usable postflow database: {exc}"
+            ) from exc
+        except StorageError:
+            self._db.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SQLiteStorage({self.path!r})"
+
+    # -- schema --------------------------------------------------------------------
+
+    def _prepare_schema(self) -> None:
+        with self._write() as db:
+            tables = {r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not tables:
+                for statement in _SCHEMA_V1.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO postflow_meta VALUES ('schema_version', ?)",
+                           (str(SCHEMA_VERSION),))
+                return
+            if "postflow_meta" not in tables:
+                raise StorageError(
+                    f"{self.path} is a SQLite database but not a postflow one "
+                    f"(it has tables {', '.join(sorted(tables))} and no postflow_meta)"
+                )
+            row = db.execute(
+                "SELECT value FROM postflow_meta WHERE key = 'schema_version'").fetchone()
+            if row is None or not str(row[0]).isdigit():
+                raise StorageError(f"{self.path}: postflow_meta has no valid schema_version")
+            found = int(row[0])
+            if found > SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.path} was written by a newer postflow (schema version {found}; "
+                    f"this postflow knows up to {SCHEMA_VERSION}): upgrade postflow"
+                )
+            for target in range(found + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[target](db)
+                db.execute("UPDATE postflow_meta SET value = ? WHERE key = 'schema_version'",
+                           (str(target),))
+
+    def schema_version(self) -> int:
+        """The schema version stored in the file."""
+        row = self._db.execute(
+            "SELECT value FROM postflow_meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0])
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: cannot start a write: {exc}") from exc
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK")
+                raise StorageError(f"{self.path}: commit failed: {exc}") from exc
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: read failed: {exc}") from exc
+
+    def _append(self, db: sqlite3.Connection, entries: Sequence[AuditEntry]) -> None:
+        db.executemany(_INSERT_AUDIT, [
+            (e.post_id, e.action, e.actor, _ts(e.at), e.correlation_id, e.from_state,
+             e.to_state, e.revision, e.comment,
+             json.dumps(dict(e.data), sort_keys=True, default=str) if e.data else None)
+            for e in entries
+        ])
+
+    # -- team, channels, campaigns -------------------------------------------------
+
+    def save_member(self, member: Member, entry: AuditEntry) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?)",
+                       (member.name, json.dumps(sorted(member.roles)), member.email,
+                        int(member.active)))
+            self._append(db, [entry])
+
+    def get_member(self, name: str) -> Member | None:
+        rows = self._read("SELECT * FROM members WHERE name = ?", (name,))
+        return _member(rows[0]) if rows else None
+
+    def list_members(self) -> list[Member]:
+        return [_member(r) for r in self._read("SELECT * FROM members ORDER BY name")]
+
+    def save_channel(self, channel: Channel, entry: AuditEntry) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?, ?)",
+                       (channel.name, channel.network, channel.handle, channel.timezone,
+                        int(channel.active)))
+            self._append(db, [entry])
+
+    def get_channel(self, name: str) -> Channel | None:
+        rows = self._read("SELECT * FROM channels WHERE name = ?", (name,))
+        return _channel(rows[0]) if rows else None
+
+    def list_channels(self) -> list[Channel]:
+        return [_channel(r) for r in self._read("SELECT * FROM channels ORDER BY name")]
+
+    def save_campaign(self, campaign: Campaign, entry: AuditEntry) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO campaigns VALUES (?, ?, ?)",
+                       (campaign.name, campaign.goal, json.dumps(list(campaign.hashtags))))
+            self._append(db, [entry])
+
+    def get_campaign(self, name: str) -> Campaign | None:
+        rows = self._read("SELECT * FROM campaigns WHERE name = ?", (name,))
+        return _campaign(rows[0]) if rows else None
+
+    def list_campaigns(self) -> list[Campaign]:
+        return [_campaign(r) for r in self._read("SELECT * FROM campaigns ORDER BY name")]
+
+    # -- posts ---------------------------------------------------------------------
+
+    def insert_post(
+        self, post: Post, revision: Revision, entries: Sequence[AuditEntry]
+    ) -> Post:
+        with self._write() as db:
+            cursor = db.execute(
+                f"INSERT INTO posts ({_POST_COLUMNS}) "
+                "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (post.version, post.state, post.author, post.text,
+                 json.dumps(post.channels), post.revision, _ts(post.created_at),
+                 _ts(post.updated_at), _ts(post.state_changed_at), *_mutable_tail(post)),
+            )
+            post_id = cursor.lastrowid
+            assert post_id is not None
+            db.executemany("INSERT INTO post_channels VALUES (?, ?)",
+                           [(c, post_id) for c in post.channels])
+            _insert_revision(db, post_id, revision)
+            self._append(db, [_with_post(e, post_id) for e in entries])
+        return _evolve_id(post, post_id)
+
+    def get_post(self, post_id: int) -> Post | None:
+        rows = self._read(f"SELECT {_POST_COLUMNS} FROM posts WHERE id = ?", (post_id,))
+        return _post(rows[0]) if rows else None
+
+    def update_post(
+        self,
+        post: Post,
+        *,
+        expected_version: int,
+        entries: Sequence[AuditEntry],
+        revision: Revision | None = None,
+    ) -> None:
+        with self._write() as db:
+            cursor = db.execute(_UPDATE_POST, (
+                post.version, post.state, post.text, json.dumps(post.channels),
+                post.revision, _ts(post.updated_at), _ts(post.state_changed_at),
+                *_mutable_tail(post), post.id, expected_version,
+            ))
+            if cursor.rowcount != 1:
+                row = db.execute("SELECT version FROM posts WHERE id = ?",
+                                 (post.id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"post {post.id} does not exist")
+                raise ConflictError(
+                    f"post {post.id} is at version {row[0]}, not {expected_version}: "
+                    "it changed since it was read",
+                    post_id=post.id, expected=expected_version, actual=row[0],
+                )
+            if revision is not None:
+                _insert_revision(db, post.id, revision)
+                old = {r[0] for r in db.execute(
+                    "SELECT channel FROM post_channels WHERE post_id = ?", (post.id,))}
+                if old != set(post.channels):
+                    db.execute("DELETE FROM post_channels WHERE post_id = ?", (post.id,))
+                    db.executemany("INSERT INTO post_channels VALUES (?, ?)",
+                                   [(c, post.id) for c in post.channels])
+            self._append(db, entries)
+
+    def _where(self, query: PostQuery) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if query.states is not None:
+            states = sorted(query.states)
+            clauses.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(states)
+        if query.channel is not None:
+            clauses.append("id IN (SELECT post_id FROM post_channels WHERE channel = ?)")
+            params.append(query.channel)
+        if query.campaign is not None:
+            clauses.append("campaign = ?")
+            params.append(query.campaign)
+        if query.author is not None:
+            clauses.append("author = ?")
+            params.append(query.author)
+        if query.start is not None:
+            clauses.append("scheduled_at >= ?")
+            params.append(_ts(query.start))
+        if query.end is not None:
+            clauses.append("scheduled_at < ?")
+            params.append(_ts(query.end))
+        if query.by_time:
+            clauses.append("scheduled_at IS NOT NULL")
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        return where, params
+
+    def list_posts(self, query: PostQuery) -> list[Post]:
+        sql, params = self.list_sql(query)
+        return [_post(r) for r in self._read(sql, params)]
+
+    def list_sql(self, query: PostQuery) -> tuple[str, list[Any]]:
+        """The SELECT :meth:`list_posts` runs (for EXPLAIN QUERY PLAN in tests)."""
+        where, params = self._where(query)
+        order = " ORDER BY scheduled_at, id" if query.by_time else " ORDER BY id"
+        sql = f"SELECT {_POST_COLUMNS} FROM posts{where}{order}"
+        if query.limit is not None or query.offset:
+            sql += " LIMIT ? OFFSET ?"
+            params = [*params, -1 if query.limit is None else query.limit, query.offset]
+        return sql, params
+
+    def count_posts(self, query: PostQuery) -> int:
+        where, params = self._where(query)
+        return int(self._read(f"SELECT count(*) FROM posts{where}", params)[0][0])
+
+    def explain(self, sql: str, params: Sequence[Any]) -> list[str]:
+        """SQLite's query plan for ``sql`` (one line per step)."""
+        return [str(r[-1]) for r in self._read(f"EXPLAIN QUERY PLAN {sql}", params)]
+
+    def revisions(self, post_id: int) -> list[Revision]:
+        rows = self._read(
+            "SELECT post_id, number, text, channels, campaign, author, created_at "
+            "FROM revisions WHERE post_id = ? ORDER BY number", (post_id,))
+        return [Revision(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], r[5],
+                         _from_ts(r[6])) for r in rows]
+
+    # -- audit ---------------------------------------------------------------------
+
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        with self._write() as db:
+            self._append(db, entries)
+
+    def history(self, post_id: int) -> list[AuditEntry]:
+        rows = self._read(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE post_id = ? ORDER BY id", (post_id,))
+        return [_entry(r) for r in rows]
+
+    def audit_log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        rows = self._read(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, -1 if limit is None else limit))
+        return [_entry(r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _mutable_tail(post: Post) -> tuple[Any, ...]:
+    return (
+        post.campaign,
+        post.planned_for.isoformat() if post.planned_for else None,
+        _ts(post.scheduled_at) if post.scheduled_at else None,
+        post.scheduled_zone,
+        json.dumps([[a.member, a.stage, a.revision, _ts(a.at), a.comment]
+                    for a in post.approvals]) if post.approvals else "[]",
+    )
+
+
+def _insert_revision(db: sqlite3.Connection, post_id: int, revision: Revision) -> None:
+    db.execute("INSERT INTO revisions VALUES (?, ?, ?, ?, ?, ?, ?)", (
+        post_id, revision.number, revision.text, json.dumps(revision.channels),
+        revision.campaign, revision.author, _ts(revision.created_at)))
+
+
+def _with_post(entry: AuditEntry, post_id: int) -> AuditEntry:
+    return AuditEntry(
+        entry.id, entry.action, entry.actor, entry.at, entry.correlation_id, post_id,
+        entry.from_state, entry.to_state, entry.revision, entry.comment, entry.data)
+
+
+def _evolve_id(post: Post, post_id: int) -> Post:
+    return Post(
+        post_id, post.version, post.state, post.author, post.text, post.channels,
+        post.revision, post.created_at, post.updated_at, post.state_changed_at,
+        post.campaign, post.planned_for, post.scheduled_at, post.scheduled_zone,
+        post.approvals)
+
+
+def _post(r: Sequence[Any]) -> Post:
+    return Post(
+        r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), r[6], _from_ts(r[7]),
+        _from_ts(r[8]), _from_ts(r[9]), r[10],
+        date.fromisoformat(r[11]) if r[11] else None,
+        _from_ts(r[12]) if r[12] else None, r[13],
+        tuple(Approval(a[0], a[1], a[2], _from_ts(a[3]), a[4]) for a in json.loads(r[14]))
+        if r[14] != "[]" else (),
+    )
+
+
+def _entry(r: Sequence[Any]) -> AuditEntry:
+    return AuditEntry(
+        r[0], r[2], r[3], _from_ts(r[4]), r[5], r[1], r[6], r[7], r[8], r[9],
+        json.loads(r[10]) if r[10] else NO_DATA)
+
+
+def _member(r: Sequence[Any]) -> Member:
+    return Member(r[0], frozenset(json.loads(r[1])), r[2], bool(r[3]))
+
+
+def _channel(r: Sequence[Any]) -> Channel:
+    return Channel(r[0], r[1], r[2], r[3], bool(r[4]))
+
+
+def _campaign(r: Sequence[Any]) -> Campaign:
+    return Campaign(r[0], r[1], tuple(json.loads(r[2])))
+
+
+@hookimpl(trylast=True)
+def postflow_storage(url: str) -> Storage | None:
+    """Open ``sqlite:///path`` URLs, creating the file if needed."""
+    if not url.startswith("sqlite:"):
+        return None
+    path = path_from_url(url)
+    if path != ":memory:":
+        parent = Path(path).parent
+        if not parent.exists():
+            raise StorageError(f"cannot create {path}: folder {parent} does not exist")
+    return SQLiteStorage(url)

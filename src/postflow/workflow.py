@@ -1,0 +1,526 @@
+"""Workflows as data: states, triggers, who may fire them, and approval stages.
+
+A :class:`Workflow` is loaded from a dict or a TOML file and validated on load. It owns
+ONE shared :class:`transitions.Machine` (``model=None``) that every post of every
+workspace using the workflow is fired through, carried by a throw-away object.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import attrs
+from transitions import EventData, Machine
+
+from postflow._time import parse_duration
+from postflow.exceptions import ConfigError
+from postflow.models import ROLES, Approval, StageStatus
+
+__all__ = ["DEFAULT_WORKFLOW", "Stage", "TransitionRule", "Workflow"]
+
+EDIT = "edit"
+"""The generated trigger editing fires; workflows may not define it themselves."""
+
+DEFAULT_WORKFLOW: Mapping[str, Any] = {
+    "name": "default",
+    "initial": "draft",
+    "states": ["draft", "review", "approved", "scheduled", "published", "failed", "archived"],
+    "edit_returns_to": "draft",
+    "editable": ["draft", "review", "approved", "scheduled", "failed"],
+    "four_eyes": True,
+    "approval_state": "review",
+    "transitions": [
+        {"trigger": "submit", "source": "draft", "dest": "review",
+         "roles": ["author", "admin"], "author_only": True},
+        {"trigger": "approve", "source": "review", "dest": "approved"},
+        {"trigger": "request_changes", "source": "review", "dest": "draft",
+         "roles": ["approver", "admin"], "comment_required": True},
+        {"trigger": "withdraw", "source": "review", "dest": "draft",
+         "roles": ["author", "admin"], "author_only": True},
+        {"trigger": "schedule", "source": "approved", "dest": "scheduled",
+         "roles": ["publisher", "admin"]},
+        {"trigger": "unschedule", "source": "scheduled", "dest": "approved",
+         "roles": ["publisher", "admin"]},
+        {"trigger": "publish", "source": ["scheduled", "approved"], "dest": "published",
+         "roles": ["publisher", "admin"]},
+        {"trigger": "fail", "source": "scheduled", "dest": "failed",
+         "roles": ["publisher", "admin"]},
+        {"trigger": "retry", "source": "failed", "dest": "scheduled",
+         "roles": ["publisher", "admin"]},
+        {"trigger": "archive",
+         "source": ["draft", "review", "approved", "scheduled", "published", "failed"],
+         "dest": "archived", "roles": ["publisher", "admin"]},
+        {"trigger": "restore", "source": "archived", "dest": "draft",
+         "roles": ["publisher", "admin"]},
+    ],
+    "stages": [{"name": "review", "roles": ["approver"], "quorum": 1}],
+}
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_TOP_KEYS = {
+    "name", "initial", "states", "transitions", "stages", "roles", "edit_returns_to",
+    "editable", "four_eyes", "approval_state",
+}
+_TRANSITION_KEYS = {"trigger", "source", "dest", "roles", "author_only", "comment_required"}
+_STAGE_KEYS = {"name", "roles", "members", "quorum", "due"}
+_DEFAULT_ROLES = {"approve": frozenset({"approver", "admin"})}
+
+
+@attrs.frozen
+class Stage:
+    """An approval stage: who may approve, how many must, and by when.
+
+    ``quorum`` is the number of distinct eligible approvals needed. A member is
+    eligible when they hold one of ``roles`` or are named in ``members``. ``due`` is
+    measured from the moment the post entered the approval state.
+    """
+
+    name: str
+    roles: frozenset[str] = frozenset()
+    members: frozenset[str] = frozenset()
+    quorum: int = 1
+    due: timedelta | None = None
+
+    def eligible(self, member: str, roles: Iterable[str]) -> bool:
+        """Whether a member with ``roles`` may approve at this stage."""
+        return member in self.members or not self.roles.isdisjoint(roles)
+
+
+@attrs.frozen
+class TransitionRule:
+    """One trigger's rule: where it goes from where, and who may fire it."""
+
+    trigger: str
+    sources: tuple[str, ...]
+    dest: str
+    roles: frozenset[str]
+    author_only: bool = False
+    comment_required: bool = False
+
+
+class _Carrier:
+    """What the shared machine fires on: a state and the approvals it would have."""
+
+    __slots__ = ("approvals", "state")
+
+    def __init__(self, state: str, approvals: tuple[Approval, ...]) -> None:
+        self.state = state
+        self.approvals = approvals
+
+
+@attrs.frozen(eq=False)
+class Workflow:
+    """A validated workflow definition. Build with :meth:`default`, :meth:`from_dict`
+    or :meth:`from_toml`."""
+
+    name: str
+    initial: str
+    states: tuple[str, ...]
+    rules: Mapping[str, TransitionRule]
+    stages: tuple[Stage, ...]
+    roles: frozenset[str]
+    edit_returns_to: str
+    editable: frozenset[str]
+    four_eyes: bool
+    approval_state: str | None
+
+    # -- loading -------------------------------------------------------------------
+
+    @classmethod
+    def default(cls) -> Workflow:
+        """The default workflow (draft → review → approved → scheduled → published)."""
+        return cls.from_dict(DEFAULT_WORKFLOW)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Workflow:
+        """Load and validate a workflow from a TOML file."""
+        path = Path(path)
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"workflow file {path}: cannot read it: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"workflow file {path}: not valid TOML: {exc}") from exc
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"workflow file {path}: {exc}") from exc
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Workflow:
+        """Validate a workflow definition (the shape of :data:`DEFAULT_WORKFLOW`).
+
+        Raises :class:`~postflow.ConfigError` naming the first problem found: unknown
+        keys, states or roles, unreachable states, duplicate triggers, stages without
+        an ``approve`` trigger, impossible quorums.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a workflow must be a table/dict, got {type(data).__name__}")
+        _no_unknown_keys(data, _TOP_KEYS, "workflow")
+        name = _name(data.get("name", "custom"), "workflow name", slug=False)
+        states = _names(data.get("states"), "states")
+        if not states:
+            raise ConfigError(f"workflow {name!r}: 'states' must list at least one state")
+        if len(set(states)) != len(states):
+            raise ConfigError(f"workflow {name!r}: a state is listed twice in 'states'")
+        initial = data.get("initial", states[0])
+        _known_state(initial, states, name, "initial")
+        roles = ROLES | frozenset(_names(data.get("roles", []), "roles"))
+
+        rules: dict[str, TransitionRule] = {}
+        seen: set[tuple[str, str]] = set()
+        raw_transitions = data.get("transitions")
+        if not isinstance(raw_transitions, Sequence) or not raw_transitions:
+            raise ConfigError(f"workflow {name!r}: 'transitions' must be a non-empty list")
+        for raw in raw_transitions:
+            rule = _transition(raw, states, roles, name)
+            for source in rule.sources:
+                if (rule.trigger, source) in seen:
+                    raise ConfigError(
+                        f"workflow {name!r}: duplicate trigger {rule.trigger!r} "
+                        f"from state {source!r}"
+                    )
+                seen.add((rule.trigger, source))
+            if rule.trigger in rules:
+                rules[rule.trigger] = _merge(rules[rule.trigger], rule, name)
+            else:
+                rules[rule.trigger] = rule
+
+        raw_stages = data.get("stages", [])
+        if not isinstance(raw_stages, Sequence):
+            raise ConfigError(f"workflow {name!r}: 'stages' must be a list")
+        stages = tuple(_stage(raw, roles, name) for raw in raw_stages)
+        if len({s.name for s in stages}) != len(stages):
+            raise ConfigError(f"workflow {name!r}: two approval stages share a name")
+        approve = rules.get("approve")
+        if stages and approve is None:
+            raise ConfigError(
+                f"workflow {name!r}: approval stages are defined but no 'approve' trigger is"
+            )
+        if approve is not None and not stages:
+            stages = (Stage("review", roles=frozenset({"approver"})),)
+        approval_state = data.get("approval_state")
+        if approve is not None:
+            if approval_state is None:
+                approval_state = approve.sources[0]
+            _known_state(approval_state, states, name, "approval_state")
+        elif approval_state is not None:
+            raise ConfigError(f"workflow {name!r}: 'approval_state' needs an 'approve' trigger")
+
+        edit_returns_to = data.get("edit_returns_to", initial)
+        _known_state(edit_returns_to, states, name, "edit_returns_to")
+        editable = frozenset(_names(data.get("editable", states), "editable"))
+        for state in editable:
+            _known_state(state, states, name, "editable")
+        four_eyes = data.get("four_eyes", True)
+        if not isinstance(four_eyes, bool):
+            raise ConfigError(f"workflow {name!r}: 'four_eyes' must be true or false")
+
+        workflow = cls(
+            name=name, initial=initial, states=tuple(states), rules=rules, stages=stages,
+            roles=roles, edit_returns_to=edit_returns_to, editable=editable,
+            four_eyes=four_eyes, approval_state=approval_state,
+        )
+        unreachable = [s for s in states if s not in workflow._reachable()]
+        if unreachable:
+            raise ConfigError(
+                f"workflow {name!r}: state(s) {', '.join(map(repr, unreachable))} cannot be "
+                f"reached from {initial!r}"
+            )
+        return workflow
+
+    # -- the rulebook --------------------------------------------------------------
+
+    @property
+    def triggers(self) -> tuple[str, ...]:
+        """Every trigger users may fire (``edit`` excluded)."""
+        return tuple(self.rules)
+
+    def triggers_from(self, state: str) -> tuple[str, ...]:
+        """The triggers that have a transition out of ``state``."""
+        return tuple(t for t, rule in self.rules.items() if state in rule.sources)
+
+    def dest(self, trigger: str, state: str) -> str:
+        """Where ``trigger`` leads from ``state`` when it completes."""
+        return self.rules[trigger].dest
+
+    def edit_dest(self, state: str) -> str:
+        """The state an edit made in ``state`` leaves the post in."""
+        return state if state == self.initial else self.edit_returns_to
+
+    @cached_property
+    def machine(self) -> Machine:
+        """The one shared state machine of this workflow."""
+        transitions: list[dict[str, Any]] = []
+        for rule in self.rules.values():
+            for source in rule.sources:
+                if rule.trigger == "approve":
+                    transitions.append({"trigger": "approve", "source": source,
+                                        "dest": rule.dest, "conditions": [self._complete]})
+                    transitions.append({"trigger": "approve", "source": source, "dest": None})
+                else:
+                    transitions.append(
+                        {"trigger": rule.trigger, "source": source, "dest": rule.dest}
+                    )
+        for state in sorted(self.editable):
+            dest = self.edit_dest(state)
+            transitions.append(
+                {"trigger": EDIT, "source": state, "dest": None if dest == state else dest}
+            )
+        return Machine(
+            model=None, states=list(self.states), initial=self.initial,
+            transitions=transitions, auto_transitions=False, send_event=True,
+            queued=False, name=f"postflow-{self.name}",
+        )
+
+    def fire(self, trigger: str, state: str, approvals: tuple[Approval, ...] = ()) -> str | None:
+        """Fire ``trigger`` from ``state`` through the shared machine.
+
+        Returns the state the post ends in, or ``None`` when a condition refused the
+        transition. The caller has checked that the trigger is valid in ``state``.
+        """
+        carrier = _Carrier(state, approvals)
+        if self.machine.events[trigger].trigger(carrier):
+            return carrier.state
+        return None
+
+    def _complete(self, event: EventData) -> bool:
+        approvals: tuple[Approval, ...] = event.model.approvals
+        return all(self._count(stage, approvals) >= stage.quorum for stage in self.stages)
+
+    @staticmethod
+    def _count(stage: Stage, approvals: Iterable[Approval]) -> int:
+        return sum(1 for a in approvals if a.stage == stage.name)
+
+    def current_stage(self, approvals: Iterable[Approval]) -> Stage | None:
+        """The first stage whose quorum ``approvals`` do not yet meet."""
+        approvals = tuple(approvals)
+        for stage in self.stages:
+            if self._count(stage, approvals) < stage.quorum:
+                return stage
+        return None
+
+    def stage_status(
+        self, approvals: Iterable[Approval], entered_at: datetime | None, now: datetime
+    ) -> tuple[StageStatus, ...]:
+        """Where every stage stands given the current revision's ``approvals``."""
+        approvals = tuple(approvals)
+        result = []
+        for stage in self.stages:
+            by = tuple(a.member for a in approvals if a.stage == stage.name)
+            due_at = entered_at + stage.due if (stage.due and entered_at) else None
+            satisfied = len(by) >= stage.quorum
+            result.append(StageStatus(
+                name=stage.name, needed=stage.quorum, approved_by=by,
+                eligible_roles=stage.roles, eligible_members=stage.members,
+                due_at=due_at, overdue=bool(due_at and not satisfied and now > due_at),
+            ))
+        return tuple(result)
+
+    # -- description ---------------------------------------------------------------
+
+    def _edges(self) -> list[tuple[str, str, str]]:
+        edges = [(s, r.dest, r.trigger) for r in self.rules.values() for s in r.sources]
+        edges += [
+            (s, self.edit_dest(s), EDIT) for s in sorted(self.editable)
+            if self.edit_dest(s) != s
+        ]
+        return edges
+
+    def _reachable(self) -> set[str]:
+        seen = {self.initial}
+        queue = deque([self.initial])
+        edges = self._edges()
+        while queue:
+            state = queue.popleft()
+            for source, dest, _ in edges:
+                if source == state and dest not in seen:
+                    seen.add(dest)
+                    queue.append(dest)
+        return seen
+
+    def describe(self) -> str:
+        """A plain-text table of states, transitions, roles and stages."""
+        lines = [f"workflow {self.name}", f"  initial state: {self.initial}",
+                 f"  states: {', '.join(self.states)}", "  transitions:"]
+        for rule in self.rules.values():
+            who = ", ".join(sorted(rule.roles)) if rule.trigger != "approve" else "see stages"
+            extra = []
+            if rule.author_only:
+                extra.append("post author only")
+            if rule.comment_required:
+                extra.append("comment required")
+            note = f" ({'; '.join(extra)})" if extra else ""
+            lines.append(
+                f"    {rule.trigger:<16} {', '.join(rule.sources)} -> {rule.dest}   "
+                f"[{who}]{note}"
+            )
+        lines.append(
+            f"    {EDIT:<16} {', '.join(sorted(self.editable))} -> {self.edit_returns_to}"
+            "   [post author, admin] (new revision, voids approvals)"
+        )
+        if self.stages:
+            lines.append(f"  approval stages (in {self.approval_state}, in order):")
+            for i, stage in enumerate(self.stages, 1):
+                who = sorted(stage.roles) + [f"@{m}" for m in sorted(stage.members)]
+                due = f", due {_format_duration(stage.due)}" if stage.due else ""
+                lines.append(
+                    f"    {i}. {stage.name}: {stage.quorum} of {', '.join(who)}{due}"
+                )
+        lines.append(f"  four-eyes rule: {'on' if self.four_eyes else 'off'}")
+        return "\n".join(lines)
+
+    def mermaid(self) -> str:
+        """A Mermaid ``stateDiagram-v2`` of the workflow."""
+        lines = ["stateDiagram-v2", f"    [*] --> {self.initial}"]
+        lines += [f"    {s} --> {d}: {t}" for s, d, t in self._edges()]
+        return "\n".join(lines)
+
+    def graphviz(self) -> str:
+        """A Graphviz ``digraph`` of the workflow."""
+        lines = [f'digraph "{self.name}" {{', "    rankdir=LR;",
+                 f'    "{self.initial}" [shape=doublecircle];']
+        lines += [f'    "{s}" -> "{d}" [label="{t}"];' for s, d, t in self._edges()]
+        lines.append("}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Workflow({self.name!r}, states={list(self.states)})"
+
+
+def _format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _no_unknown_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"expected some of {', '.join(sorted(allowed))}"
+        )
+
+
+def _name(value: object, what: str, *, slug: bool = True) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{what} must be a non-empty string, got {value!r}")
+    if slug and not _NAME.match(value):
+        raise ConfigError(f"{what} {value!r} must be lower-case letters, digits and _")
+    return value
+
+
+def _names(value: object, what: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, Sequence):
+        raise ConfigError(f"{what} must be a list of names, got {value!r}")
+    return [_name(v, f"a name in {what}") for v in value]
+
+
+def _known_state(state: object, states: Sequence[str], workflow: str, what: str) -> None:
+    if state not in states:
+        raise ConfigError(
+            f"workflow {workflow!r}: {what} names unknown state {state!r} "
+            f"(states: {', '.join(states)})"
+        )
+
+
+def _known_roles(roles: Iterable[str], known: frozenset[str], where: str) -> None:
+    for role in roles:
+        if role not in known:
+            raise ConfigError(
+                f"{where}: unknown role {role!r} (known roles: {', '.join(sorted(known))}; "
+                "declare extra roles in the workflow's 'roles' list)"
+            )
+
+
+def _transition(
+    raw: object, states: Sequence[str], roles: frozenset[str], workflow: str
+) -> TransitionRule:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"workflow {workflow!r}: each transition must be a table/dict")
+    trigger = _name(raw.get("trigger"), f"workflow {workflow!r}: a transition's trigger")
+    where = f"workflow {workflow!r}, trigger {trigger!r}"
+    _no_unknown_keys(raw, _TRANSITION_KEYS, where)
+    if trigger == EDIT:
+        raise ConfigError(f"{where}: 'edit' is reserved (editing is built in)")
+    source = raw.get("source")
+    sources = list(states) if source == "*" else _names(source, f"{where}: source")
+    if not sources:
+        raise ConfigError(f"{where}: needs a 'source' state (or '*')")
+    for state in sources:
+        _known_state(state, states, workflow, f"trigger {trigger!r} source")
+    dest = raw.get("dest")
+    _known_state(dest, states, workflow, f"trigger {trigger!r} dest")
+    if "roles" in raw:
+        rule_roles = frozenset(_names(raw["roles"], f"{where}: roles"))
+    else:
+        rule_roles = _DEFAULT_ROLES.get(trigger, frozenset({"admin"}))
+    _known_roles(rule_roles, roles, where)
+    flags = {}
+    for flag in ("author_only", "comment_required"):
+        value = raw.get(flag, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {flag!r} must be true or false")
+        flags[flag] = value
+    return TransitionRule(trigger, tuple(sources), str(dest), rule_roles, **flags)
+
+
+def _merge(first: TransitionRule, second: TransitionRule, workflow: str) -> TransitionRule:
+    """Two entries for one trigger (different sources) must agree on all but sources."""
+    if attrs.evolve(second, sources=first.sources) != first:
+        raise ConfigError(
+            f"workflow {workflow!r}: trigger {first.trigger!r} is defined twice with "
+            "different dest, roles or flags; one trigger has one rule"
+        )
+    return attrs.evolve(first, sources=first.sources + second.sources)
+
+
+def _stage(raw: object, roles: frozenset[str], workflow: str) -> Stage:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"workflow {workflow!r}: each stage must be a table/dict")
+    name = _name(raw.get("name"), f"workflow {workflow!r}: a stage's name")
+    where = f"workflow {workflow!r}, stage {name!r}"
+    _no_unknown_keys(raw, _STAGE_KEYS, where)
+    stage_roles = frozenset(_names(raw.get("roles", []), f"{where}: roles"))
+    _known_roles(stage_roles, roles, where)
+    members_raw = raw.get("members", [])
+    if isinstance(members_raw, str) or not isinstance(members_raw, Sequence) or not all(
+        isinstance(m, str) and m for m in members_raw
+    ):
+        raise ConfigError(f"{where}: members must be a list of member names")
+    members = frozenset(members_raw)
+    if not stage_roles and not members:
+        raise ConfigError(f"{where}: names no eligible roles or members")
+    quorum_raw = raw.get("quorum", 1)
+    if quorum_raw == "all":
+        if stage_roles or not members:
+            raise ConfigError(
+                f"{where}: quorum 'all' needs named members and no roles "
+                "(a role's holders change over time)"
+            )
+        quorum = len(members)
+    elif isinstance(quorum_raw, int) and not isinstance(quorum_raw, bool) and quorum_raw >= 1:
+        quorum = quorum_raw
+        if not stage_roles and quorum > len(members):
+            raise ConfigError(
+                f"{where}: quorum {quorum} is more than the {len(members)} named members"
+            )
+    else:
+        raise ConfigError(f"{where}: quorum must be a positive number or 'all'")
+    due = parse_duration(raw["due"], what=f"{where}: due") if "due" in raw else None
+    return Stage(name, stage_roles, members, quorum, due)

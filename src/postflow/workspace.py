@@ -1,0 +1,881 @@
+"""The workspace: one storage, one workflow, one plugin manager, and the calls on them."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+import attrs
+
+from postflow._plugins import Hooks, make_plugin_manager
+from postflow._time import Clock, SystemClock, to_utc, zone_of
+from postflow.exceptions import (
+    ConfigError,
+    ConflictError,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    PostflowError,
+    Problem,
+    ValidationFailed,
+)
+from postflow.models import (
+    NO_DATA,
+    Approval,
+    AuditEntry,
+    Campaign,
+    Channel,
+    Member,
+    Post,
+    Revision,
+    StageStatus,
+)
+from postflow.storage import PostQuery, Storage
+from postflow.workflow import EDIT, TransitionRule, Workflow
+
+__all__ = ["ACTION_ROLES", "Workspace", "open"]
+
+ACTION_ROLES: Mapping[str, frozenset[str]] = {
+    "create": frozenset({"author", "admin"}),
+    "edit": frozenset({"author", "admin"}),
+    "plan": frozenset({"author", "publisher", "admin"}),
+    "comment": frozenset({"author", "approver", "publisher", "admin", "analyst"}),
+    "manage": frozenset({"admin"}),
+}
+"""Who may do what outside workflow triggers (those carry their roles in the workflow).
+
+``edit`` is also limited to the post's author (admins excepted).
+"""
+
+_MAX_ATTEMPTS = 20
+_CACHE_SIZE = 2048
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+_UNSET: Any = object()
+T = TypeVar("T")
+
+
+def open(  # noqa: A001 - the public name DESIGN.md fixes: postflow.open(url)
+    url: str = "sqlite:///postflow.db",
+    *,
+    plugins: Iterable[object] = (),
+    workflow: Workflow | None = None,
+    clock: Clock | None = None,
+    entry_points: bool = True,
+) -> Workspace:
+    """Open a workspace on a storage URL (``memory://``, ``sqlite:///path`` …).
+
+    ``plugins`` are registered in-process (after entry-point plugins, before the
+    built-ins). ``clock`` replaces the system clock (see :mod:`postflow.testing`).
+    ``entry_points=False`` ignores installed plugins.
+    """
+    hooks = Hooks(make_plugin_manager(plugins, entry_points=entry_points))
+    storage = hooks.storage(url)
+    if storage is None:
+        scheme = url.split(":", 1)[0]
+        raise ConfigError(
+            f"no storage backend for {url!r}: no plugin handles scheme {scheme!r} "
+            "(built in: memory://, sqlite:///path)"
+        )
+    return Workspace(storage, workflow or Workflow.default(), hooks, clock or SystemClock())
+
+
+class Workspace:
+    """A team's posts, channels and audit trail on one storage backend.
+
+    Every method returns immutable snapshots. Writes accept ``expected_version`` (the
+    version of the snapshot they are based on) and raise
+    :class:`~postflow.ConflictError` when the stored post has moved on; without it, a
+    concurrent change is merged by re-reading and re-checking the call.
+    """
+
+    def __init__(self, storage: Storage, workflow: Workflow, hooks: Hooks, clock: Clock):
+        self.storage = storage
+        self.workflow = workflow
+        self.hooks = hooks
+        self.clock = clock
+        self.team = Team(self)
+        self.channels = Channels(self)
+        self.campaigns = Campaigns(self)
+        self.posts = Posts(self)
+        # Snapshots this workspace wrote, as a base for its next write. Safe because a
+        # stale base fails the compare-and-set, and an error from a cached base is
+        # re-checked against a fresh read before it is raised.
+        self._recent: dict[int, Post] = {}
+
+    def __repr__(self) -> str:
+        return f"<Workspace {self.storage.url} workflow={self.workflow.name!r}>"
+
+    def close(self) -> None:
+        """Close the storage backend."""
+        self.storage.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- triggers ------------------------------------------------------------------
+
+    def submit(self, post_id: int, *, by: str, expected_version: int | None = None,
+               comment: str | None = None) -> Post:
+        """Send a draft for review."""
+        return self.fire(post_id, "submit", by=by, expected_version=expected_version,
+                         comment=comment)
+
+    def approve(self, post_id: int, *, by: str, expected_version: int | None = None,
+                comment: str | None = None) -> Post:
+        """Approve the current revision at its current stage.
+
+        The post moves on once every stage has its quorum; until then it stays in
+        review with the approval recorded.
+        """
+        return self.fire(post_id, "approve", by=by, expected_version=expected_version,
+                         comment=comment)
+
+    def request_changes(self, post_id: int, *, by: str, comment: str,
+                        expected_version: int | None = None) -> Post:
+        """Send a post back to its author; ``comment`` says what to change."""
+        return self.fire(post_id, "request_changes", by=by, comment=comment,
+                         expected_version=expected_version)
+
+    def withdraw(self, post_id: int, *, by: str, expected_version: int | None = None,
+                 comment: str | None = None) -> Post:
+        """Take a post out of review (its author)."""
+        return self.fire(post_id, "withdraw", by=by, expected_version=expected_version,
+                         comment=comment)
+
+    def schedule(self, post_id: int, *, at: datetime, by: str,
+                 expected_version: int | None = None, comment: str | None = None) -> Post:
+        """Schedule an approved post at ``at`` (timezone-aware, in the future)."""
+        return self.fire(post_id, "schedule", by=by, at=at,
+                         expected_version=expected_version, comment=comment)
+
+    def unschedule(self, post_id: int, *, by: str, expected_version: int | None = None,
+                   comment: str | None = None) -> Post:
+        """Take a post off the schedule (back to approved)."""
+        return self.fire(post_id, "unschedule", by=by, expected_version=expected_version,
+                         comment=comment)
+
+    def publish(self, post_id: int, *, by: str, expected_version: int | None = None,
+                comment: str | None = None) -> Post:
+        """Mark a post published."""
+        return self.fire(post_id, "publish", by=by, expected_version=expected_version,
+                         comment=comment)
+
+    def archive(self, post_id: int, *, by: str, expected_version: int | None = None,
+                comment: str | None = None) -> Post:
+        """Archive a post."""
+        return self.fire(post_id, "archive", by=by, expected_version=expected_version,
+                         comment=comment)
+
+    def restore(self, post_id: int, *, by: str, expected_version: int | None = None,
+                comment: str | None = None) -> Post:
+        """Bring an archived post back as a draft."""
+        return self.fire(post_id, "restore", by=by, expected_version=expected_version,
+                         comment=comment)
+
+    def fire(
+        self,
+        post_id: int,
+        trigger: str,
+        *,
+        by: str,
+        expected_version: int | None = None,
+        comment: str | None = None,
+        at: datetime | None = None,
+        **data: Any,
+    ) -> Post:
+        """Fire any trigger of the workflow (custom ones too) on a post.
+
+        ``comment`` is recorded in the audit entry (and required where the workflow
+        says so); ``at`` is the time for ``schedule``; other keyword arguments are
+        stored as the entry's JSON ``data``.
+        """
+        if trigger == EDIT:
+            raise InvalidTransition(
+                f"post {post_id}: 'edit' is not fired directly; call ws.edit()",
+                post_id=post_id, trigger=trigger,
+            )
+
+        def plan(post: Post, member: Member, now: datetime) -> tuple[Post, AuditEntry]:
+            return self._plan_trigger(post, member, trigger, comment, at, data, now)
+
+        return self._change(post_id, trigger, by, expected_version, plan)
+
+    def edit(
+        self,
+        post_id: int,
+        *,
+        by: str,
+        text: str | None = None,
+        channels: Sequence[str] | None = None,
+        campaign: str | None = _UNSET,
+        expected_version: int | None = None,
+        comment: str | None = None,
+    ) -> Post:
+        """Change a post's content, creating a new revision.
+
+        Approvals of earlier revisions are void; an edit after submission returns the
+        post to the workflow's ``edit_returns_to`` state (``draft`` by default). Editing
+        with nothing changed returns the post unchanged.
+        """
+
+        def plan(post: Post, member: Member, now: datetime) -> tuple[Post, AuditEntry]:
+            return self._plan_edit(post, member, text, channels, campaign, comment, now)
+
+        return self._change(post_id, EDIT, by, expected_version, plan)
+
+    def plan(self, post_id: int, *, on: date | None, by: str,
+             expected_version: int | None = None) -> Post:
+        """Set (or clear) the date a post is planned for, without a new revision."""
+
+        def planner(post: Post, member: Member, now: datetime) -> tuple[Post, AuditEntry]:
+            self._check_action(member, "plan", post)
+            planned = _planned_date(on, post.id)
+            changed = attrs.evolve(post, version=post.version + 1, planned_for=planned,
+                                   updated_at=now)
+            entry = self._entry("plan", member.name, now, post,
+                                {"planned_for": planned.isoformat() if planned else None})
+            return changed, entry
+
+        return self._change(post_id, "plan", by, expected_version, planner)
+
+    def comment(self, post_id: int, *, by: str, text: str) -> AuditEntry:
+        """Add a comment to a post's trail (any member; does not change the post)."""
+        post = self.posts.get(post_id)
+        member = self._member(by)
+        self._check_action(member, "comment", post)
+        if not isinstance(text, str) or not text.strip():
+            raise ValidationFailed.single(f"post {post_id}", "empty-comment",
+                                          "a comment needs text", field="text")
+        entry = self._entry("comment", member.name, self.clock.now(), post, NO_DATA,
+                            comment=text)
+        self.storage.append_audit([entry])
+        return entry
+
+    # -- questions -----------------------------------------------------------------
+
+    def allowed(self, post_id: int, *, by: str) -> tuple[str, ...]:
+        """The triggers (and ``edit``) that member ``by`` may fire on the post now."""
+        post = self.posts.get(post_id)
+        member = self._member(by)
+        names = list(self.workflow.triggers_from(post.state))
+        if post.state in self.workflow.editable:
+            names.append(EDIT)
+        result = []
+        for name in names:
+            try:
+                if name == EDIT:
+                    self._check_action(member, EDIT, post)
+                else:
+                    self._check_trigger(member, self.workflow.rules[name], post)
+            except (PermissionDenied, ValidationFailed):
+                continue
+            result.append(name)
+        return tuple(result)
+
+    def history(self, post_id: int) -> list[AuditEntry]:
+        """A post's audit entries, oldest first."""
+        self.posts.get(post_id)
+        return self.storage.history(post_id)
+
+    def revisions(self, post_id: int) -> list[Revision]:
+        """A post's revisions, oldest first."""
+        self.posts.get(post_id)
+        return self.storage.revisions(post_id)
+
+    def stages(self, post_id: int) -> tuple[StageStatus, ...]:
+        """Where each approval stage stands for the post's current revision."""
+        post = self.posts.get(post_id)
+        entered = post.state_changed_at if post.state == self.workflow.approval_state else None
+        return self.workflow.stage_status(post.approvals, entered, self.clock.now())
+
+    def audit_log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        """Every audit entry (team changes included) with ``id > after_id``."""
+        return self.storage.audit_log(after_id=after_id, limit=limit)
+
+    # -- the write path ------------------------------------------------------------
+
+    def _change(
+        self,
+        post_id: int,
+        action: str,
+        by: str,
+        expected_version: int | None,
+        plan: Callable[[Post, Member, datetime], tuple[Post, AuditEntry]],
+    ) -> Post:
+        """Plan a change on a base snapshot, let plugins veto it, compare-and-set it."""
+        post = self._recent.get(post_id)
+        fresh = False
+        if post is None or (expected_version is not None and post.version != expected_version):
+            post, fresh = self._fetch(post_id), True
+        for _ in range(_MAX_ATTEMPTS):
+            if expected_version is not None and post.version != expected_version:
+                raise ConflictError(
+                    f"post {post_id} is at version {post.version}, not {expected_version}: "
+                    "it changed since that snapshot was read",
+                    post_id=post_id, expected=expected_version, actual=post.version,
+                )
+            try:
+                member = self._member(by)
+                changed, entry = plan(post, member, self.clock.now())
+            except PostflowError:
+                if fresh:
+                    raise
+                post, fresh = self._fetch(post_id), True
+                continue
+            if changed is post:
+                return post
+            self.hooks.before_transition(self, post, action, post.state, changed.state,
+                                         member.name, entry.data)
+            revision = None
+            if changed.revision != post.revision:
+                revision = Revision(post.id, changed.revision, changed.text, changed.channels,
+                                    changed.campaign, member.name, changed.updated_at)
+            try:
+                self.storage.update_post(changed, expected_version=post.version,
+                                         entries=(entry,), revision=revision)
+            except ConflictError:
+                post, fresh = self._fetch(post_id), True
+                continue
+            self._remember(changed)
+            self.hooks.after_transition(self, changed, post, action, member.name, (entry,))
+            return changed
+        raise ConflictError(
+            f"post {post_id} kept changing under {action!r}; gave up after "
+            f"{_MAX_ATTEMPTS} attempts", post_id=post_id,
+        )
+
+    def _fetch(self, post_id: int) -> Post:
+        post = self.storage.get_post(post_id)
+        if post is None:
+            self._recent.pop(post_id, None)
+            raise NotFound(f"post {post_id} does not exist")
+        self._remember(post)
+        return post
+
+    def _remember(self, post: Post) -> None:
+        recent = self._recent
+        recent[post.id] = post
+        if len(recent) > _CACHE_SIZE:
+            del recent[next(iter(recent))]
+
+    def _entry(
+        self, action: str, actor: str, now: datetime, post: Post | None,
+        data: Mapping[str, Any], *, to_state: str | None = None, revision: int | None = None,
+        comment: str | None = None, correlation_id: str | None = None,
+    ) -> AuditEntry:
+        return AuditEntry(
+            0, action, actor, now, correlation_id or uuid.uuid4().hex,
+            post.id if post else None,
+            post.state if post else None,
+            to_state if to_state is not None else (post.state if post else None),
+            revision if revision is not None else (post.revision if post else None),
+            comment, data,
+        )
+
+    def _plan_trigger(
+        self, post: Post, member: Member, trigger: str, comment: str | None,
+        at: datetime | None, extra: Mapping[str, Any], now: datetime,
+    ) -> tuple[Post, AuditEntry]:
+        workflow = self.workflow
+        rule = workflow.rules.get(trigger)
+        if rule is None:
+            raise InvalidTransition(
+                f"post {post.id}: workflow {workflow.name!r} has no trigger {trigger!r} "
+                f"(it has: {', '.join(workflow.triggers)})",
+                post_id=post.id, trigger=trigger, state=post.state,
+                allowed=workflow.triggers_from(post.state),
+            )
+        if post.state not in rule.sources:
+            allowed = workflow.triggers_from(post.state)
+            raise InvalidTransition(
+                f"post {post.id} is {post.state!r}: {trigger!r} is not possible from there "
+                f"(possible: {', '.join(allowed) or 'nothing'})",
+                post_id=post.id, trigger=trigger, state=post.state, allowed=allowed,
+            )
+        stage = self._check_trigger(member, rule, post)
+        if comment is not None and not isinstance(comment, str):
+            raise ValidationFailed.single(f"post {post.id}", "bad-comment",
+                                          "comment must be text", field="comment")
+        if rule.comment_required and not (comment and comment.strip()):
+            raise ValidationFailed.single(
+                f"post {post.id}", "comment-required",
+                f"{trigger!r} needs a comment saying why", field="comment")
+        data: dict[str, Any] = dict(extra)
+        approvals = post.approvals
+        changes: dict[str, Any] = {}
+        if stage is not None:
+            approvals = (*approvals, Approval(member.name, stage, post.revision, now, comment))
+            data["stage"] = stage
+        if trigger == "schedule":
+            if at is None:
+                raise ValidationFailed.single(f"post {post.id}", "time-required",
+                                              "schedule needs at=<aware datetime>", field="at")
+            utc, zone = to_utc(at, field="at", subject=f"post {post.id}")
+            if utc <= now:
+                raise ValidationFailed.single(
+                    f"post {post.id}", "in-the-past",
+                    f"at={at.isoformat()} is not in the future (now {now.isoformat()})",
+                    field="at")
+            changes["scheduled_at"], changes["scheduled_zone"] = utc, zone
+        elif at is not None:
+            utc, zone = to_utc(at, field="at", subject=f"post {post.id}")
+            data["at"] = utc.isoformat()
+        dest = workflow.fire(trigger, post.state, approvals)
+        if dest is None:
+            raise InvalidTransition(
+                f"post {post.id}: the workflow refused {trigger!r} from {post.state!r}",
+                post_id=post.id, trigger=trigger, state=post.state)
+        if trigger == "unschedule" or (dest == workflow.initial and post.scheduled_at):
+            changes["scheduled_at"] = changes["scheduled_zone"] = None
+        if dest == workflow.initial and approvals:
+            approvals = ()
+            data["approvals_voided"] = True
+        if "scheduled_at" in changes:
+            utc_at = changes["scheduled_at"]
+            data["scheduled_at"] = utc_at.isoformat() if utc_at else None
+            data["scheduled_zone"] = changes["scheduled_zone"]
+        changed = attrs.evolve(
+            post, version=post.version + 1, state=dest, approvals=approvals, updated_at=now,
+            state_changed_at=now if dest != post.state else post.state_changed_at, **changes,
+        )
+        entry = self._entry(trigger, member.name, now, post, data or NO_DATA, to_state=dest,
+                            comment=comment)
+        return changed, entry
+
+    def _plan_edit(
+        self, post: Post, member: Member, text: str | None, channels: Sequence[str] | None,
+        campaign: str | None, comment: str | None, now: datetime,
+    ) -> tuple[Post, AuditEntry]:
+        workflow = self.workflow
+        if post.state not in workflow.editable:
+            raise InvalidTransition(
+                f"post {post.id} is {post.state!r} and cannot be edited "
+                f"(editable in: {', '.join(sorted(workflow.editable))})",
+                post_id=post.id, trigger=EDIT, state=post.state,
+                allowed=workflow.triggers_from(post.state))
+        self._check_action(member, EDIT, post)
+        new_text = post.text if text is None else text
+        new_channels = post.channels if channels is None else tuple(channels)
+        new_campaign = post.campaign if campaign is _UNSET else campaign
+        self._validate_content(f"post {post.id}", new_text, new_channels, new_campaign)
+        data: dict[str, Any] = {}
+        if new_text != post.text:
+            data["text"] = new_text
+        if new_channels != post.channels:
+            data["channels"] = list(new_channels)
+        if new_campaign != post.campaign:
+            data["campaign"] = new_campaign
+        if not data:
+            return post, self._entry(EDIT, member.name, now, post, NO_DATA)
+        dest = workflow.fire(EDIT, post.state)
+        assert dest is not None
+        changes: dict[str, Any] = {}
+        if post.approvals:
+            data["approvals_voided"] = True
+        if dest != post.state and post.scheduled_at is not None:
+            changes["scheduled_at"] = changes["scheduled_zone"] = None
+            data["scheduled_at"] = data["scheduled_zone"] = None
+        changed = attrs.evolve(
+            post, version=post.version + 1, state=dest, text=new_text, channels=new_channels,
+            campaign=new_campaign, revision=post.revision + 1, approvals=(), updated_at=now,
+            state_changed_at=now if dest != post.state else post.state_changed_at, **changes,
+        )
+        entry = self._entry(EDIT, member.name, now, post, data, to_state=dest,
+                            revision=changed.revision, comment=comment)
+        return changed, entry
+
+    # -- rules ---------------------------------------------------------------------
+
+    def _member(self, name: str) -> Member:
+        member = self.storage.get_member(name) if isinstance(name, str) else None
+        if member is None:
+            raise PermissionDenied(f"{name!r} is not a member of this team", member=str(name))
+        if not member.active:
+            raise PermissionDenied(f"{name!r} is no longer an active member", member=name)
+        return member
+
+    def _deny_by_plugins(self, member: Member, action: str, post: Post | None) -> None:
+        reasons = self.hooks.authorize(self, member, action, post)
+        if reasons:
+            what = f"{action} post {post.id}" if post else action
+            raise PermissionDenied(
+                f"{member.name} may not {what}: {'; '.join(reasons)}",
+                member=member.name, action=action)
+
+    def _check_action(self, member: Member, action: str, post: Post | None) -> None:
+        needed = ACTION_ROLES["edit" if action == EDIT else action]
+        what = f"{action} post {post.id}" if post else action
+        if needed.isdisjoint(member.roles):
+            raise PermissionDenied(
+                f"{member.name} (roles: {_roles(member)}) may not {what}: "
+                f"needs one of the roles {', '.join(sorted(needed))}",
+                member=member.name, action=action, roles_needed=needed)
+        if (action == EDIT and post is not None and member.name != post.author
+                and "admin" not in member.roles):
+            raise PermissionDenied(
+                f"{member.name} may not edit post {post.id}: only its author "
+                f"({post.author}) or an admin may", member=member.name, action=action,
+                roles_needed={"admin"})
+        self._deny_by_plugins(member, action, post)
+
+    def _check_trigger(self, member: Member, rule: TransitionRule, post: Post) -> str | None:
+        """Raise unless ``member`` may fire ``rule`` on ``post``; return the approval stage."""
+        trigger = rule.trigger
+        stage_name = None
+        if trigger == "approve":
+            if self.workflow.four_eyes and member.name == post.author:
+                raise PermissionDenied(
+                    f"{member.name} may not approve post {post.id}: it is their own post "
+                    "(four-eyes rule)", member=member.name, action=trigger)
+            stage = self.workflow.current_stage(post.approvals)
+            if stage is None:
+                raise InvalidTransition(
+                    f"post {post.id}: every approval stage is already complete",
+                    post_id=post.id, trigger=trigger, state=post.state)
+            if not stage.eligible(member.name, member.roles):
+                who = sorted(stage.roles) + [f"member {m}" for m in sorted(stage.members)]
+                raise PermissionDenied(
+                    f"{member.name} (roles: {_roles(member)}) may not approve post {post.id} "
+                    f"at stage {stage.name!r}: needs {' or '.join(who)}",
+                    member=member.name, action=trigger, roles_needed=stage.roles)
+            if any(a.member == member.name for a in post.approvals):
+                raise ValidationFailed.single(
+                    f"post {post.id}", "already-approved",
+                    f"{member.name} already approved revision {post.revision}",
+                    field="by")
+            stage_name = stage.name
+        else:
+            if rule.roles.isdisjoint(member.roles):
+                raise PermissionDenied(
+                    f"{member.name} (roles: {_roles(member)}) may not {trigger} post "
+                    f"{post.id}: needs one of the roles {', '.join(sorted(rule.roles))}",
+                    member=member.name, action=trigger, roles_needed=rule.roles)
+            if rule.author_only and member.name != post.author and "admin" not in member.roles:
+                raise PermissionDenied(
+                    f"{member.name} may not {trigger} post {post.id}: only its author "
+                    f"({post.author}) or an admin may", member=member.name, action=trigger,
+                    roles_needed={"admin"})
+        self._deny_by_plugins(member, trigger, post)
+        return stage_name
+
+    def _validate_content(
+        self, subject: str, text: object, channels: Sequence[str], campaign: str | None
+    ) -> None:
+        problems = []
+        if not isinstance(text, str) or not text.strip():
+            problems.append(Problem("empty-text", "the text is empty", field="text"))
+        if not channels:
+            problems.append(Problem("no-channels", "name at least one channel",
+                                    field="channels"))
+        if len(set(channels)) != len(channels):
+            problems.append(Problem("duplicate-channel", "a channel is listed twice",
+                                    field="channels"))
+        for name in dict.fromkeys(channels):
+            channel = self.storage.get_channel(name) if isinstance(name, str) else None
+            if channel is None:
+                problems.append(Problem("unknown-channel", f"no channel called {name!r}",
+                                        channel=str(name), field="channels"))
+            elif not channel.active:
+                problems.append(Problem("inactive-channel", f"channel {name!r} is retired",
+                                        channel=name, field="channels"))
+        if campaign is not None and self.storage.get_campaign(campaign) is None:
+            problems.append(Problem("unknown-campaign", f"no campaign called {campaign!r}",
+                                    field="campaign"))
+        if problems:
+            raise ValidationFailed(subject, problems)
+
+    def _manager(self, by: str | None, what: str) -> str:
+        """The actor of a team/channel/campaign change (``system`` when no one is named)."""
+        if by is None:
+            return "system"
+        self._check_action(self._member(by), "manage", None)
+        return by
+
+
+def _roles(member: Member) -> str:
+    return ", ".join(sorted(member.roles)) or "none"
+
+
+def _planned_date(value: object, post_id: int | None) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise ValidationFailed.single(
+            f"post {post_id}" if post_id else "new post", "not-a-date",
+            f"planned_for must be a date (a day, not a time), got {value!r}",
+            field="planned_for")
+    return value
+
+
+def _slug(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _SLUG.match(value):
+        raise ValidationFailed.single(
+            what, "bad-name",
+            f"{value!r} is not a valid name (letters, digits and _ . @ -)", field="name")
+    return value
+
+
+class Team:
+    """The members of the workspace (``ws.team``)."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+
+    def add(self, name: str, *, roles: Iterable[str], email: str | None = None,
+            by: str | None = None) -> Member:
+        """Add a member. ``by`` (an admin) is checked and recorded when given."""
+        ws = self._ws
+        actor = ws._manager(by, "add members")
+        _slug(name, f"member {name!r}")
+        if ws.storage.get_member(name) is not None:
+            raise ValidationFailed.single(f"member {name!r}", "exists",
+                                          f"{name!r} is already a member", field="name")
+        member = Member(name, self._roles(name, roles), email)
+        ws.storage.save_member(member, ws._entry(
+            "member.add", actor, ws.clock.now(), None,
+            {"member": name, "roles": sorted(member.roles), "email": email}))
+        return member
+
+    def update(self, name: str, *, roles: Iterable[str] | None = None,
+               email: str | None = _UNSET, active: bool | None = None,
+               by: str | None = None) -> Member:
+        """Change a member's roles, email or active flag."""
+        ws = self._ws
+        actor = ws._manager(by, "change members")
+        member = self.get(name)
+        changes: dict[str, Any] = {}
+        if roles is not None:
+            changes["roles"] = self._roles(name, roles)
+        if email is not _UNSET:
+            changes["email"] = email
+        if active is not None:
+            changes["active"] = bool(active)
+        updated = attrs.evolve(member, **changes)
+        data = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in changes.items()}
+        ws.storage.save_member(updated, ws._entry(
+            "member.update", actor, ws.clock.now(), None, {"member": name, **data}))
+        return updated
+
+    def remove(self, name: str, *, by: str | None = None) -> Member:
+        """Deactivate a member (their history stays; they can no longer act)."""
+        return self.update(name, active=False, by=by)
+
+    def get(self, name: str) -> Member:
+        """The member called ``name``; :class:`~postflow.NotFound` otherwise."""
+        member = self._ws.storage.get_member(name)
+        if member is None:
+            raise NotFound(f"no member called {name!r}")
+        return member
+
+    def list(self) -> list[Member]:
+        """Every member, ordered by name."""
+        return self._ws.storage.list_members()
+
+    def _roles(self, name: str, roles: Iterable[str]) -> frozenset[str]:
+        if isinstance(roles, str):
+            roles = {roles}
+        result = frozenset(roles)
+        unknown = sorted(result - self._ws.workflow.roles)
+        if unknown or not result:
+            raise ValidationFailed.single(
+                f"member {name!r}", "unknown-role" if unknown else "no-roles",
+                f"unknown role(s) {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(self._ws.workflow.roles))}" if unknown
+                else "a member needs at least one role", field="roles")
+        return result
+
+
+class Channels:
+    """The accounts posts go out to (``ws.channels``)."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+
+    def add(self, name: str, *, network: str, handle: str = "", timezone: str = "UTC",
+            by: str | None = None) -> Channel:
+        """Add a channel on ``network`` with the time zone its cadence is planned in."""
+        ws = self._ws
+        actor = ws._manager(by, "add channels")
+        subject = f"channel {name!r}"
+        _slug(name, subject)
+        if ws.storage.get_channel(name) is not None:
+            raise ValidationFailed.single(subject, "exists", f"{name!r} already exists",
+                                          field="name")
+        if not isinstance(network, str) or not network.strip():
+            raise ValidationFailed.single(subject, "no-network", "network is required",
+                                          field="network")
+        try:
+            zone_of(timezone)
+        except ConfigError as exc:
+            raise ValidationFailed.single(subject, "unknown-timezone", str(exc),
+                                          field="timezone") from exc
+        channel = Channel(name, network, handle, timezone)
+        ws.storage.save_channel(channel, ws._entry(
+            "channel.add", actor, ws.clock.now(), None,
+            {"channel": name, "network": network, "handle": handle, "timezone": timezone}))
+        return channel
+
+    def get(self, name: str) -> Channel:
+        """The channel called ``name``; :class:`~postflow.NotFound` otherwise."""
+        channel = self._ws.storage.get_channel(name)
+        if channel is None:
+            raise NotFound(f"no channel called {name!r}")
+        return channel
+
+    def list(self) -> list[Channel]:
+        """Every channel, ordered by name."""
+        return self._ws.storage.list_channels()
+
+
+class Campaigns:
+    """Named campaigns with a goal and hashtags (``ws.campaigns``)."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+
+    def add(self, name: str, *, goal: str = "", hashtags: Iterable[str] = (),
+            by: str | None = None) -> Campaign:
+        """Add a campaign."""
+        ws = self._ws
+        actor = ws._manager(by, "add campaigns")
+        _slug(name, f"campaign {name!r}")
+        if ws.storage.get_campaign(name) is not None:
+            raise ValidationFailed.single(f"campaign {name!r}", "exists",
+                                          f"{name!r} already exists", field="name")
+        tags = tuple(t if t.startswith("#") else f"#{t}" for t in hashtags)
+        campaign = Campaign(name, goal, tags)
+        ws.storage.save_campaign(campaign, ws._entry(
+            "campaign.add", actor, ws.clock.now(), None,
+            {"campaign": name, "goal": goal, "hashtags": list(tags)}))
+        return campaign
+
+    def get(self, name: str) -> Campaign:
+        """The campaign called ``name``; :class:`~postflow.NotFound` otherwise."""
+        campaign = self._ws.storage.get_campaign(name)
+        if campaign is None:
+            raise NotFound(f"no campaign called {name!r}")
+        return campaign
+
+    def list(self) -> list[Campaign]:
+        """Every campaign, ordered by name."""
+        return self._ws.storage.list_campaigns()
+
+
+class Posts:
+    """Creating and finding posts (``ws.posts``)."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+
+    def create(
+        self,
+        *,
+        author: str,
+        text: str,
+        channels: Sequence[str],
+        campaign: str | None = None,
+        planned_for: date | None = None,
+    ) -> Post:
+        """Create a draft by ``author`` for ``channels`` (revision 1)."""
+        ws = self._ws
+        member = ws._member(author)
+        ws._check_action(member, "create", None)
+        channels = (channels,) if isinstance(channels, str) else tuple(channels)
+        ws._validate_content("new post", text, channels, campaign)
+        planned = _planned_date(planned_for, None)
+        now = ws.clock.now()
+        state = ws.workflow.initial
+        post = Post(0, 1, state, author, text, channels, 1, now, now, now, campaign, planned)
+        revision = Revision(0, 1, text, channels, campaign, author, now)
+        entry = AuditEntry(0, "create", author, now, uuid.uuid4().hex, None, None, state, 1,
+                           None, {"text": text, "channels": list(channels),
+                                  "campaign": campaign,
+                                  "planned_for": planned.isoformat() if planned else None})
+        post = ws.storage.insert_post(post, revision, [entry])
+        ws._remember(post)
+        return post
+
+    def get(self, post_id: int) -> Post:
+        """The stored post; :class:`~postflow.NotFound` otherwise."""
+        post = self._ws.storage.get_post(post_id)
+        if post is None:
+            raise NotFound(f"post {post_id} does not exist")
+        return post
+
+    def list(
+        self,
+        *,
+        state: str | Iterable[str] | None = None,
+        channel: str | None = None,
+        campaign: str | None = None,
+        author: str | None = None,
+        between: tuple[datetime | None, datetime | None] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Post]:
+        """Posts matching every filter given.
+
+        ``between=(start, end)`` selects posts scheduled in ``[start, end)`` (either end
+        may be ``None``) and orders them by time; otherwise posts come in creation order.
+        """
+        return self._ws.storage.list_posts(self.query(
+            state=state, channel=channel, campaign=campaign, author=author,
+            between=between, limit=limit, offset=offset))
+
+    def count(
+        self,
+        *,
+        state: str | Iterable[str] | None = None,
+        channel: str | None = None,
+        campaign: str | None = None,
+        author: str | None = None,
+        between: tuple[datetime | None, datetime | None] | None = None,
+    ) -> int:
+        """How many posts match (same filters as :meth:`list`)."""
+        return self._ws.storage.count_posts(self.query(
+            state=state, channel=channel, campaign=campaign, author=author, between=between))
+
+    def query(
+        self,
+        *,
+        state: str | Iterable[str] | None = None,
+        channel: str | None = None,
+        campaign: str | None = None,
+        author: str | None = None,
+        between: tuple[datetime | None, datetime | None] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> PostQuery:
+        """Validate filters into a :class:`~postflow.storage.PostQuery`."""
+        states = None
+        if state is not None:
+            states = frozenset({state} if isinstance(state, str) else state)
+            unknown = sorted(states - set(self._ws.workflow.states))
+            if unknown:
+                raise ValidationFailed.single(
+                    "post filter", "unknown-state",
+                    f"unknown state(s) {', '.join(unknown)}; states: "
+                    f"{', '.join(self._ws.workflow.states)}", field="state")
+        start = end = None
+        if between is not None:
+            if not isinstance(between, tuple) or len(between) != 2:
+                raise ValidationFailed.single("post filter", "bad-range",
+                                              "between must be (start, end)", field="between")
+            if between[0] is not None:
+                start = to_utc(between[0], field="between[0]", subject="post filter")[0]
+            if between[1] is not None:
+                end = to_utc(between[1], field="between[1]", subject="post filter")[0]
+            if start is not None and end is not None and start > end:
+                raise ValidationFailed.single("post filter", "bad-range",
+                                              "between: start is after end", field="between")
+        if limit is not None and limit < 0 or offset < 0:
+            raise ValidationFailed.single("post filter", "bad-limit",
+                                          "limit and offset must not be negative",
+                                          field="limit")
+        return PostQuery(states, channel, campaign, author, start, end, limit, offset)
