@@ -1,0 +1,114 @@
+"""``postflow demo``: a small team walks posts through every state of a workflow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import postflow
+from postflow.cli import render_board, render_history
+from postflow.workflow import DEFAULT_WORKFLOW, Workflow
+
+DEMO_WORKFLOW: dict[str, Any] = {
+    **DEFAULT_WORKFLOW,
+    "name": "demo",
+    "roles": ["legal"],
+    "stages": [
+        {"name": "editorial", "roles": ["approver"], "quorum": 1, "due": "24h"},
+        {"name": "legal", "roles": ["legal"], "quorum": 1, "due": "48h"},
+    ],
+}
+"""The default workflow plus a legal sign-off after the editorial one."""
+
+TEAM = {
+    "ana": {"author"},
+    "ben": {"approver"},
+    "lena": {"legal"},
+    "cy": {"publisher"},
+    "dee": {"admin"},
+}
+
+
+def run_demo(path: Path, *, fresh: bool, echo: Callable[[str], None]) -> None:
+    """Create or reuse the demo database at ``path`` and walk a batch of posts."""
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        echo(f"Starting over: removed {path}.")
+    reused = path.exists()
+    berlin = ZoneInfo("Europe/Berlin")
+    with postflow.open(f"sqlite:///{path}", workflow=Workflow.from_dict(DEMO_WORKFLOW)) as ws:
+        if reused and ws.team.list():
+            echo(f"Reusing {path}: {len(ws.team.list())} members, "
+                 f"{len(ws.channels.list())} channels, {ws.posts.count()} posts so far "
+                 "(run with --fresh to start over). Adding another batch of posts.")
+        else:
+            echo(f"Creating {path} with a team, two channels and a campaign.")
+            for name, roles in TEAM.items():
+                ws.team.add(name, roles=roles, email=f"{name}@example.org")
+            ws.channels.add("acme-x", network="x", handle="@acme", timezone="Europe/Berlin")
+            ws.channels.add("acme-li", network="linkedin", handle="acme-gmbh",
+                            timezone="Europe/Berlin")
+            ws.campaigns.add("spring-launch", goal="Get 500 sign-ups for the spring beta",
+                             hashtags=["AcmeSpring", "beta"], by="dee")
+        tomorrow = (ws.clock.now().astimezone(berlin) + timedelta(days=1)).replace(
+            hour=9, minute=30, second=0, microsecond=0)
+
+        # 1. Changes requested, edited, approved by both stages, published now.
+        launch = ws.posts.create(author="ana", channels=["acme-x", "acme-li"],
+                                 campaign="spring-launch",
+                                 text="Our spring beta opens today! #AcmeSpring")
+        ws.submit(launch.id, by="ana")
+        ws.request_changes(launch.id, by="ben", comment="Add the sign-up link, please.")
+        ws.edit(launch.id, by="ana", text="Our spring beta opens today: "
+                "https://acme.example/beta #AcmeSpring")
+        ws.submit(launch.id, by="ana")
+        ws.approve(launch.id, by="ben", comment="Good to go.")
+        ws.approve(launch.id, by="lena", comment="Legal OK.")
+        ws.publish(launch.id, by="cy")
+
+        # 2. Approved, then edited: the edit voids approvals and needs a new round.
+        teaser = ws.posts.create(author="ana", channels=["acme-x"], campaign="spring-launch",
+                                 text="Something is coming tomorrow…")
+        ws.submit(teaser.id, by="ana")
+        ws.approve(teaser.id, by="ben")
+        ws.approve(teaser.id, by="lena")
+        ws.edit(teaser.id, by="ana", text="Something is coming tomorrow at 9:30 ⏰")
+        ws.submit(teaser.id, by="ana")
+        ws.approve(teaser.id, by="ben")
+        ws.approve(teaser.id, by="lena")
+        ws.schedule(teaser.id, at=tomorrow, by="cy")
+
+        # 3. Half-way through approval: editorial done, legal pending.
+        pending = ws.posts.create(author="ana", channels=["acme-li"],
+                                  text="We are hiring a community manager in Berlin.")
+        ws.submit(pending.id, by="ana")
+        ws.approve(pending.id, by="ben")
+
+        # 4. Planned for next week, still a draft.
+        ws.posts.create(author="ana", channels=["acme-x"],
+                        planned_for=date.today() + timedelta(days=7),
+                        text="Behind the scenes: how the beta was built.")
+
+        # 5. Withdrawn and archived.
+        old = ws.posts.create(author="ana", channels=["acme-x"], text="Winter sale ends!")
+        ws.submit(old.id, by="ana")
+        ws.withdraw(old.id, by="ana", comment="The sale was cancelled.")
+        ws.archive(old.id, by="cy")
+
+        echo("")
+        echo(render_board(ws))
+        echo("")
+        echo(f"Audit trail of post #{launch.id}:")
+        echo(render_history(ws.history(launch.id)))
+        stages = ws.stages(pending.id)
+        echo("")
+        echo(f"Approval stages of post #{pending.id}: " + "; ".join(
+            f"{s.name} {len(s.approved_by)}/{s.needed}"
+            + (f" (due {s.due_at:%Y-%m-%d %H:%M} UTC)" if s.due_at else "") for s in stages))
+        echo("")
+        echo(f"Explore: postflow board --db sqlite:///{path}   |   "
+             f"postflow history --db sqlite:///{path} {launch.id}")

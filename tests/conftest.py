@@ -1,0 +1,70 @@
+"""Shared fixtures: a fixed clock, every storage backend, a workspace with a team."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import postflow
+from postflow.testing import FixedClock
+
+BACKENDS = ["memory", "sqlite"]
+
+
+@pytest.fixture(name="clock")
+def _clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture(name="backend", params=BACKENDS)
+def _backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(name="url")
+def _url(backend: str, tmp_path: Path) -> str:
+    """A storage URL for a new, empty database of each backend."""
+    if backend == "memory":
+        return "memory://"
+    return f"sqlite:///{tmp_path / 'postflow.db'}"
+
+
+@pytest.fixture(name="make_ws")
+def _make_ws(clock: FixedClock) -> Iterator[Callable[..., postflow.Workspace]]:
+    """Open workspaces that are closed at teardown (no installed plugins)."""
+    opened: list[postflow.Workspace] = []
+
+    def make(url: str, **kwargs: object) -> postflow.Workspace:
+        kwargs.setdefault("clock", clock)
+        kwargs.setdefault("entry_points", False)
+        ws = postflow.open(url, **kwargs)  # type: ignore[arg-type]
+        opened.append(ws)
+        return ws
+
+    yield make
+    for ws in opened:
+        ws.close()
+
+
+def add_team(ws: postflow.Workspace) -> None:
+    """The team most tests use: one member per role, two approvers, two channels."""
+    ws.team.add("ana", roles={"author"}, email="ana@example.org")
+    ws.team.add("aaron", roles={"author"})
+    ws.team.add("ben", roles={"approver"})
+    ws.team.add("bea", roles={"approver"})
+    ws.team.add("cy", roles={"publisher"})
+    ws.team.add("dee", roles={"admin"})
+    ws.team.add("al", roles={"analyst"})
+    ws.channels.add("acme-x", network="x", handle="@acme")
+    ws.channels.add("acme-li", network="linkedin", handle="acme", timezone="Europe/Berlin")
+    ws.campaigns.add("spring", goal="500 beta sign-ups", hashtags=["AcmeSpring"])
+
+
+@pytest.fixture(name="ws")
+def _ws(url: str, make_ws: Callable[..., postflow.Workspace]) -> postflow.Workspace:
+    """A workspace on each backend with the standard team (see :func:`add_team`)."""
+    ws = make_ws(url)
+    add_team(ws)
+    return ws
