@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -24,6 +24,34 @@ __all__ = [
 
 NO_DATA: Mapping[str, Any] = MappingProxyType({})
 """The shared empty ``data`` of audit entries that carry none."""
+
+_T = TypeVar("_T")
+_REPLACERS: dict[type, Callable[[Any, dict[str, Any]], Any]] = {}
+
+
+def replace(obj: _T, **changes: Any) -> _T:
+    """A copy of the attrs instance ``obj`` with ``changes`` (a fast ``attrs.evolve``).
+
+    Internal: it runs on every write, where ``attrs.evolve`` costs more than the rest
+    of the bookkeeping. Unlike ``attrs.evolve`` it does not reject unknown names.
+    """
+    cls = type(obj)
+    replacer = _REPLACERS.get(cls)
+    if replacer is None:
+        replacer = _REPLACERS[cls] = _make_replacer(cls)
+    result: _T = replacer(obj, changes)
+    return result
+
+
+def _make_replacer(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
+    args = ", ".join(
+        f"c[{a.name!r}] if {a.name!r} in c else o.{a.name}" for a in attrs.fields(cls)
+    )
+    namespace: dict[str, Any] = {"cls": cls}
+    exec(f"def replacer(o, c):\n    return cls({args})\n", namespace)
+    replacer: Callable[[Any, dict[str, Any]], Any] = namespace["replacer"]
+    return replacer
+
 
 ROLES = frozenset({"author", "approver", "publisher", "admin", "analyst"})
 """The built-in roles; workflows may declare more."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
+import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -32,6 +34,7 @@ from postflow.models import (
     Post,
     Revision,
     StageStatus,
+    replace,
 )
 from postflow.storage import PostQuery, Storage
 from postflow.workflow import EDIT, TransitionRule, Workflow
@@ -55,6 +58,17 @@ _CACHE_SIZE = 2048
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
 _UNSET: Any = object()
 T = TypeVar("T")
+_correlation_counter = itertools.count()
+_correlation_prefix: tuple[int, str] = (0, "")
+
+
+def new_correlation_id() -> str:
+    """A unique id for the audit entries of one call (random per process, then a counter)."""
+    global _correlation_prefix
+    pid = os.getpid()
+    if _correlation_prefix[0] != pid:
+        _correlation_prefix = (pid, secrets.token_hex(8))
+    return f"{_correlation_prefix[1]}-{next(_correlation_counter):x}"
 
 
 def open(  # noqa: A001 - the public name DESIGN.md fixes: postflow.open(url)
@@ -236,8 +250,8 @@ class Workspace:
         def planner(post: Post, member: Member, now: datetime) -> tuple[Post, AuditEntry]:
             self._check_action(member, "plan", post)
             planned = _planned_date(on, post.id)
-            changed = attrs.evolve(post, version=post.version + 1, planned_for=planned,
-                                   updated_at=now)
+            changed = replace(post, version=post.version + 1, planned_for=planned,
+                              updated_at=now)
             entry = self._entry("plan", member.name, now, post,
                                 {"planned_for": planned.isoformat() if planned else None})
             return changed, entry
@@ -254,8 +268,7 @@ class Workspace:
                                           "a comment needs text", field="text")
         entry = self._entry("comment", member.name, self.clock.now(), post, NO_DATA,
                             comment=text)
-        self.storage.append_audit([entry])
-        return entry
+        return self.storage.append_audit([entry])[0]
 
     # -- questions -----------------------------------------------------------------
 
@@ -337,13 +350,13 @@ class Workspace:
                 revision = Revision(post.id, changed.revision, changed.text, changed.channels,
                                     changed.campaign, member.name, changed.updated_at)
             try:
-                self.storage.update_post(changed, expected_version=post.version,
-                                         entries=(entry,), revision=revision)
+                stored = self.storage.update_post(changed, expected_version=post.version,
+                                                  entries=(entry,), revision=revision)
             except ConflictError:
                 post, fresh = self._fetch(post_id), True
                 continue
             self._remember(changed)
-            self.hooks.after_transition(self, changed, post, action, member.name, (entry,))
+            self.hooks.after_transition(self, changed, post, action, member.name, stored)
             return changed
         raise ConflictError(
             f"post {post_id} kept changing under {action!r}; gave up after "
@@ -370,7 +383,7 @@ class Workspace:
         comment: str | None = None, correlation_id: str | None = None,
     ) -> AuditEntry:
         return AuditEntry(
-            0, action, actor, now, correlation_id or uuid.uuid4().hex,
+            0, action, actor, now, correlation_id or new_correlation_id(),
             post.id if post else None,
             post.state if post else None,
             to_state if to_state is not None else (post.state if post else None),
@@ -383,21 +396,10 @@ class Workspace:
         at: datetime | None, extra: Mapping[str, Any], now: datetime,
     ) -> tuple[Post, AuditEntry]:
         workflow = self.workflow
+        state = post.state
         rule = workflow.rules.get(trigger)
-        if rule is None:
-            raise InvalidTransition(
-                f"post {post.id}: workflow {workflow.name!r} has no trigger {trigger!r} "
-                f"(it has: {', '.join(workflow.triggers)})",
-                post_id=post.id, trigger=trigger, state=post.state,
-                allowed=workflow.triggers_from(post.state),
-            )
-        if post.state not in rule.sources:
-            allowed = workflow.triggers_from(post.state)
-            raise InvalidTransition(
-                f"post {post.id} is {post.state!r}: {trigger!r} is not possible from there "
-                f"(possible: {', '.join(allowed) or 'nothing'})",
-                post_id=post.id, trigger=trigger, state=post.state, allowed=allowed,
-            )
+        if rule is None or state not in rule.sources:
+            raise self._not_possible(post, trigger)
         stage = self._check_trigger(member, rule, post)
         if comment is not None and not isinstance(comment, str):
             raise ValidationFailed.single(f"post {post.id}", "bad-comment",
@@ -406,47 +408,63 @@ class Workspace:
             raise ValidationFailed.single(
                 f"post {post.id}", "comment-required",
                 f"{trigger!r} needs a comment saying why", field="comment")
-        data: dict[str, Any] = dict(extra)
+        data: dict[str, Any] = dict(extra) if extra else {}
         approvals = post.approvals
-        changes: dict[str, Any] = {}
+        scheduled_at, zone = post.scheduled_at, post.scheduled_zone
         if stage is not None:
             approvals = (*approvals, Approval(member.name, stage, post.revision, now, comment))
             data["stage"] = stage
         if trigger == "schedule":
-            if at is None:
-                raise ValidationFailed.single(f"post {post.id}", "time-required",
-                                              "schedule needs at=<aware datetime>", field="at")
-            utc, zone = to_utc(at, field="at", subject=f"post {post.id}")
-            if utc <= now:
-                raise ValidationFailed.single(
-                    f"post {post.id}", "in-the-past",
-                    f"at={at.isoformat()} is not in the future (now {now.isoformat()})",
-                    field="at")
-            changes["scheduled_at"], changes["scheduled_zone"] = utc, zone
+            scheduled_at, zone = self._future_slot(post, at, now)
         elif at is not None:
-            utc, zone = to_utc(at, field="at", subject=f"post {post.id}")
-            data["at"] = utc.isoformat()
-        dest = workflow.fire(trigger, post.state, approvals)
+            data["at"] = to_utc(at, field="at", subject=f"post {post.id}")[0].isoformat()
+        dest = workflow.fire(trigger, state, approvals)
         if dest is None:
             raise InvalidTransition(
-                f"post {post.id}: the workflow refused {trigger!r} from {post.state!r}",
-                post_id=post.id, trigger=trigger, state=post.state)
-        if trigger == "unschedule" or (dest == workflow.initial and post.scheduled_at):
-            changes["scheduled_at"] = changes["scheduled_zone"] = None
-        if dest == workflow.initial and approvals:
-            approvals = ()
-            data["approvals_voided"] = True
-        if "scheduled_at" in changes:
-            utc_at = changes["scheduled_at"]
-            data["scheduled_at"] = utc_at.isoformat() if utc_at else None
-            data["scheduled_zone"] = changes["scheduled_zone"]
-        changed = attrs.evolve(
+                f"post {post.id}: the workflow refused {trigger!r} from {state!r}",
+                post_id=post.id, trigger=trigger, state=state)
+        if trigger == "unschedule" or dest == workflow.initial:
+            scheduled_at = zone = None
+            if approvals:
+                approvals = ()
+                data["approvals_voided"] = True
+        if scheduled_at != post.scheduled_at or zone != post.scheduled_zone:
+            data["scheduled_at"] = scheduled_at.isoformat() if scheduled_at else None
+            data["scheduled_zone"] = zone
+        changed = replace(
             post, version=post.version + 1, state=dest, approvals=approvals, updated_at=now,
-            state_changed_at=now if dest != post.state else post.state_changed_at, **changes,
+            state_changed_at=now if dest != state else post.state_changed_at,
+            scheduled_at=scheduled_at, scheduled_zone=zone,
         )
-        entry = self._entry(trigger, member.name, now, post, data or NO_DATA, to_state=dest,
-                            comment=comment)
+        entry = AuditEntry(0, trigger, member.name, now, new_correlation_id(), post.id, state,
+                           dest, post.revision, comment, data or NO_DATA)
         return changed, entry
+
+    def _not_possible(self, post: Post, trigger: str) -> InvalidTransition:
+        workflow = self.workflow
+        allowed = workflow.triggers_from(post.state)
+        if trigger not in workflow.rules:
+            message = (f"post {post.id}: workflow {workflow.name!r} has no trigger "
+                       f"{trigger!r} (it has: {', '.join(workflow.triggers)})")
+        else:
+            message = (f"post {post.id} is {post.state!r}: {trigger!r} is not possible from "
+                       f"there (possible: {', '.join(allowed) or 'nothing'})")
+        return InvalidTransition(message, post_id=post.id, trigger=trigger, state=post.state,
+                                 allowed=allowed)
+
+    def _future_slot(
+        self, post: Post, at: datetime | None, now: datetime
+    ) -> tuple[datetime, str]:
+        if at is None:
+            raise ValidationFailed.single(f"post {post.id}", "time-required",
+                                          "schedule needs at=<aware datetime>", field="at")
+        utc, zone = to_utc(at, field="at", subject=f"post {post.id}")
+        if utc <= now:
+            raise ValidationFailed.single(
+                f"post {post.id}", "in-the-past",
+                f"at={at.isoformat()} is not in the future (now {now.isoformat()})",
+                field="at")
+        return utc, zone
 
     def _plan_edit(
         self, post: Post, member: Member, text: str | None, channels: Sequence[str] | None,
@@ -481,7 +499,7 @@ class Workspace:
         if dest != post.state and post.scheduled_at is not None:
             changes["scheduled_at"] = changes["scheduled_zone"] = None
             data["scheduled_at"] = data["scheduled_zone"] = None
-        changed = attrs.evolve(
+        changed = replace(
             post, version=post.version + 1, state=dest, text=new_text, channels=new_channels,
             campaign=new_campaign, revision=post.revision + 1, approvals=(), updated_at=now,
             state_changed_at=now if dest != post.state else post.state_changed_at, **changes,
@@ -793,7 +811,7 @@ class Posts:
         state = ws.workflow.initial
         post = Post(0, 1, state, author, text, channels, 1, now, now, now, campaign, planned)
         revision = Revision(0, 1, text, channels, campaign, author, now)
-        entry = AuditEntry(0, "create", author, now, uuid.uuid4().hex, None, None, state, 1,
+        entry = AuditEntry(0, "create", author, now, new_correlation_id(), None, None, state, 1,
                            None, {"text": text, "channels": list(channels),
                                   "campaign": campaign,
                                   "planned_for": planned.isoformat() if planned else None})

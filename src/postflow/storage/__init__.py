@@ -120,11 +120,12 @@ class Storage(abc.ABC):
         expected_version: int,
         entries: Sequence[AuditEntry],
         revision: Revision | None = None,
-    ) -> None:
+    ) -> list[AuditEntry]:
         """Replace the stored post if its version is still ``expected_version``.
 
         ``post.version`` must be ``expected_version + 1``. Appends ``entries`` (and the
-        new ``revision``, if given) in the same transaction. Raises
+        new ``revision``, if given) in the same transaction and returns the entries as
+        stored (with their ids). Raises
         :class:`~postflow.ConflictError` when the stored version differs and
         :class:`~postflow.NotFound` when there is no such post; nothing is written then.
         """
@@ -144,8 +145,8 @@ class Storage(abc.ABC):
     # -- audit ---------------------------------------------------------------------
 
     @abc.abstractmethod
-    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
-        """Append entries that accompany no other change (comments)."""
+    def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+        """Append entries that accompany no other change (comments); return them stored."""
 
     @abc.abstractmethod
     def history(self, post_id: int) -> list[AuditEntry]:

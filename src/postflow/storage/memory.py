@@ -9,11 +9,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-import attrs
-
 from postflow.exceptions import ConflictError, NotFound
 from postflow.hookspecs import hookimpl
-from postflow.models import AuditEntry, Campaign, Channel, Member, Post, Revision
+from postflow.models import AuditEntry, Campaign, Channel, Member, Post, Revision, replace
 from postflow.storage import PostQuery, Storage
 
 __all__ = ["MemoryStorage"]
@@ -91,11 +89,11 @@ class MemoryStorage(Storage):
     ) -> Post:
         with self._lock:
             post_id = next(self._ids)
-            post = attrs.evolve(post, id=post_id)
+            post = replace(post, id=post_id)
             self._posts[post_id] = post
-            self._revisions[post_id] = [attrs.evolve(revision, post_id=post_id)]
+            self._revisions[post_id] = [replace(revision, post_id=post_id)]
             self._index(post)
-            self._append(attrs.evolve(e, post_id=post_id) for e in entries)
+            self._append([replace(e, post_id=post_id) for e in entries])
             return post
 
     def get_post(self, post_id: int) -> Post | None:
@@ -108,7 +106,7 @@ class MemoryStorage(Storage):
         expected_version: int,
         entries: Sequence[AuditEntry],
         revision: Revision | None = None,
-    ) -> None:
+    ) -> list[AuditEntry]:
         with self._lock:
             stored = self._posts.get(post.id)
             if stored is None:
@@ -119,12 +117,11 @@ class MemoryStorage(Storage):
                     f"not {expected_version}: it changed since it was read",
                     post_id=post.id, expected=expected_version, actual=stored.version,
                 )
-            self._unindex(stored)
+            self._reindex(stored, post)
             self._posts[post.id] = post
-            self._index(post)
             if revision is not None:
                 self._revisions[post.id].append(revision)
-            self._append(entries)
+            return self._append(entries)
 
     def list_posts(self, query: PostQuery) -> list[Post]:
         posts = [self._posts[i] for i in self._select(query)]
@@ -171,6 +168,29 @@ class MemoryStorage(Storage):
         if post.scheduled_at is not None:
             bisect.insort(self._timeline[post.state], (post.scheduled_at, post.id))
 
+    def _reindex(self, old: Post, new: Post) -> None:
+        """Move ``new`` into the indexes ``old`` was in, touching only changed keys."""
+        if old.author != new.author or old.campaign != new.campaign or (
+            old.channels != new.channels
+        ):
+            self._unindex(old)
+            self._index(new)
+            return
+        if old.state != new.state:
+            self._by_state[old.state].discard(old.id)
+            self._by_state[new.state].add(new.id)
+        if old.scheduled_at != new.scheduled_at or old.state != new.state:
+            self._untime(old)
+            if new.scheduled_at is not None:
+                bisect.insort(self._timeline[new.state], (new.scheduled_at, new.id))
+
+    def _untime(self, post: Post) -> None:
+        if post.scheduled_at is not None:
+            line = self._timeline[post.state]
+            at = bisect.bisect_left(line, (post.scheduled_at, post.id))
+            if at < len(line) and line[at] == (post.scheduled_at, post.id):
+                del line[at]
+
     def _unindex(self, post: Post) -> None:
         self._by_state[post.state].discard(post.id)
         self._by_author[post.author].discard(post.id)
@@ -178,27 +198,26 @@ class MemoryStorage(Storage):
             self._by_campaign[post.campaign].discard(post.id)
         for channel in post.channels:
             self._by_channel[channel].discard(post.id)
-        if post.scheduled_at is not None:
-            line = self._timeline[post.state]
-            at = bisect.bisect_left(line, (post.scheduled_at, post.id))
-            if at < len(line) and line[at] == (post.scheduled_at, post.id):
-                del line[at]
+        self._untime(post)
 
     def revisions(self, post_id: int) -> list[Revision]:
         return list(self._revisions.get(post_id, ()))
 
     # -- audit ---------------------------------------------------------------------
 
-    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+    def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
         with self._lock:
-            self._append(entries)
+            return self._append(entries)
 
-    def _append(self, entries: Iterable[AuditEntry]) -> None:
+    def _append(self, entries: Iterable[AuditEntry]) -> list[AuditEntry]:
+        stored_entries = []
         for entry in entries:
-            stored = attrs.evolve(entry, id=next(self._audit_ids))
+            stored = replace(entry, id=next(self._audit_ids))
             self._audit.append(stored)
             if stored.post_id is not None:
                 self._history[stored.post_id].append(stored)
+            stored_entries.append(stored)
+        return stored_entries
 
     def history(self, post_id: int) -> list[AuditEntry]:
         return list(self._history.get(post_id, ()))

@@ -15,11 +15,22 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from postflow.exceptions import ConfigError, ConflictError, NotFound, StorageError
 from postflow.hookspecs import hookimpl
-from postflow.models import NO_DATA, Approval, AuditEntry, Campaign, Channel, Member, Post, Revision
+from postflow.models import (
+    NO_DATA,
+    Approval,
+    AuditEntry,
+    Campaign,
+    Channel,
+    Member,
+    Post,
+    Revision,
+    replace,
+)
 from postflow.storage import PostQuery, Storage
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
@@ -76,10 +87,11 @@ _INSERT_AUDIT = (
     "revision, comment, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_POST = (
-    "UPDATE posts SET version = ?, state = ?, text = ?, channels = ?, revision = ?, "
-    "updated_at = ?, state_changed_at = ?, campaign = ?, planned_for = ?, "
-    "scheduled_at = ?, scheduled_zone = ?, approvals = ? WHERE id = ? AND version = ?"
+    "UPDATE posts SET version = ?, state = ?, updated_at = ?, state_changed_at = ?, "
+    "campaign = ?, planned_for = ?, scheduled_at = ?, scheduled_zone = ?, approvals = ? "
+    "WHERE id = ? AND version = ?"
 )
+_UPDATE_CONTENT = "UPDATE posts SET text = ?, channels = ?, revision = ? WHERE id = ?"
 
 _ts = datetime.isoformat
 _from_ts = datetime.fromisoformat
@@ -109,10 +121,13 @@ class SQLiteStorage(Storage):
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
         try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            self._prepare_schema()
+            # WAL only once the file is known to be ours: switching a foreign
+            # database to WAL would rewrite its header.
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self._prepare_schema()
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StorageError(
@@ -190,13 +205,17 @@ class SQLiteStorage(Storage):
             except sqlite3.Error as exc:
                 raise StorageError(f"{self.path}: read failed: {exc}") from exc
 
-    def _append(self, db: sqlite3.Connection, entries: Sequence[AuditEntry]) -> None:
-        db.executemany(_INSERT_AUDIT, [
-            (e.post_id, e.action, e.actor, _ts(e.at), e.correlation_id, e.from_state,
-             e.to_state, e.revision, e.comment,
-             json.dumps(dict(e.data), sort_keys=True, default=str) if e.data else None)
-            for e in entries
-        ])
+    def _append(
+        self, db: sqlite3.Connection, entries: Sequence[AuditEntry]
+    ) -> list[AuditEntry]:
+        stored = []
+        for e in entries:
+            cursor = db.execute(_INSERT_AUDIT, (
+                e.post_id, e.action, e.actor, _ts(e.at), e.correlation_id, e.from_state,
+                e.to_state, e.revision, e.comment,
+                json.dumps(dict(e.data), sort_keys=True, default=str) if e.data else None))
+            stored.append(replace(e, id=cursor.lastrowid))
+        return stored
 
     # -- team, channels, campaigns -------------------------------------------------
 
@@ -259,8 +278,8 @@ class SQLiteStorage(Storage):
             db.executemany("INSERT INTO post_channels VALUES (?, ?)",
                            [(c, post_id) for c in post.channels])
             _insert_revision(db, post_id, revision)
-            self._append(db, [_with_post(e, post_id) for e in entries])
-        return _evolve_id(post, post_id)
+            self._append(db, [replace(e, post_id=post_id) for e in entries])
+        return replace(post, id=post_id)
 
     def get_post(self, post_id: int) -> Post | None:
         rows = self._read(f"SELECT {_POST_COLUMNS} FROM posts WHERE id = ?", (post_id,))
@@ -273,11 +292,10 @@ class SQLiteStorage(Storage):
         expected_version: int,
         entries: Sequence[AuditEntry],
         revision: Revision | None = None,
-    ) -> None:
+    ) -> list[AuditEntry]:
         with self._write() as db:
             cursor = db.execute(_UPDATE_POST, (
-                post.version, post.state, post.text, json.dumps(post.channels),
-                post.revision, _ts(post.updated_at), _ts(post.state_changed_at),
+                post.version, post.state, _ts(post.updated_at), _ts(post.state_changed_at),
                 *_mutable_tail(post), post.id, expected_version,
             ))
             if cursor.rowcount != 1:
@@ -291,6 +309,8 @@ class SQLiteStorage(Storage):
                     post_id=post.id, expected=expected_version, actual=row[0],
                 )
             if revision is not None:
+                db.execute(_UPDATE_CONTENT, (post.text, json.dumps(post.channels),
+                                             post.revision, post.id))
                 _insert_revision(db, post.id, revision)
                 old = {r[0] for r in db.execute(
                     "SELECT channel FROM post_channels WHERE post_id = ?", (post.id,))}
@@ -298,7 +318,7 @@ class SQLiteStorage(Storage):
                     db.execute("DELETE FROM post_channels WHERE post_id = ?", (post.id,))
                     db.executemany("INSERT INTO post_channels VALUES (?, ?)",
                                    [(c, post.id) for c in post.channels])
-            self._append(db, entries)
+            return self._append(db, entries)
 
     def _where(self, query: PostQuery) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -358,9 +378,9 @@ class SQLiteStorage(Storage):
 
     # -- audit ---------------------------------------------------------------------
 
-    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+    def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
         with self._write() as db:
-            self._append(db, entries)
+            return self._append(db, entries)
 
     def history(self, post_id: int) -> list[AuditEntry]:
         rows = self._read(
@@ -395,20 +415,6 @@ def _insert_revision(db: sqlite3.Connection, post_id: int, revision: Revision) -
         revision.campaign, revision.author, _ts(revision.created_at)))
 
 
-def _with_post(entry: AuditEntry, post_id: int) -> AuditEntry:
-    return AuditEntry(
-        entry.id, entry.action, entry.actor, entry.at, entry.correlation_id, post_id,
-        entry.from_state, entry.to_state, entry.revision, entry.comment, entry.data)
-
-
-def _evolve_id(post: Post, post_id: int) -> Post:
-    return Post(
-        post_id, post.version, post.state, post.author, post.text, post.channels,
-        post.revision, post.created_at, post.updated_at, post.state_changed_at,
-        post.campaign, post.planned_for, post.scheduled_at, post.scheduled_zone,
-        post.approvals)
-
-
 def _post(r: Sequence[Any]) -> Post:
     return Post(
         r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), r[6], _from_ts(r[7]),
@@ -423,7 +429,7 @@ def _post(r: Sequence[Any]) -> Post:
 def _entry(r: Sequence[Any]) -> AuditEntry:
     return AuditEntry(
         r[0], r[2], r[3], _from_ts(r[4]), r[5], r[1], r[6], r[7], r[8], r[9],
-        json.loads(r[10]) if r[10] else NO_DATA)
+        MappingProxyType(json.loads(r[10])) if r[10] else NO_DATA)
 
 
 def _member(r: Sequence[Any]) -> Member:

@@ -1,0 +1,26 @@
+"""postflow's benchmark suite: postflow against the plain libraries and a peer, one run.
+
+Run from the repository root::
+
+    python -m benchmarks             # full sizes, PASS/FAIL per target
+    python -m benchmarks --quick     # reduced sizes, < 1 minute (CI)
+    python -m benchmarks --no-django # skip the django-fsm baseline (no venv needed)
+    python -m benchmarks --strict    # full mode: exit 1 when a target is missed
+    python -m benchmarks --only memory --only list_scaling
+    python -m benchmarks --profile   # also cProfile the lifecycle on both backends
+
+Modules (each states what it measures and how):
+
+* :mod:`benchmarks.lifecycle_memory`: create/submit/approve/schedule per post on
+  ``memory://`` vs plain ``transitions`` (target ≤ 1.0×);
+* :mod:`benchmarks.lifecycle_sqlite`: the same on ``sqlite:///`` vs plain ``sqlite3``
+  doing the same writes (target ≤ 1.5×) and vs django-fsm + the Django ORM (reported);
+* :mod:`benchmarks.memory`: bytes retained per post on ``memory://`` (target < 3 KB);
+* :mod:`benchmarks.list_scaling`: ``posts.list(state=…, between=…, limit=100)`` at
+  10k and 1M SQLite posts (target: flat, ≤ 2×) with the query plan.
+
+Django and django-fsm are installed only in the benchmark's own virtual environment
+(``.bench-venv``, see :mod:`benchmarks._bench_venv`), never as postflow dependencies.
+Exit status: 1 when a benchmark errors; in full mode with ``--strict`` also when a
+target is missed. ``--quick`` never fails on a missed target (CI machines are noisy).
+"""

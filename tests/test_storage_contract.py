@@ -1,0 +1,651 @@
+"""The storage contract: every guarantee of :class:`postflow.storage.Storage`.
+
+Written against the abstract interface only and run over every backend the ``backend``
+fixture yields (``memory`` and ``sqlite`` now, more as plugins add them). Backends are
+opened the way users open them, through :func:`postflow.open` and the storage hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import postflow
+from postflow import (
+    Approval,
+    AuditEntry,
+    Campaign,
+    Channel,
+    ConflictError,
+    Member,
+    NotFound,
+    Post,
+    PostQuery,
+    Revision,
+    Storage,
+)
+
+T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+STATES = ("draft", "review", "approved", "scheduled", "published")
+CHANNELS = ("acme-x", "acme-li", "acme-ig")
+AUTHORS = ("ana", "aaron")
+CAMPAIGNS = ("spring", "autumn", None)
+
+_correlation = iter(range(1, 10**9))
+
+
+def make_post(**changes: Any) -> Post:
+    """A draft post snapshot as a workspace would build it before inserting."""
+    post = Post(
+        id=0, version=1, state="draft", author="ana", text="hello", channels=("acme-x",),
+        revision=1, created_at=T0, updated_at=T0, state_changed_at=T0,
+    )
+    return attrs.evolve(post, **changes)
+
+
+def make_entry(action: str = "create", post: Post | None = None, **changes: Any) -> AuditEntry:
+    """An audit entry about ``post`` (or about no post) with placeholder id 0."""
+    entry = AuditEntry(
+        id=0, action=action, actor="ana", at=T0, correlation_id=f"c{next(_correlation)}",
+        post_id=post.id if post is not None and post.id else None,
+        from_state=None, to_state=post.state if post is not None else None,
+        revision=post.revision if post is not None else None,
+    )
+    return attrs.evolve(entry, **changes)
+
+
+def revision_of(post: Post, number: int | None = None) -> Revision:
+    """The revision matching a post's content."""
+    return Revision(post.id, number or post.revision, post.text, post.channels,
+                    post.campaign, post.author, post.updated_at)
+
+
+def insert(storage: Storage, **changes: Any) -> Post:
+    """Insert a post with one ``create`` entry; return the stored snapshot."""
+    post = make_post(**changes)
+    return storage.insert_post(post, revision_of(post), [make_entry("create", post)])
+
+
+def moved(post: Post, **changes: Any) -> Post:
+    """``post`` one version on, with ``changes``."""
+    return attrs.evolve(post, version=post.version + 1, **changes)
+
+
+@pytest.fixture(name="storage")
+def _storage(url: str, make_ws: Callable[..., postflow.Workspace]) -> Storage:
+    """A fresh, empty backend of each kind, opened through postflow.open."""
+    return make_ws(url).storage
+
+
+@attrs.frozen
+class Kind:
+    """How to make, save, get and list one kind of named record."""
+
+    name: str
+    make: Callable[[str, int], Any]
+    save: str
+    get: str
+    list: str
+
+
+def _member(name: str, n: int) -> Member:
+    return Member(name, {"author"} if n == 0 else {"approver", "admin"},
+                  f"{name}@example.org" if n == 0 else None, n == 0)
+
+
+def _channel(name: str, n: int) -> Channel:
+    return Channel(name, "x" if n == 0 else "linkedin", f"@{name}",
+                   "UTC" if n == 0 else "Europe/Berlin", n == 0)
+
+
+def _campaign(name: str, n: int) -> Campaign:
+    return Campaign(name, f"goal {n}", ("#A",) if n == 0 else ("#B", "#C"))
+
+
+KINDS = [
+    Kind("member", _member, "save_member", "get_member", "list_members"),
+    Kind("channel", _channel, "save_channel", "get_channel", "list_channels"),
+    Kind("campaign", _campaign, "save_campaign", "get_campaign", "list_campaigns"),
+]
+
+
+@pytest.fixture(name="kind", params=KINDS, ids=[k.name for k in KINDS])
+def _kind(request: pytest.FixtureRequest) -> Kind:
+    return request.param  # type: ignore[no-any-return]
+
+
+class TestNamedRecords:
+    """save/get/list of members, channels and campaigns."""
+
+    def test_saved_record_comes_back_equal(self, storage: Storage, kind: Kind) -> None:
+        """A saved record is returned by get with every field intact."""
+        record = kind.make("zed", 1)
+        getattr(storage, kind.save)(record, make_entry(f"{kind.name}.add"))
+        assert getattr(storage, kind.get)("zed") == record
+
+    def test_unknown_name_is_none(self, storage: Storage, kind: Kind) -> None:
+        """get returns None for a name never saved."""
+        assert getattr(storage, kind.get)("nobody") is None
+
+    def test_list_is_ordered_by_name(self, storage: Storage, kind: Kind) -> None:
+        """list returns every record ordered by name, whatever the insertion order."""
+        for name in ("mia", "al", "zoe", "ben"):
+            getattr(storage, kind.save)(kind.make(name, 0), make_entry(f"{kind.name}.add"))
+        assert [r.name for r in getattr(storage, kind.list)()] == ["al", "ben", "mia", "zoe"]
+
+    def test_save_replaces_a_record_of_the_same_name(self, storage: Storage, kind: Kind) -> None:
+        """Saving under an existing name replaces the record instead of adding one."""
+        getattr(storage, kind.save)(kind.make("al", 0), make_entry(f"{kind.name}.add"))
+        replacement = kind.make("al", 1)
+        getattr(storage, kind.save)(replacement, make_entry(f"{kind.name}.update"))
+        assert getattr(storage, kind.get)("al") == replacement
+        assert getattr(storage, kind.list)() == [replacement]
+
+    def test_save_appends_its_entry(self, storage: Storage, kind: Kind) -> None:
+        """Every save appends its audit entry, with no post id, in call order."""
+        getattr(storage, kind.save)(kind.make("al", 0), make_entry(f"{kind.name}.add"))
+        getattr(storage, kind.save)(kind.make("al", 1), make_entry(f"{kind.name}.update"))
+        log = storage.audit_log()
+        assert [e.action for e in log] == [f"{kind.name}.add", f"{kind.name}.update"]
+        assert all(e.post_id is None for e in log)
+
+
+class TestInsertPost:
+    """Storage.insert_post."""
+
+    def test_ids_are_fresh_and_increasing(self, storage: Storage) -> None:
+        """Each insert gets a new id greater than every earlier one, whatever id it carried."""
+        ids = [insert(storage, id=7).id for _ in range(5)]
+        assert ids == sorted(set(ids))
+        assert all(i > 0 for i in ids)
+
+    def test_returns_the_post_with_only_the_id_changed(self, storage: Storage) -> None:
+        """The returned snapshot is the given post with its new id, and is what get returns."""
+        post = make_post(
+            state="review", text="full", channels=("acme-x", "acme-li"), revision=2,
+            campaign="spring", planned_for=date(2030, 2, 1),
+            scheduled_at=T0 + timedelta(days=3), scheduled_zone="Europe/Berlin",
+            approvals=(Approval("ben", "review", 2, T0, "fine"),
+                       Approval("bea", "legal", 2, T0 + timedelta(seconds=1))),
+        )
+        stored = storage.insert_post(post, revision_of(post, 1), [make_entry("create", post)])
+        assert stored == attrs.evolve(post, id=stored.id)
+        assert storage.get_post(stored.id) == stored
+
+    def test_stamps_the_id_on_revision_and_entries(self, storage: Storage) -> None:
+        """The first revision and every entry carry the new id, not the placeholder."""
+        post = make_post()
+        entries = [make_entry("create", post), make_entry("note", post)]
+        stored = storage.insert_post(post, revision_of(post), entries)
+        assert [r.post_id for r in storage.revisions(stored.id)] == [stored.id]
+        assert storage.revisions(stored.id)[0] == attrs.evolve(revision_of(post),
+                                                               post_id=stored.id)
+        history = storage.history(stored.id)
+        assert [(e.action, e.post_id) for e in history] == [
+            ("create", stored.id), ("note", stored.id)]
+
+    def test_entries_keep_their_fields(self, storage: Storage) -> None:
+        """An entry's action, actor, time, states, comment and JSON data survive storage."""
+        post = make_post()
+        data = {"text": "hello", "channels": ["acme-x"], "nested": {"n": 1, "ok": True}}
+        entry = make_entry("create", post, actor="aaron", at=T0 + timedelta(minutes=5),
+                           from_state="x", comment="first", data=data)
+        stored = storage.insert_post(post, revision_of(post), [entry])
+        (got,) = storage.history(stored.id)
+        assert got.id > 0
+        assert attrs.evolve(got, id=0, data={}) == attrs.evolve(
+            entry, post_id=stored.id, data={})
+        assert dict(got.data) == data
+
+
+class TestGetPost:
+    """Storage.get_post."""
+
+    @pytest.mark.parametrize("post_id", [0, 1, 999_999, -1])
+    def test_unknown_id_is_none(self, storage: Storage, post_id: int) -> None:
+        """get_post returns None for an id that was never assigned."""
+        assert storage.get_post(post_id) is None
+
+    def test_known_id_is_found_among_others(self, storage: Storage) -> None:
+        """get_post returns exactly the post with that id."""
+        posts = [insert(storage, text=f"post {n}") for n in range(3)]
+        assert [storage.get_post(p.id) for p in posts] == posts
+
+
+class TestUpdatePost:
+    """Storage.update_post: compare-and-set on (id, version)."""
+
+    def test_replaces_the_stored_post(self, storage: Storage) -> None:
+        """With the right expected version the new snapshot is stored."""
+        post = insert(storage)
+        new = moved(post, state="review", updated_at=T0 + timedelta(hours=1),
+                    state_changed_at=T0 + timedelta(hours=1))
+        storage.update_post(new, expected_version=post.version,
+                            entries=[make_entry("submit", post, to_state="review")])
+        assert storage.get_post(post.id) == new
+
+    def test_appends_entries_in_order(self, storage: Storage) -> None:
+        """The update's entries follow the post's earlier entries in its history."""
+        post = insert(storage)
+        new = moved(post, state="review")
+        storage.update_post(new, expected_version=1, entries=[
+            make_entry("submit", post, to_state="review"), make_entry("note", post)])
+        assert [e.action for e in storage.history(post.id)] == ["create", "submit", "note"]
+
+    def test_appends_the_revision_when_given(self, storage: Storage) -> None:
+        """A new revision is appended after the first one."""
+        post = insert(storage)
+        new = moved(post, text="edited", revision=2)
+        storage.update_post(new, expected_version=1, entries=[make_entry("edit", post)],
+                            revision=revision_of(new))
+        assert [(r.number, r.text) for r in storage.revisions(post.id)] == [
+            (1, "hello"), (2, "edited")]
+
+    def test_returns_the_entries_as_stored(self, storage: Storage) -> None:
+        """update_post returns its entries with the ids and post id they were stored under."""
+        post = insert(storage)
+        returned = storage.update_post(moved(post, state="review"), expected_version=1,
+                                       entries=[make_entry("submit", post),
+                                                make_entry("note", post)])
+        assert returned == storage.history(post.id)[1:]
+        assert all(e.id > 0 for e in returned)
+
+    def test_no_revision_is_added_without_one(self, storage: Storage) -> None:
+        """An update without a revision leaves the revisions as they were."""
+        post = insert(storage)
+        storage.update_post(moved(post, state="review"), expected_version=1,
+                            entries=[make_entry("submit", post)])
+        assert len(storage.revisions(post.id)) == 1
+
+    def test_stale_version_raises_conflict(self, storage: Storage) -> None:
+        """A write based on an old version raises ConflictError naming both versions."""
+        post = insert(storage)
+        storage.update_post(moved(post, state="review"), expected_version=1,
+                            entries=[make_entry("submit", post)])
+        with pytest.raises(ConflictError) as caught:
+            storage.update_post(moved(post, state="archived"), expected_version=1,
+                                entries=[make_entry("archive", post)])
+        assert (caught.value.post_id, caught.value.expected, caught.value.actual) == (
+            post.id, 1, 2)
+
+    def test_conflict_writes_nothing(self, storage: Storage) -> None:
+        """After a ConflictError the post, its history, revisions and the log are unchanged."""
+        post = insert(storage)
+        current = moved(post, state="review")
+        storage.update_post(current, expected_version=1, entries=[make_entry("submit", post)])
+        before = (storage.get_post(post.id), storage.history(post.id),
+                  storage.revisions(post.id), storage.audit_log())
+        stale = moved(post, text="lost", revision=2, state="archived")
+        with pytest.raises(ConflictError):
+            storage.update_post(stale, expected_version=1, entries=[make_entry("edit", post)],
+                                revision=revision_of(stale))
+        after = (storage.get_post(post.id), storage.history(post.id),
+                 storage.revisions(post.id), storage.audit_log())
+        assert after == before
+        assert storage.list_posts(PostQuery(states=frozenset({"archived"}))) == []
+
+    def test_unknown_post_raises_not_found_and_writes_nothing(self, storage: Storage) -> None:
+        """Updating an id that does not exist raises NotFound and stores nothing."""
+        existing = insert(storage)
+        ghost = make_post(id=existing.id + 100, version=2, revision=2)
+        log_before = storage.audit_log()
+        with pytest.raises(NotFound, match=str(ghost.id)):
+            storage.update_post(ghost, expected_version=1,
+                                entries=[make_entry("edit", ghost)],
+                                revision=revision_of(ghost))
+        assert storage.get_post(ghost.id) is None
+        assert storage.audit_log() == log_before
+        assert storage.revisions(ghost.id) == []
+        assert storage.history(ghost.id) == []
+
+    def test_versions_chain(self, storage: Storage) -> None:
+        """Each successful update makes the next one expect the new version."""
+        post = insert(storage)
+        for n in range(1, 5):
+            post_next = moved(post, planned_for=date(2030, 3, n))
+            storage.update_post(post_next, expected_version=n, entries=[])
+            post = post_next
+        assert storage.get_post(post.id) == post
+        assert post.version == 5
+
+    def test_channel_change_is_reflected_by_the_channel_filter(self, storage: Storage) -> None:
+        """After the channels change, the channel filter finds the post only under the new ones."""
+        post = insert(storage, channels=("acme-x", "acme-li"))
+        new = moved(post, channels=("acme-li", "acme-ig"), revision=2)
+        storage.update_post(new, expected_version=1, entries=[make_entry("edit", post)],
+                            revision=revision_of(new))
+        assert storage.get_post(post.id) == new
+        found = {c: [p.id for p in storage.list_posts(PostQuery(channel=c))]
+                 for c in CHANNELS}
+        assert found == {"acme-x": [], "acme-li": [post.id], "acme-ig": [post.id]}
+        assert storage.count_posts(PostQuery(channel="acme-x")) == 0
+
+    def test_state_author_campaign_and_time_changes_are_reflected(
+        self, storage: Storage
+    ) -> None:
+        """Filters see the new state, campaign and scheduled time, not the old ones."""
+        post = insert(storage, state="approved", campaign="spring")
+        at = T0 + timedelta(days=2)
+        new = moved(post, state="scheduled", campaign="autumn", scheduled_at=at,
+                    scheduled_zone="UTC")
+        storage.update_post(new, expected_version=1, entries=[make_entry("schedule", post)])
+        assert storage.list_posts(PostQuery(states=frozenset({"approved"}))) == []
+        assert storage.list_posts(PostQuery(campaign="spring")) == []
+        assert storage.list_posts(PostQuery(campaign="autumn")) == [new]
+        assert storage.list_posts(PostQuery(states=frozenset({"scheduled"}), start=at,
+                                            end=at + timedelta(seconds=1))) == [new]
+        later = moved(new, state="approved", scheduled_at=None, scheduled_zone=None)
+        storage.update_post(later, expected_version=2, entries=[make_entry("unschedule", new)])
+        assert storage.list_posts(PostQuery(start=T0)) == []
+        assert storage.list_posts(PostQuery(states=frozenset({"approved"}))) == [later]
+
+
+@attrs.frozen
+class Dataset:
+    """Posts stored for the listing tests, in id order."""
+
+    posts: list[Post]
+
+
+def _dataset_posts() -> list[dict[str, Any]]:
+    """Posts whose id order differs from their time order, with ties and edge times."""
+    rows: list[dict[str, Any]] = []
+    offsets = [5, 1, None, 3, 1, 0, 8, None, 3, 10, 2, 7, None, 0, 6]
+    for n, offset in enumerate(offsets):
+        rows.append({
+            "state": STATES[n % len(STATES)],
+            "author": AUTHORS[n % 2],
+            "campaign": CAMPAIGNS[n % 3],
+            "channels": (CHANNELS[n % 3],) if n % 4 else (CHANNELS[n % 3], CHANNELS[(n + 1) % 3]),
+            "text": f"post {n}",
+            "scheduled_at": None if offset is None else T0 + timedelta(hours=offset),
+            "scheduled_zone": None if offset is None else "UTC",
+        })
+    # a sub-second time, to check ordering of times with and without microseconds
+    rows[1]["scheduled_at"] = T0 + timedelta(hours=1, microseconds=500)
+    return rows
+
+
+@pytest.fixture(name="dataset")
+def _dataset(storage: Storage) -> Dataset:
+    """The listing posts, stored."""
+    return Dataset([insert(storage, **row) for row in _dataset_posts()])
+
+
+def reference(posts: Sequence[Post], query: PostQuery) -> list[Post]:
+    """What PostQuery's docstring says list_posts returns, computed naively."""
+    result = [
+        p for p in posts
+        if (query.states is None or p.state in query.states)
+        and (query.channel is None or query.channel in p.channels)
+        and (query.campaign is None or p.campaign == query.campaign)
+        and (query.author is None or p.author == query.author)
+        and (not query.by_time or p.scheduled_at is not None)
+        and (query.start is None or (p.scheduled_at is not None and p.scheduled_at >= query.start))
+        and (query.end is None or (p.scheduled_at is not None and p.scheduled_at < query.end))
+    ]
+    if query.by_time:
+        result.sort(key=lambda p: (p.scheduled_at, p.id))
+    else:
+        result.sort(key=lambda p: p.id)
+    stop = None if query.limit is None else query.offset + query.limit
+    return result[query.offset:stop]
+
+
+def hours(n: float) -> datetime:
+    """T0 plus ``n`` hours."""
+    return T0 + timedelta(hours=n)
+
+
+QUERIES = {
+    "all": PostQuery(),
+    "one-state": PostQuery(states=frozenset({"review"})),
+    "two-states": PostQuery(states=frozenset({"draft", "scheduled"})),
+    "no-state": PostQuery(states=frozenset()),
+    "unknown-state": PostQuery(states=frozenset({"nowhere"})),
+    "channel": PostQuery(channel="acme-li"),
+    "unknown-channel": PostQuery(channel="acme-tiktok"),
+    "campaign": PostQuery(campaign="autumn"),
+    "author": PostQuery(author="aaron"),
+    "start-only": PostQuery(start=hours(3)),
+    "end-only": PostQuery(end=hours(3)),
+    "range": PostQuery(start=hours(1), end=hours(7)),
+    "empty-range": PostQuery(start=hours(4), end=hours(4)),
+    "range-state": PostQuery(states=frozenset({"draft", "approved", "scheduled"}),
+                             start=hours(0), end=hours(100)),
+    "everything": PostQuery(states=frozenset({"draft", "review", "approved", "published"}),
+                            channel="acme-x", author="ana", start=hours(0), end=hours(11)),
+    "limit": PostQuery(limit=4),
+    "limit-zero": PostQuery(limit=0),
+    "offset": PostQuery(offset=5),
+    "page": PostQuery(limit=3, offset=2),
+    "offset-past-end": PostQuery(offset=100),
+    "range-page": PostQuery(start=hours(0), limit=4, offset=3),
+    "channel-range-page": PostQuery(channel="acme-x", start=hours(0), end=hours(9),
+                                    limit=2, offset=1),
+}
+
+
+class TestListPosts:
+    """Storage.list_posts and Storage.count_posts with every PostQuery filter."""
+
+    @pytest.mark.parametrize("query", QUERIES.values(), ids=QUERIES.keys())
+    def test_matches_the_documented_semantics(self, storage: Storage, dataset: Dataset,
+                                              query: PostQuery) -> None:
+        """list_posts returns what the PostQuery contract describes, in its order."""
+        assert storage.list_posts(query) == reference(dataset.posts, query)
+
+    @pytest.mark.parametrize("query", QUERIES.values(), ids=QUERIES.keys())
+    def test_count_agrees_and_ignores_paging(self, storage: Storage, dataset: Dataset,
+                                             query: PostQuery) -> None:
+        """count_posts counts the matches of the query without its limit and offset."""
+        unpaged = attrs.evolve(query, limit=None, offset=0)
+        assert storage.count_posts(query) == len(reference(dataset.posts, unpaged))
+
+    def test_without_range_ordered_by_id(self, storage: Storage, dataset: Dataset) -> None:
+        """Without a time range, posts come in id (creation) order."""
+        ids = [p.id for p in storage.list_posts(PostQuery())]
+        assert ids == [p.id for p in dataset.posts]
+
+    def test_range_is_half_open_and_time_ordered(self, storage: Storage,
+                                                 dataset: Dataset) -> None:
+        """[start, end) includes a post at start, excludes one at end, and ties go by id."""
+        found = storage.list_posts(PostQuery(start=hours(3), end=hours(8)))
+        times = [p.scheduled_at for p in found]
+        assert times[0] == hours(3)
+        assert hours(8) not in times
+        assert times == sorted(times)  # type: ignore[type-var]
+        at_three = [p.id for p in found if p.scheduled_at == hours(3)]
+        assert len(at_three) == 2
+        assert at_three == sorted(at_three)
+        assert [p.text for p in found] == ["post 3", "post 8", "post 0", "post 14",
+                                           "post 11"]
+
+    def test_range_skips_unscheduled_posts(self, storage: Storage, dataset: Dataset) -> None:
+        """Posts without a scheduled time never match a time range, even an open one."""
+        found = storage.list_posts(PostQuery(start=datetime(1970, 1, 1, tzinfo=UTC)))
+        assert len(found) == len([p for p in dataset.posts if p.scheduled_at is not None])
+        assert all(p.scheduled_at is not None for p in found)
+        assert storage.count_posts(PostQuery(end=hours(1000))) == len(found)
+
+    def test_microseconds_order_correctly(self, storage: Storage, dataset: Dataset) -> None:
+        """A time with microseconds sorts between the whole seconds around it."""
+        found = storage.list_posts(PostQuery(start=hours(1), end=hours(2)))
+        assert [p.text for p in found] == ["post 4", "post 1"]
+
+    def test_paging_walks_the_whole_result(self, storage: Storage, dataset: Dataset) -> None:
+        """Consecutive limit/offset pages concatenate to the unpaged result."""
+        query = PostQuery(start=hours(0))
+        pages = [storage.list_posts(attrs.evolve(query, limit=4, offset=o))
+                 for o in range(0, 16, 4)]
+        assert [p for page in pages for p in page] == storage.list_posts(query)
+
+    @settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        states=st.none() | st.frozensets(st.sampled_from(STATES)),
+        channel=st.none() | st.sampled_from(CHANNELS),
+        campaign=st.none() | st.sampled_from(("spring", "autumn")),
+        author=st.none() | st.sampled_from(AUTHORS),
+        start=st.none() | st.integers(-1, 11).map(hours),
+        end=st.none() | st.integers(-1, 11).map(hours),
+        limit=st.none() | st.integers(0, 6),
+        offset=st.integers(0, 6),
+    )
+    def test_any_combination_matches_the_reference(
+        self, storage: Storage, dataset: Dataset, states: frozenset[str] | None,
+        channel: str | None, campaign: str | None, author: str | None,
+        start: datetime | None, end: datetime | None, limit: int | None, offset: int,
+    ) -> None:
+        """Any mix of filters gives the documented posts, and count agrees."""
+        query = PostQuery(states, channel, campaign, author, start, end, limit, offset)
+        assert storage.list_posts(query) == reference(dataset.posts, query)
+        unpaged = attrs.evolve(query, limit=None, offset=0)
+        assert storage.count_posts(query) == len(reference(dataset.posts, unpaged))
+
+
+class TestRevisions:
+    """Storage.revisions."""
+
+    def test_oldest_first(self, storage: Storage) -> None:
+        """Revisions come back in the order they were added, with their content."""
+        post = insert(storage)
+        for n in (2, 3):
+            new = moved(post, revision=n, text=f"text {n}")
+            storage.update_post(new, expected_version=post.version,
+                                entries=[make_entry("edit", post)], revision=revision_of(new))
+            post = new
+        assert [(r.number, r.text) for r in storage.revisions(post.id)] == [
+            (1, "hello"), (2, "text 2"), (3, "text 3")]
+
+    def test_unknown_post_has_none(self, storage: Storage) -> None:
+        """An unknown post has an empty list of revisions."""
+        assert storage.revisions(4242) == []
+
+
+class TestAudit:
+    """Storage.history, audit_log and append_audit."""
+
+    def test_history_holds_only_that_post_oldest_first(self, storage: Storage) -> None:
+        """A post's history is its own entries in commit order, comments included."""
+        first, second = insert(storage), insert(storage)
+        storage.update_post(moved(first, state="review"), expected_version=1,
+                            entries=[make_entry("submit", first)])
+        storage.append_audit([make_entry("comment", second, comment="hi")])
+        storage.append_audit([make_entry("comment", first, comment="looks good")])
+        assert [(e.action, e.comment) for e in storage.history(first.id)] == [
+            ("create", None), ("submit", None), ("comment", "looks good")]
+        assert [e.action for e in storage.history(second.id)] == ["create", "comment"]
+        assert storage.history(9999) == []
+
+    def test_ids_increase_in_commit_order(self, storage: Storage) -> None:
+        """Entries get unique ids that increase in the order they were committed."""
+        storage.save_member(Member("ana", {"author"}), make_entry("member.add"))
+        post = insert(storage)
+        storage.save_channel(Channel("acme-x", "x"), make_entry("channel.add"))
+        storage.update_post(moved(post), expected_version=1,
+                            entries=[make_entry("a", post), make_entry("b", post)])
+        storage.append_audit([make_entry("comment", post)])
+        storage.save_campaign(Campaign("spring"), make_entry("campaign.add"))
+        log = storage.audit_log()
+        assert [e.action for e in log] == [
+            "member.add", "create", "channel.add", "a", "b", "comment", "campaign.add"]
+        ids = [e.id for e in log]
+        assert ids == sorted(set(ids))
+        assert [e.id for e in storage.history(post.id)] == ids[1:2] + ids[3:6]
+
+    def test_after_id_and_limit(self, storage: Storage) -> None:
+        """audit_log returns entries with id > after_id, oldest first, at most limit."""
+        for n in range(6):
+            storage.append_audit([make_entry(f"e{n}")])
+        log = storage.audit_log()
+        ids = [e.id for e in log]
+        assert [e.id for e in storage.audit_log(after_id=ids[1])] == ids[2:]
+        assert [e.id for e in storage.audit_log(after_id=ids[1], limit=2)] == ids[2:4]
+        assert [e.id for e in storage.audit_log(limit=3)] == ids[:3]
+        assert storage.audit_log(limit=0) == []
+        assert storage.audit_log(after_id=ids[-1]) == []
+        assert storage.audit_log(after_id=ids[0] - 1) == log
+
+    def test_following_the_log_sees_every_entry_once(self, storage: Storage) -> None:
+        """Reading in pages by after_id while entries are added misses and repeats nothing."""
+        seen: list[int] = []
+        last = 0
+        for n in range(7):
+            storage.append_audit([make_entry(f"e{n}"), make_entry(f"f{n}")])
+            page = storage.audit_log(after_id=last, limit=3)
+            seen += [e.id for e in page]
+            last = seen[-1]
+        seen += [e.id for e in storage.audit_log(after_id=last)]
+        assert seen == [e.id for e in storage.audit_log()]
+        assert len(seen) == 14
+
+    def test_append_audit_returns_the_stored_entries(self, storage: Storage) -> None:
+        """append_audit returns the entries with their new ids, as the log then holds them."""
+        post = insert(storage)
+        returned = storage.append_audit([make_entry("comment", post, comment="one"),
+                                         make_entry("comment", post, comment="two")])
+        assert returned == storage.audit_log()[1:]
+        assert [e.comment for e in returned] == ["one", "two"]
+
+    def test_append_audit_keeps_post_id_and_data(self, storage: Storage) -> None:
+        """append_audit stores entries as given, post id and JSON data included."""
+        post = insert(storage)
+        storage.append_audit([make_entry("comment", post, comment="c",
+                                         data={"mentions": ["ben"], "n": 2})])
+        entry = storage.history(post.id)[-1]
+        assert (entry.post_id, entry.comment, dict(entry.data)) == (
+            post.id, "c", {"mentions": ["ben"], "n": 2})
+
+
+class TestSnapshots:
+    """Snapshots returned by a backend are immutable and never change."""
+
+    def test_returned_objects_are_frozen(self, storage: Storage) -> None:
+        """Posts, revisions, entries, members, channels and campaigns refuse assignment."""
+        storage.save_member(Member("ana", {"author"}), make_entry("member.add"))
+        storage.save_channel(Channel("acme-x", "x"), make_entry("channel.add"))
+        storage.save_campaign(Campaign("spring"), make_entry("campaign.add"))
+        post = insert(storage)
+        objects: list[tuple[object, str]] = [
+            (storage.get_post(post.id), "state"),
+            (storage.list_posts(PostQuery())[0], "text"),
+            (storage.revisions(post.id)[0], "text"),
+            (storage.history(post.id)[0], "action"),
+            (storage.audit_log()[0], "actor"),
+            (storage.get_member("ana"), "roles"),
+            (storage.get_channel("acme-x"), "network"),
+            (storage.get_campaign("spring"), "goal"),
+        ]
+        for obj, field in objects:
+            with pytest.raises(attrs.exceptions.FrozenInstanceError):
+                setattr(obj, field, "changed")
+
+    def test_old_snapshot_survives_an_update(self, storage: Storage) -> None:
+        """A snapshot read before an update still shows the old version afterwards."""
+        post = insert(storage)
+        before = storage.get_post(post.id)
+        listed = storage.list_posts(PostQuery())
+        storage.update_post(moved(post, state="review", text="new"), expected_version=1,
+                            entries=[make_entry("submit", post)])
+        assert before == post
+        assert listed == [post]
+        assert (before.version, before.state, before.text) == (1, "draft", "hello")
+
+    def test_returned_lists_are_copies(self, storage: Storage) -> None:
+        """Changing a returned list does not change what the backend returns next."""
+        post = insert(storage)
+        for result in (storage.history(post.id), storage.revisions(post.id),
+                       storage.audit_log(), storage.list_posts(PostQuery()),
+                       storage.list_members()):
+            result.clear()
+        assert len(storage.history(post.id)) == 1
+        assert len(storage.revisions(post.id)) == 1
+        assert len(storage.audit_log()) == 1
+        assert storage.list_posts(PostQuery()) == [post]
