@@ -77,7 +77,7 @@ def replay(entries: Iterable[AuditEntry]) -> Post:
 def _evolve(post: Post, changes: dict[str, object]) -> Post:
     import attrs
 
-    return attrs.evolve(post, **changes)  # type: ignore[misc, arg-type]
+    return attrs.evolve(post, **changes)  # type: ignore[arg-type]
 
 
 def _date(value: object) -> date | None:

@@ -47,10 +47,10 @@ def postflow_authorize(
     """Veto an action: return a reason to deny it, or ``None`` to have no objection.
 
     Called after the built-in role policy allowed ``action`` (a trigger name, ``edit``,
-    ``create`` or ``comment``) for ``member``; ``post`` is ``None`` for ``create``. Any
-    reason from any plugin denies: :class:`~postflow.PermissionDenied` is raised with
-    it. Also consulted by :meth:`Workspace.allowed`, so keep it fast and side-effect
-    free.
+    ``create``, ``plan``, ``comment`` or ``manage``) for ``member``; ``post`` is ``None``
+    for ``create`` and ``manage``. Any reason from any plugin denies:
+    :class:`~postflow.PermissionDenied` is raised with it. Also consulted by
+    :meth:`Workspace.allowed`, so keep it fast and side-effect free.
 
     .. versionadded:: 0.1
     """
@@ -68,11 +68,12 @@ def postflow_before_transition(
 ) -> None:
     """Veto a transition by raising a :class:`~postflow.PostflowError`.
 
-    Called after permissions and the workflow allowed ``trigger`` and before anything is
-    written; ``post`` is the stored snapshot, ``dest`` the state it will end in (equal
-    to ``source`` for a partial approval or an edit in draft), ``data`` the call's extra
-    data. The error propagates to the caller unchanged and nothing is stored. May be
-    called again for the same call when a concurrent write forces a retry.
+    Called after permissions and the workflow allowed ``trigger`` (a workflow trigger,
+    ``edit`` or ``plan``) and before anything is written; ``post`` is the stored
+    snapshot, ``dest`` the state it will end in (equal to ``source`` for a partial
+    approval or an edit in draft), ``data`` the call's extra data. The error propagates
+    to the caller unchanged and nothing is stored. May be called again for the same
+    call when a concurrent write forces a retry.
 
     .. versionadded:: 0.1
     """
@@ -87,7 +88,7 @@ def postflow_after_transition(
     actor: str,
     entries: Sequence[AuditEntry],
 ) -> None:
-    """React to a committed transition (including ``edit``).
+    """React to a committed transition (including ``edit`` and ``plan``).
 
     Called once, after the change and its audit ``entries`` are stored; ``post`` is the
     new snapshot, ``previous`` the one it replaced. The change cannot be undone here:

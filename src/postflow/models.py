@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -57,12 +57,20 @@ ROLES = frozenset({"author", "approver", "publisher", "admin", "analyst"})
 """The built-in roles; workflows may declare more."""
 
 
+def _frozenset(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(values)
+
+
+def _tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class Member:
     """A person on the team and the roles they hold."""
 
     name: str
-    roles: frozenset[str] = attrs.field(converter=frozenset)
+    roles: frozenset[str] = attrs.field(converter=_frozenset)
     email: str | None = None
     active: bool = True
 
@@ -87,7 +95,7 @@ class Campaign:
 
     name: str
     goal: str = ""
-    hashtags: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    hashtags: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
 
 
 @attrs.frozen

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from transitions import EventData, Machine
@@ -293,7 +293,8 @@ class Workflow:
         return None
 
     def _complete(self, event: EventData) -> bool:
-        approvals: tuple[Approval, ...] = event.model.approvals
+        carrier = cast(_Carrier, event.model)
+        approvals = carrier.approvals
         return all(self._count(stage, approvals) >= stage.quorum for stage in self.stages)
 
     @staticmethod
@@ -370,10 +371,10 @@ class Workflow:
         if self.stages:
             lines.append(f"  approval stages (in {self.approval_state}, in order):")
             for i, stage in enumerate(self.stages, 1):
-                who = sorted(stage.roles) + [f"@{m}" for m in sorted(stage.members)]
+                eligible = sorted(stage.roles) + [f"@{m}" for m in sorted(stage.members)]
                 due = f", due {_format_duration(stage.due)}" if stage.due else ""
                 lines.append(
-                    f"    {i}. {stage.name}: {stage.quorum} of {', '.join(who)}{due}"
+                    f"    {i}. {stage.name}: {stage.quorum} of {', '.join(eligible)}{due}"
                 )
         lines.append(f"  four-eyes rule: {'on' if self.four_eyes else 'off'}")
         return "\n".join(lines)

@@ -71,7 +71,7 @@ def new_correlation_id() -> str:
     return f"{_correlation_prefix[1]}-{next(_correlation_counter):x}"
 
 
-def open(  # noqa: A001 - the public name DESIGN.md fixes: postflow.open(url)
+def open(
     url: str = "sqlite:///postflow.db",
     *,
     plugins: Iterable[object] = (),
@@ -892,7 +892,7 @@ class Posts:
             if start is not None and end is not None and start > end:
                 raise ValidationFailed.single("post filter", "bad-range",
                                               "between: start is after end", field="between")
-        if limit is not None and limit < 0 or offset < 0:
+        if (limit is not None and limit < 0) or offset < 0:
             raise ValidationFailed.single("post filter", "bad-limit",
                                           "limit and offset must not be negative",
                                           field="limit")

@@ -94,6 +94,7 @@ _UPDATE_POST = (
 _UPDATE_CONTENT = "UPDATE posts SET text = ?, channels = ?, revision = ? WHERE id = ?"
 
 _ts = datetime.isoformat
+_to_json = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":")).encode
 _from_ts = datetime.fromisoformat
 
 
@@ -114,6 +115,10 @@ class SQLiteStorage(Storage):
         self.url = url
         self.path = path_from_url(url)
         self._lock = threading.RLock()
+        # Members, channels and campaigns by (table, name); emptied whenever another
+        # connection commits (PRAGMA data_version moves), so it is never stale.
+        self._directory: dict[tuple[str, str], Any] = {}
+        self._data_version = -1
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -213,7 +218,7 @@ class SQLiteStorage(Storage):
             cursor = db.execute(_INSERT_AUDIT, (
                 e.post_id, e.action, e.actor, _ts(e.at), e.correlation_id, e.from_state,
                 e.to_state, e.revision, e.comment,
-                json.dumps(dict(e.data), sort_keys=True, default=str) if e.data else None))
+                _to_json(dict(e.data)) if e.data else None))
             stored.append(replace(e, id=cursor.lastrowid))
         return stored
 
@@ -225,10 +230,29 @@ class SQLiteStorage(Storage):
                        (member.name, json.dumps(sorted(member.roles)), member.email,
                         int(member.active)))
             self._append(db, [entry])
+        self._directory.pop(("members", member.name), None)
 
     def get_member(self, name: str) -> Member | None:
-        rows = self._read("SELECT * FROM members WHERE name = ?", (name,))
-        return _member(rows[0]) if rows else None
+        member: Member | None = self._lookup("members", name, _member)
+        return member
+
+    def _lookup(self, table: str, name: str, build: Callable[[Any], Any]) -> Any:
+        key = (table, name)
+        with self._lock:
+            try:
+                version = self._db.execute("PRAGMA data_version").fetchone()[0]
+                if version != self._data_version:
+                    self._directory.clear()
+                    self._data_version = version
+                elif key in self._directory:
+                    return self._directory[key]
+                row = self._db.execute(
+                    f"SELECT * FROM {table} WHERE name = ?", (name,)).fetchone()
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: read failed: {exc}") from exc
+            value = build(row) if row else None
+            self._directory[key] = value
+            return value
 
     def list_members(self) -> list[Member]:
         return [_member(r) for r in self._read("SELECT * FROM members ORDER BY name")]
@@ -239,10 +263,11 @@ class SQLiteStorage(Storage):
                        (channel.name, channel.network, channel.handle, channel.timezone,
                         int(channel.active)))
             self._append(db, [entry])
+        self._directory.pop(("channels", channel.name), None)
 
     def get_channel(self, name: str) -> Channel | None:
-        rows = self._read("SELECT * FROM channels WHERE name = ?", (name,))
-        return _channel(rows[0]) if rows else None
+        channel: Channel | None = self._lookup("channels", name, _channel)
+        return channel
 
     def list_channels(self) -> list[Channel]:
         return [_channel(r) for r in self._read("SELECT * FROM channels ORDER BY name")]
@@ -252,10 +277,11 @@ class SQLiteStorage(Storage):
             db.execute("INSERT OR REPLACE INTO campaigns VALUES (?, ?, ?)",
                        (campaign.name, campaign.goal, json.dumps(list(campaign.hashtags))))
             self._append(db, [entry])
+        self._directory.pop(("campaigns", campaign.name), None)
 
     def get_campaign(self, name: str) -> Campaign | None:
-        rows = self._read("SELECT * FROM campaigns WHERE name = ?", (name,))
-        return _campaign(rows[0]) if rows else None
+        campaign: Campaign | None = self._lookup("campaigns", name, _campaign)
+        return campaign
 
     def list_campaigns(self) -> list[Campaign]:
         return [_campaign(r) for r in self._read("SELECT * FROM campaigns ORDER BY name")]
