@@ -19,7 +19,6 @@ from __future__ import annotations
 import inspect
 import re
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -90,11 +89,11 @@ def _runnable(page: Path) -> list[Block]:
 
 
 @pytest.fixture(name="in_tmp")
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty working directory, and no plugins from the environment."""
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory, and no storage URL from the environment."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("POSTFLOW_URL", raising=False)
-    yield tmp_path
+    return tmp_path
 
 
 class TestHooksAreDocumentedAndTested:
@@ -197,10 +196,10 @@ class TestApiReference:
         assert f".. autoexception:: postflow.{name}" in text
 
 
-def policy_table() -> dict[str, tuple[frozenset[str], str]]:
-    """The rows of the ``policy-table`` in concepts.rst: name -> (roles allowed, rules)."""
-    text = (DOCS / "concepts.rst").read_text(encoding="utf-8")
-    start = text.index(":name: policy-table")
+def list_table(page: str, name: str) -> list[list[str]]:
+    """The rows (header first) of the ``list-table`` with ``:name: <name>`` on a page."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    start = text.index(f":name: {name}\n")
     table = text[start:].split("\n\n", 2)[1]
     rows: list[list[str]] = []
     for line in table.splitlines():
@@ -211,7 +210,12 @@ def policy_table() -> dict[str, tuple[frozenset[str], str]]:
             rows[-1].append(stripped[2:])
         elif stripped:
             rows[-1][-1] += " " + stripped
-    header, *body = rows
+    return rows
+
+
+def policy_table() -> dict[str, tuple[frozenset[str], str]]:
+    """The rows of the ``policy-table`` in concepts.rst: name -> (roles allowed, rules)."""
+    header, *body = list_table("concepts.rst", "policy-table")
     assert header[1:6] == list(ROLES)
     result = {}
     for row in body:
@@ -222,6 +226,24 @@ def policy_table() -> dict[str, tuple[frozenset[str], str]]:
         allowed = frozenset(r for r, c in zip(ROLES, cells, strict=True) if c == "yes")
         result[name.group(1)] = (allowed, row[6] if len(row) > 6 else "")
     return result
+
+
+class TestWorkflowTable:
+    """The documented default workflow is the one postflow loads."""
+
+    def test_rows_match_default_workflow(self) -> None:
+        """Each trigger's row has its exact source states and destination, in order."""
+        header, *body = list_table("concepts.rst", "workflow-table")
+        assert header[:3] == ["Trigger", "From", "To"]
+        documented = {
+            row[0].strip("`"): (tuple(s.strip() for s in row[1].split(",")), row[2])
+            for row in body
+        }
+        workflow = postflow.Workflow.default()
+        assert documented == {
+            rule.trigger: (rule.sources, rule.dest) for rule in workflow.rules.values()
+        }
+        assert list(documented) == list(workflow.triggers)
 
 
 class TestPolicyTable:

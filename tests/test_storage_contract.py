@@ -244,6 +244,7 @@ class TestUpdatePost:
         new = moved(post, text="edited", revision=2)
         storage.update_post(new, expected_version=1, entries=[make_entry("edit", post)],
                             revision=revision_of(new))
+        assert storage.get_post(post.id) == new
         assert [(r.number, r.text) for r in storage.revisions(post.id)] == [
             (1, "hello"), (2, "edited")]
 

@@ -214,7 +214,7 @@ class TestDefaultWorkflow:
         assert wf.four_eyes is True
         assert wf.edit_returns_to == "draft"
         (stage,) = wf.stages
-        assert (stage.name, stage.roles, stage.quorum) == ("review", {"approver"}, 1)
+        assert (stage.name, stage.roles, stage.quorum) == ("review", frozenset({"approver"}), 1)
 
     def test_triggers_from(self) -> None:
         """triggers_from lists the triggers leaving a state."""
@@ -269,7 +269,7 @@ class TestFromDict:
         del data["stages"]
         wf = postflow.Workflow.from_dict(data)
         assert [(s.name, s.roles, s.quorum) for s in wf.stages] == [
-            ("review", {"approver"}, 1)]
+            ("review", frozenset({"approver"}), 1)]
 
     def test_same_trigger_from_two_sources_merges(self) -> None:
         """Two entries for one trigger with different sources become one rule."""
@@ -398,7 +398,13 @@ def _bad_four_eyes(d: dict[str, Any]) -> None:
     d["four_eyes"] = "yes"
 
 
+def _bad_approve_roles(d: dict[str, Any]) -> None:
+    next(t for t in d["transitions"] if t["trigger"] == "approve")["roles"] = ["admin"]
+
+
 BAD_DEFINITIONS: list[Any] = [
+    pytest.param(_bad_approve_roles, ["trigger 'approve'", "approval stages"],
+                 id="approve-with-roles"),
     pytest.param(_bad_unknown_state, ["unknown state", "'reviewing'"], id="unknown-dest"),
     pytest.param(_bad_unknown_source, ["unknown state", "'drafted'"], id="unknown-source"),
     pytest.param(_bad_unreachable, ["'limbo'", "cannot be reached"], id="unreachable"),

@@ -680,6 +680,22 @@ class TestApprovalStages:
         assert legal.needed == 2
         assert legal.eligible_roles == {"legal"}
 
+    def test_edit_in_review_restarts_due_times(
+        self, make_team_ws: Callable[..., Workspace], clock: FixedClock
+    ) -> None:
+        """An edit that keeps the post in review restarts its stages' due times."""
+        ws = make_team_ws(workflow_with(edit_returns_to="review", **TWO_STAGES))
+        post = in_review(ws)
+        clock.advance(hours=20)
+        ws.approve(post.id, by="ben")
+        edited = ws.edit(post.id, by="ana", text="Second take")
+        assert edited.state == "review"
+        assert edited.state_changed_at == clock.now()
+        editorial, _ = ws.stages(post.id)
+        assert editorial.due_at == clock.now() + timedelta(hours=24)
+        assert editorial.approved_by == ()
+        assert postflow.replay(ws.history(post.id)) == ws.posts.get(post.id)
+
     def test_overdue_unapproved(self, legal_ws: Workspace, clock: FixedClock) -> None:
         """A stage nobody approved in time is overdue."""
         post = in_review(legal_ws)

@@ -50,6 +50,8 @@ def replay(entries: Iterable[AuditEntry]) -> Post:
         if entry.to_state is not None and entry.to_state != post.state:
             changes["state"] = entry.to_state
             changes["state_changed_at"] = entry.at
+        if data.get("review_restarted"):
+            changes["state_changed_at"] = entry.at
         for key in ("text", "campaign"):
             if key in data:
                 changes[key] = data[key]

@@ -70,7 +70,6 @@ _TOP_KEYS = {
 }
 _TRANSITION_KEYS = {"trigger", "source", "dest", "roles", "author_only", "comment_required"}
 _STAGE_KEYS = {"name", "roles", "members", "quorum", "due"}
-_DEFAULT_ROLES = {"approve": frozenset({"approver", "admin"})}
 
 
 @attrs.frozen
@@ -467,10 +466,16 @@ def _transition(
         _known_state(state, states, workflow, f"trigger {trigger!r} source")
     dest = raw.get("dest")
     _known_state(dest, states, workflow, f"trigger {trigger!r} dest")
-    if "roles" in raw:
+    if trigger == "approve":
+        if "roles" in raw:
+            raise ConfigError(
+                f"{where}: who may approve is set by the approval stages, not by 'roles'"
+            )
+        rule_roles = frozenset()
+    elif "roles" in raw:
         rule_roles = frozenset(_names(raw["roles"], f"{where}: roles"))
     else:
-        rule_roles = _DEFAULT_ROLES.get(trigger, frozenset({"admin"}))
+        rule_roles = frozenset({"admin"})
     _known_roles(rule_roles, roles, where)
     flags = {}
     for flag in ("author_only", "comment_required"):

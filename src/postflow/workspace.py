@@ -341,8 +341,11 @@ class Workspace:
                     raise
                 post, fresh = self._fetch(post_id), True
                 continue
-            if changed is post:
-                return post
+            if changed is post:  # nothing to change: answer from a fresh read only
+                if fresh:
+                    return post
+                post, fresh = self._fetch(post_id), True
+                continue
             self.hooks.before_transition(self, post, action, post.state, changed.state,
                                          member.name, entry.data)
             revision = None
@@ -499,10 +502,17 @@ class Workspace:
         if dest != post.state and post.scheduled_at is not None:
             changes["scheduled_at"] = changes["scheduled_zone"] = None
             data["scheduled_at"] = data["scheduled_zone"] = None
+        state_changed_at = post.state_changed_at
+        if dest != post.state:
+            state_changed_at = now
+        elif dest == workflow.approval_state:
+            # a new revision under review starts its approval (and due times) afresh
+            state_changed_at = now
+            data["review_restarted"] = True
         changed = replace(
             post, version=post.version + 1, state=dest, text=new_text, channels=new_channels,
             campaign=new_campaign, revision=post.revision + 1, approvals=(), updated_at=now,
-            state_changed_at=now if dest != post.state else post.state_changed_at, **changes,
+            state_changed_at=state_changed_at, **changes,
         )
         entry = self._entry(EDIT, member.name, now, post, data, to_state=dest,
                             revision=changed.revision, comment=comment)
@@ -608,12 +618,23 @@ class Workspace:
         if problems:
             raise ValidationFailed(subject, problems)
 
-    def _manager(self, by: str | None, what: str) -> str:
+    def _manager(self, by: str | None) -> str:
         """The actor of a team/channel/campaign change (``system`` when no one is named)."""
         if by is None:
             return "system"
         self._check_action(self._member(by), "manage", None)
         return by
+
+
+def _create_data(
+    text: str, channels: tuple[str, ...], campaign: str | None, planned: date | None
+) -> dict[str, Any]:
+    data: dict[str, Any] = {"text": text, "channels": list(channels)}
+    if campaign is not None:
+        data["campaign"] = campaign
+    if planned is not None:
+        data["planned_for"] = planned.isoformat()
+    return data
 
 
 def _roles(member: Member) -> str:
@@ -649,7 +670,7 @@ class Team:
             by: str | None = None) -> Member:
         """Add a member. ``by`` (an admin) is checked and recorded when given."""
         ws = self._ws
-        actor = ws._manager(by, "add members")
+        actor = ws._manager(by)
         _slug(name, f"member {name!r}")
         if ws.storage.get_member(name) is not None:
             raise ValidationFailed.single(f"member {name!r}", "exists",
@@ -665,7 +686,7 @@ class Team:
                by: str | None = None) -> Member:
         """Change a member's roles, email or active flag."""
         ws = self._ws
-        actor = ws._manager(by, "change members")
+        actor = ws._manager(by)
         member = self.get(name)
         changes: dict[str, Any] = {}
         if roles is not None:
@@ -719,7 +740,7 @@ class Channels:
             by: str | None = None) -> Channel:
         """Add a channel on ``network`` with the time zone its cadence is planned in."""
         ws = self._ws
-        actor = ws._manager(by, "add channels")
+        actor = ws._manager(by)
         subject = f"channel {name!r}"
         _slug(name, subject)
         if ws.storage.get_channel(name) is not None:
@@ -761,7 +782,7 @@ class Campaigns:
             by: str | None = None) -> Campaign:
         """Add a campaign."""
         ws = self._ws
-        actor = ws._manager(by, "add campaigns")
+        actor = ws._manager(by)
         _slug(name, f"campaign {name!r}")
         if ws.storage.get_campaign(name) is not None:
             raise ValidationFailed.single(f"campaign {name!r}", "exists",
@@ -812,9 +833,7 @@ class Posts:
         post = Post(0, 1, state, author, text, channels, 1, now, now, now, campaign, planned)
         revision = Revision(0, 1, text, channels, campaign, author, now)
         entry = AuditEntry(0, "create", author, now, new_correlation_id(), None, None, state, 1,
-                           None, {"text": text, "channels": list(channels),
-                                  "campaign": campaign,
-                                  "planned_for": planned.isoformat() if planned else None})
+                           None, _create_data(text, channels, campaign, planned))
         post = ws.storage.insert_post(post, revision, [entry])
         ws._remember(post)
         return post

@@ -123,7 +123,9 @@ class Storage(abc.ABC):
     ) -> list[AuditEntry]:
         """Replace the stored post if its version is still ``expected_version``.
 
-        ``post.version`` must be ``expected_version + 1``. Appends ``entries`` (and the
+        ``post.version`` must be ``expected_version + 1``. The content fields (``text``,
+        ``channels``, ``revision``) may only change together with a new ``revision``;
+        backends may skip writing them when none is given. Appends ``entries`` (and the
         new ``revision``, if given) in the same transaction and returns the entries as
         stored (with their ids). Raises
         :class:`~postflow.ConflictError` when the stored version differs and

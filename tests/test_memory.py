@@ -1,0 +1,103 @@
+"""The shared state machine retains nothing per post (weak references and gc).
+
+DESIGN.md: ONE ``transitions.Machine(model=None)`` per workflow, fired per post on a
+throw-away carrier, never ``add_model``. ``Machine(model=None)`` registers no model
+(``transitions`` only calls ``add_model`` when ``model`` is truthy), so
+``machine.models`` must stay empty however many posts go through it, no carrier or
+``EventData`` may outlive its call, and every snapshot a caller drops must be freed
+once the workspace lets go of it.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from transitions import EventData
+
+import postflow
+import postflow.workflow
+from conftest import add_team
+from postflow.testing import FixedClock
+
+POSTS = 200
+
+
+def _carrier_types() -> tuple[type, ...]:
+    """The private helper classes of postflow.workflow (the carrier the machine fires on)."""
+    return tuple(
+        t for name, t in vars(postflow.workflow).items()
+        if isinstance(t, type) and t.__module__ == "postflow.workflow" and name.startswith("_")
+    )
+
+
+def _drive(ws: postflow.Workspace, clock: FixedClock, n: int) -> list[postflow.Post]:
+    """Take ``n`` posts through the default workflow; return every snapshot returned."""
+    at = clock.now() + timedelta(days=1)
+    seen = []
+    for i in range(n):
+        post = ws.posts.create(author="ana", text=f"post {i}", channels=["acme-x"])
+        seen.append(post)
+        seen.append(ws.submit(post.id, by="ana"))
+        if i % 3 == 0:  # some go round the loop once more
+            seen.append(ws.request_changes(post.id, by="ben", comment="shorter"))
+            seen.append(ws.submit(post.id, by="ana"))
+        seen.append(ws.approve(post.id, by="ben"))
+        seen.append(ws.schedule(post.id, at=at, by="cy"))
+    return seen
+
+
+def _alive(types: tuple[type, ...]) -> list[object]:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, types)]
+
+
+def test_machine_holds_no_models_or_carriers(ws: postflow.Workspace, clock: FixedClock) -> None:
+    machine = ws.workflow.machine
+    assert machine.models == []
+    _drive(ws, clock, POSTS)
+    assert machine.models == []
+    assert _alive((*_carrier_types(), EventData)) == []
+
+
+def test_old_snapshots_are_freed_while_the_workspace_lives(
+    ws: postflow.Workspace, clock: FixedClock
+) -> None:
+    created = ws.posts.create(author="ana", text="hello", channels=["acme-x"])
+    submitted = ws.submit(created.id, by="ana")
+    refs = [weakref.ref(created), weakref.ref(submitted)]
+    approved = ws.approve(created.id, by="ben")
+    approval_ref = weakref.ref(approved.approvals[0])
+    latest = ws.schedule(created.id, at=clock.now() + timedelta(days=1), by="cy")
+    del created, submitted, approved
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
+    # the approval lives on in the newest snapshot, and only there
+    assert approval_ref() is latest.approvals[0]
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_nothing_outlives_the_workspace_but_the_workflow(
+    backend: str, tmp_path: Path, clock: FixedClock
+) -> None:
+    workflow = postflow.Workflow.default()  # kept alive: its machine must not pin posts
+    url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'p.db'}"
+    ws = postflow.open(url, workflow=workflow, clock=clock, entry_points=False)
+    add_team(ws)
+    seen = _drive(ws, clock, POSTS)
+    refs = [weakref.ref(p) for p in seen]
+    refs += [weakref.ref(a) for p in seen for a in p.approvals]
+    assert workflow.machine.models == []
+    recent = getattr(ws, "_recent", None)  # the workspace's cache of recent snapshots
+    if recent is not None:
+        recent.clear()
+    ws.close()
+    del ws, seen
+    gc.collect()
+    alive = [r() for r in refs if r() is not None]
+    assert alive == []
+    assert workflow.machine.models == []
+    assert _alive(_carrier_types()) == []
