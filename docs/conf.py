@@ -10,14 +10,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Document the source tree when postflow is not installed (an installed copy wins).
+from sphinx.application import Sphinx
+
+# Document the source tree next to this folder, even when another copy is installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-import postflow  # noqa: E402
+import postflow
 
 project = "postflow"
 author = "postflow maintainers"
-copyright = "postflow maintainers"  # noqa: A001 - the name Sphinx reads
+copyright = "postflow maintainers"
 release = postflow.__version__
 version = ".".join(release.split(".")[:2])
 
@@ -38,8 +40,23 @@ pygments_style = "sphinx"
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
-autodoc_preserve_defaults = True
+autodoc_preserve_defaults = False
 autodoc_default_options = {"show-inheritance": True}
 autoclass_content = "class"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+
+
+def _unset_defaults(
+    app: Sphinx, what: str, name: str, obj: object, options: object, signature: str | None,
+    return_annotation: str | None,
+) -> tuple[str | None, str | None]:
+    """Show postflow's "argument not given" sentinel as ``<unchanged>``, not an address."""
+    if signature and "<object object" in signature:
+        signature = signature.replace("<object object>", "<unchanged>")
+    return signature, return_annotation
+
+
+def setup(app: Sphinx) -> None:
+    """Register the signature tweak."""
+    app.connect("autodoc-process-signature", _unset_defaults)

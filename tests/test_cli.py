@@ -214,6 +214,12 @@ class TestBoardAndHistory:
         assert_clean_error(done, "no.toml")
         assert not (tmp_path / "b.db").exists()
 
+    def test_missing_database_is_a_clean_error(self, run: Run, tmp_path: Path) -> None:
+        """Reading commands refuse a database file that does not exist instead of creating it."""
+        missing = tmp_path / "nothing-here.db"
+        assert_clean_error(run("board", "--db", f"sqlite:///{missing}"), "no database at")
+        assert not missing.exists()
+
     def test_bad_argument_is_a_usage_error(self, run: Run, demo_dir: Path) -> None:
         """A post id that is not a number is a click usage error (exit 2), not a traceback."""
         done = run("history", "--db", demo_url(demo_dir), "abc")
@@ -330,3 +336,27 @@ class TestMisc:
         assert listed[i + 1] == "    postflow_register_commands"
         blocked = run("--help", extra_env={**env, BLOCK_ENV: "hello"})
         assert "hello" not in blocked.stdout.split("Commands:", 1)[1]
+
+    def test_broken_installed_plugin_does_not_break_the_cli(
+        self, run: Run, tmp_path: Path
+    ) -> None:
+        """A plugin that fails to import leaves the built-in commands working and is named."""
+        site = tmp_path / "site"
+        info = site / "postflow_broken-0.1.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: postflow-broken\nVersion: 0.1\n", encoding="utf-8")
+        (info / "entry_points.txt").write_text("[postflow]\nbroken = postflow_broken\n",
+                                               encoding="utf-8")
+        (site / "postflow_broken.py").write_text("raise ImportError('half-installed')\n",
+                                                 encoding="utf-8")
+        env = {"PYTHONPATH": str(site)}
+        shown = run("workflow", "show", extra_env=env)
+        assert shown.returncode == 0
+        assert "workflow default" in shown.stdout
+        assert "plugin commands not loaded" in shown.stderr
+        assert "half-installed" in shown.stderr
+        listed = run("plugins", extra_env=env)
+        assert listed.returncode != 0
+        assert "half-installed" in listed.stderr
+        assert "Traceback" not in listed.stderr

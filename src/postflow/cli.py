@@ -11,7 +11,7 @@ import click
 
 import postflow
 from postflow._plugins import Hooks, make_plugin_manager
-from postflow.exceptions import PostflowError
+from postflow.exceptions import ConfigError, NotFound, PostflowError
 from postflow.models import AuditEntry, Post
 from postflow.workflow import Workflow
 
@@ -66,7 +66,11 @@ def workflow_show(file: Path | None, fmt: str) -> None:
 @cli.command()
 def plugins() -> None:
     """List the plugins loaded and the hooks each implements."""
-    for name, origin, hooks in Hooks(make_plugin_manager()).describe():
+    try:
+        hooks_facade = Hooks(make_plugin_manager())
+    except Exception as exc:  # an installed plugin failed to load or to validate
+        raise ConfigError(f"a plugin failed to load: {exc}") from exc
+    for name, origin, hooks in hooks_facade.describe():
         click.echo(f"{name}  ({origin})")
         for hook in hooks:
             click.echo(f"    {hook}")
@@ -92,7 +96,11 @@ def history(url: str, workflow_file: Path | None, post_id: int) -> None:
 
 
 def _open(url: str, workflow_file: Path | None) -> postflow.Workspace:
+    """Open an existing workspace (a missing SQLite file is an error, not a new database)."""
     wf = Workflow.from_toml(workflow_file) if workflow_file else None
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        raise NotFound(
+            f"no database at {url[len('sqlite:///'):]} (run 'postflow demo' to create one)")
     return postflow.open(url, workflow=wf)
 
 
@@ -137,8 +145,8 @@ def render_history(entries: list[AuditEntry]) -> str:
 def _load_plugin_commands(group: click.Group) -> None:
     try:
         Hooks(make_plugin_manager()).register_commands(group)
-    except PostflowError as exc:  # a broken plugin must not take the whole CLI down
-        click.echo(f"postflow: plugin commands not loaded: {exc}", err=True)
+    except Exception as exc:  # a broken plugin must not take the whole CLI down
+        click.echo(f"postflow: warning: plugin commands not loaded: {exc}", err=True)
 
 
 def main(argv: list[str] | None = None) -> Any:

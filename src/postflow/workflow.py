@@ -471,7 +471,7 @@ def _transition(
             raise ConfigError(
                 f"{where}: who may approve is set by the approval stages, not by 'roles'"
             )
-        rule_roles = frozenset()
+        rule_roles: frozenset[str] = frozenset()
     elif "roles" in raw:
         rule_roles = frozenset(_names(raw["roles"], f"{where}: roles"))
     else:
