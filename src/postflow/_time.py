@@ -86,6 +86,8 @@ def to_utc(value: object, *, field: str, subject: str) -> tuple[datetime, str]:
             "attach a zone, e.g. datetime(..., tzinfo=ZoneInfo('Europe/Berlin'))",
             field=field,
         )
+    if value.tzinfo is UTC:
+        return value, "UTC"
     utc = value.astimezone(UTC)
     back = utc.astimezone(value.tzinfo)
     if back.replace(tzinfo=None, fold=0) != value.replace(tzinfo=None, fold=0):

@@ -293,8 +293,7 @@ class Workflow:
 
     def _complete(self, event: EventData) -> bool:
         carrier = cast(_Carrier, event.model)
-        approvals = carrier.approvals
-        return all(self._count(stage, approvals) >= stage.quorum for stage in self.stages)
+        return self.current_stage(carrier.approvals) is None
 
     @staticmethod
     def _count(stage: Stage, approvals: Iterable[Approval]) -> int:
@@ -302,9 +301,11 @@ class Workflow:
 
     def current_stage(self, approvals: Iterable[Approval]) -> Stage | None:
         """The first stage whose quorum ``approvals`` do not yet meet."""
-        approvals = tuple(approvals)
+        counts: dict[str, int] = {}
+        for approval in approvals:
+            counts[approval.stage] = counts.get(approval.stage, 0) + 1
         for stage in self.stages:
-            if self._count(stage, approvals) < stage.quorum:
+            if counts.get(stage.name, 0) < stage.quorum:
                 return stage
         return None
 

@@ -36,7 +36,7 @@ from postflow.models import (
     StageStatus,
     replace,
 )
-from postflow.storage import PostQuery, Storage
+from postflow.storage import NewEntry, PostQuery, Storage
 from postflow.workflow import EDIT, TransitionRule, Workflow
 
 __all__ = ["ACTION_ROLES", "Workspace", "open"]
@@ -215,7 +215,7 @@ class Workspace:
                 post_id=post_id, trigger=trigger,
             )
 
-        def plan(post: Post, member: Member, now: datetime) -> tuple[Post, AuditEntry]:
+        def plan(post: Post, member: Member, now: datetime) -> tuple[Post, NewEntry]:
             return self._plan_trigger(post, member, trigger, comment, at, data, now)
 
         return self._change(post_id, trigger, by, expected_version, plan)
@@ -238,7 +238,7 @@ class Workspace:
         with nothing changed returns the post unchanged.
         """
 
-        def plan(post: Post, member: Member, now: datetime) -> tuple[Post, AuditEntry]:
+        def plan(post: Post, member: Member, now: datetime) -> tuple[Post, NewEntry]:
             return self._plan_edit(post, member, text, channels, campaign, comment, now)
 
         return self._change(post_id, EDIT, by, expected_version, plan)
@@ -247,7 +247,7 @@ class Workspace:
              expected_version: int | None = None) -> Post:
         """Set (or clear) the date a post is planned for, without a new revision."""
 
-        def planner(post: Post, member: Member, now: datetime) -> tuple[Post, AuditEntry]:
+        def planner(post: Post, member: Member, now: datetime) -> tuple[Post, NewEntry]:
             self._check_action(member, "plan", post)
             planned = _planned_date(on, post.id)
             changed = replace(post, version=post.version + 1, planned_for=planned,
@@ -319,7 +319,7 @@ class Workspace:
         action: str,
         by: str,
         expected_version: int | None,
-        plan: Callable[[Post, Member, datetime], tuple[Post, AuditEntry]],
+        plan: Callable[[Post, Member, datetime], tuple[Post, NewEntry]],
     ) -> Post:
         """Plan a change on a base snapshot, let plugins veto it, compare-and-set it."""
         post = self._recent.get(post_id)
@@ -384,9 +384,9 @@ class Workspace:
         self, action: str, actor: str, now: datetime, post: Post | None,
         data: Mapping[str, Any], *, to_state: str | None = None, revision: int | None = None,
         comment: str | None = None, correlation_id: str | None = None,
-    ) -> AuditEntry:
-        return AuditEntry(
-            0, action, actor, now, correlation_id or new_correlation_id(),
+    ) -> NewEntry:
+        return NewEntry(
+            action, actor, now, correlation_id or new_correlation_id(),
             post.id if post else None,
             post.state if post else None,
             to_state if to_state is not None else (post.state if post else None),
@@ -397,7 +397,7 @@ class Workspace:
     def _plan_trigger(
         self, post: Post, member: Member, trigger: str, comment: str | None,
         at: datetime | None, extra: Mapping[str, Any], now: datetime,
-    ) -> tuple[Post, AuditEntry]:
+    ) -> tuple[Post, NewEntry]:
         workflow = self.workflow
         state = post.state
         rule = workflow.rules.get(trigger)
@@ -434,13 +434,14 @@ class Workspace:
         if scheduled_at != post.scheduled_at or zone != post.scheduled_zone:
             data["scheduled_at"] = scheduled_at.isoformat() if scheduled_at else None
             data["scheduled_zone"] = zone
-        changed = replace(
-            post, version=post.version + 1, state=dest, approvals=approvals, updated_at=now,
-            state_changed_at=now if dest != state else post.state_changed_at,
-            scheduled_at=scheduled_at, scheduled_zone=zone,
+        changed = Post(
+            post.id, post.version + 1, dest, post.author, post.text, post.channels,
+            post.revision, post.created_at, now,
+            now if dest != state else post.state_changed_at, post.campaign, post.planned_for,
+            scheduled_at, zone, approvals,
         )
-        entry = AuditEntry(0, trigger, member.name, now, new_correlation_id(), post.id, state,
-                           dest, post.revision, comment, data or NO_DATA)
+        entry = NewEntry(trigger, member.name, now, new_correlation_id(), post.id, state,
+                         dest, post.revision, comment, data or NO_DATA)
         return changed, entry
 
     def _not_possible(self, post: Post, trigger: str) -> InvalidTransition:
@@ -472,7 +473,7 @@ class Workspace:
     def _plan_edit(
         self, post: Post, member: Member, text: str | None, channels: Sequence[str] | None,
         campaign: str | None, comment: str | None, now: datetime,
-    ) -> tuple[Post, AuditEntry]:
+    ) -> tuple[Post, NewEntry]:
         workflow = self.workflow
         if post.state not in workflow.editable:
             raise InvalidTransition(
@@ -832,8 +833,8 @@ class Posts:
         state = ws.workflow.initial
         post = Post(0, 1, state, author, text, channels, 1, now, now, now, campaign, planned)
         revision = Revision(0, 1, text, channels, campaign, author, now)
-        entry = AuditEntry(0, "create", author, now, new_correlation_id(), None, None, state, 1,
-                           None, _create_data(text, channels, campaign, planned))
+        entry = NewEntry("create", author, now, new_correlation_id(), None, None, state, 1,
+                         None, _create_data(text, channels, campaign, planned))
         post = ws.storage.insert_post(post, revision, [entry])
         ws._remember(post)
         return post

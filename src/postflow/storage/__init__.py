@@ -8,14 +8,32 @@ test suite (``tests/test_storage_contract.py``) runs against every backend.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any, NamedTuple
 
 import attrs
 
-from postflow.models import AuditEntry, Campaign, Channel, Member, Post, Revision
+from postflow.models import NO_DATA, AuditEntry, Campaign, Channel, Member, Post, Revision
 
-__all__ = ["PostQuery", "Storage"]
+__all__ = ["NewEntry", "PostQuery", "Storage"]
+
+
+class NewEntry(NamedTuple):
+    """An audit entry on its way into storage: an :class:`~postflow.AuditEntry` without
+    its id, which the backend assigns. Backends read only these attributes, so an
+    ``AuditEntry`` may be passed too (its ``id`` is ignored)."""
+
+    action: str
+    actor: str
+    at: datetime
+    correlation_id: str
+    post_id: int | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    revision: int | None = None
+    comment: str | None = None
+    data: Mapping[str, Any] = NO_DATA
 
 
 @attrs.frozen
@@ -61,7 +79,7 @@ class Storage(abc.ABC):
     # -- team, channels, campaigns -------------------------------------------------
 
     @abc.abstractmethod
-    def save_member(self, member: Member, entry: AuditEntry) -> None:
+    def save_member(self, member: Member, entry: NewEntry) -> None:
         """Insert or replace a member, appending ``entry`` in the same transaction."""
 
     @abc.abstractmethod
@@ -73,7 +91,7 @@ class Storage(abc.ABC):
         """Every member (active or not), ordered by name."""
 
     @abc.abstractmethod
-    def save_channel(self, channel: Channel, entry: AuditEntry) -> None:
+    def save_channel(self, channel: Channel, entry: NewEntry) -> None:
         """Insert or replace a channel, appending ``entry`` in the same transaction."""
 
     @abc.abstractmethod
@@ -85,7 +103,7 @@ class Storage(abc.ABC):
         """Every channel, ordered by name."""
 
     @abc.abstractmethod
-    def save_campaign(self, campaign: Campaign, entry: AuditEntry) -> None:
+    def save_campaign(self, campaign: Campaign, entry: NewEntry) -> None:
         """Insert or replace a campaign, appending ``entry`` in the same transaction."""
 
     @abc.abstractmethod
@@ -100,7 +118,7 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def insert_post(
-        self, post: Post, revision: Revision, entries: Sequence[AuditEntry]
+        self, post: Post, revision: Revision, entries: Sequence[NewEntry]
     ) -> Post:
         """Store a new post and its first revision; return it with its new id.
 
@@ -118,7 +136,7 @@ class Storage(abc.ABC):
         post: Post,
         *,
         expected_version: int,
-        entries: Sequence[AuditEntry],
+        entries: Sequence[NewEntry],
         revision: Revision | None = None,
     ) -> list[AuditEntry]:
         """Replace the stored post if its version is still ``expected_version``.
@@ -147,7 +165,7 @@ class Storage(abc.ABC):
     # -- audit ---------------------------------------------------------------------
 
     @abc.abstractmethod
-    def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+    def append_audit(self, entries: Sequence[NewEntry]) -> list[AuditEntry]:
         """Append entries that accompany no other change (comments); return them stored."""
 
     @abc.abstractmethod

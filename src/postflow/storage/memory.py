@@ -12,7 +12,7 @@ from datetime import datetime
 from postflow.exceptions import ConflictError, NotFound
 from postflow.hookspecs import hookimpl
 from postflow.models import AuditEntry, Campaign, Channel, Member, Post, Revision, replace
-from postflow.storage import PostQuery, Storage
+from postflow.storage import NewEntry, PostQuery, Storage
 
 __all__ = ["MemoryStorage"]
 
@@ -49,7 +49,7 @@ class MemoryStorage(Storage):
 
     # -- team, channels, campaigns -------------------------------------------------
 
-    def save_member(self, member: Member, entry: AuditEntry) -> None:
+    def save_member(self, member: Member, entry: NewEntry) -> None:
         with self._lock:
             self._members[member.name] = member
             self._append([entry])
@@ -60,7 +60,7 @@ class MemoryStorage(Storage):
     def list_members(self) -> list[Member]:
         return sorted(self._members.values(), key=lambda m: m.name)
 
-    def save_channel(self, channel: Channel, entry: AuditEntry) -> None:
+    def save_channel(self, channel: Channel, entry: NewEntry) -> None:
         with self._lock:
             self._channels[channel.name] = channel
             self._append([entry])
@@ -71,7 +71,7 @@ class MemoryStorage(Storage):
     def list_channels(self) -> list[Channel]:
         return sorted(self._channels.values(), key=lambda c: c.name)
 
-    def save_campaign(self, campaign: Campaign, entry: AuditEntry) -> None:
+    def save_campaign(self, campaign: Campaign, entry: NewEntry) -> None:
         with self._lock:
             self._campaigns[campaign.name] = campaign
             self._append([entry])
@@ -85,7 +85,7 @@ class MemoryStorage(Storage):
     # -- posts ---------------------------------------------------------------------
 
     def insert_post(
-        self, post: Post, revision: Revision, entries: Sequence[AuditEntry]
+        self, post: Post, revision: Revision, entries: Sequence[NewEntry]
     ) -> Post:
         with self._lock:
             post_id = next(self._ids)
@@ -93,7 +93,7 @@ class MemoryStorage(Storage):
             self._posts[post_id] = post
             self._revisions[post_id] = [replace(revision, post_id=post_id)]
             self._index(post)
-            self._append([replace(e, post_id=post_id) for e in entries])
+            self._append(entries, post_id)
             return post
 
     def get_post(self, post_id: int) -> Post | None:
@@ -104,7 +104,7 @@ class MemoryStorage(Storage):
         post: Post,
         *,
         expected_version: int,
-        entries: Sequence[AuditEntry],
+        entries: Sequence[NewEntry],
         revision: Revision | None = None,
     ) -> list[AuditEntry]:
         with self._lock:
@@ -205,14 +205,20 @@ class MemoryStorage(Storage):
 
     # -- audit ---------------------------------------------------------------------
 
-    def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+    def append_audit(self, entries: Sequence[NewEntry]) -> list[AuditEntry]:
         with self._lock:
             return self._append(entries)
 
-    def _append(self, entries: Iterable[AuditEntry]) -> list[AuditEntry]:
+    def _append(
+        self, entries: Iterable[NewEntry], post_id: int | None = None
+    ) -> list[AuditEntry]:
         stored_entries = []
         for entry in entries:
-            stored = replace(entry, id=next(self._audit_ids))
+            stored = AuditEntry(
+                next(self._audit_ids), entry.action, entry.actor, entry.at,
+                entry.correlation_id, entry.post_id if post_id is None else post_id,
+                entry.from_state, entry.to_state, entry.revision, entry.comment, entry.data,
+            )
             self._audit.append(stored)
             if stored.post_id is not None:
                 self._history[stored.post_id].append(stored)

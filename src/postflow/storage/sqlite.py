@@ -31,7 +31,7 @@ from postflow.models import (
     Revision,
     replace,
 )
-from postflow.storage import PostQuery, Storage
+from postflow.storage import NewEntry, PostQuery, Storage
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
@@ -211,20 +211,24 @@ class SQLiteStorage(Storage):
                 raise StorageError(f"{self.path}: read failed: {exc}") from exc
 
     def _append(
-        self, db: sqlite3.Connection, entries: Sequence[AuditEntry]
+        self, db: sqlite3.Connection, entries: Sequence[NewEntry], post_id: int | None = None
     ) -> list[AuditEntry]:
         stored = []
         for e in entries:
+            entry_post = e.post_id if post_id is None else post_id
             cursor = db.execute(_INSERT_AUDIT, (
-                e.post_id, e.action, e.actor, _ts(e.at), e.correlation_id, e.from_state,
+                entry_post, e.action, e.actor, _ts(e.at), e.correlation_id, e.from_state,
                 e.to_state, e.revision, e.comment,
                 _to_json(dict(e.data)) if e.data else None))
-            stored.append(replace(e, id=cursor.lastrowid))
+            assert cursor.lastrowid is not None
+            stored.append(AuditEntry(
+                cursor.lastrowid, e.action, e.actor, e.at, e.correlation_id, entry_post,
+                e.from_state, e.to_state, e.revision, e.comment, e.data))
         return stored
 
     # -- team, channels, campaigns -------------------------------------------------
 
-    def save_member(self, member: Member, entry: AuditEntry) -> None:
+    def save_member(self, member: Member, entry: NewEntry) -> None:
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?)",
                        (member.name, json.dumps(sorted(member.roles)), member.email,
@@ -257,7 +261,7 @@ class SQLiteStorage(Storage):
     def list_members(self) -> list[Member]:
         return [_member(r) for r in self._read("SELECT * FROM members ORDER BY name")]
 
-    def save_channel(self, channel: Channel, entry: AuditEntry) -> None:
+    def save_channel(self, channel: Channel, entry: NewEntry) -> None:
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?, ?)",
                        (channel.name, channel.network, channel.handle, channel.timezone,
@@ -272,7 +276,7 @@ class SQLiteStorage(Storage):
     def list_channels(self) -> list[Channel]:
         return [_channel(r) for r in self._read("SELECT * FROM channels ORDER BY name")]
 
-    def save_campaign(self, campaign: Campaign, entry: AuditEntry) -> None:
+    def save_campaign(self, campaign: Campaign, entry: NewEntry) -> None:
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO campaigns VALUES (?, ?, ?)",
                        (campaign.name, campaign.goal, json.dumps(list(campaign.hashtags))))
@@ -289,7 +293,7 @@ class SQLiteStorage(Storage):
     # -- posts ---------------------------------------------------------------------
 
     def insert_post(
-        self, post: Post, revision: Revision, entries: Sequence[AuditEntry]
+        self, post: Post, revision: Revision, entries: Sequence[NewEntry]
     ) -> Post:
         with self._write() as db:
             cursor = db.execute(
@@ -304,7 +308,7 @@ class SQLiteStorage(Storage):
             db.executemany("INSERT INTO post_channels VALUES (?, ?)",
                            [(c, post_id) for c in post.channels])
             _insert_revision(db, post_id, revision)
-            self._append(db, [replace(e, post_id=post_id) for e in entries])
+            self._append(db, entries, post_id)
         return replace(post, id=post_id)
 
     def get_post(self, post_id: int) -> Post | None:
@@ -316,7 +320,7 @@ class SQLiteStorage(Storage):
         post: Post,
         *,
         expected_version: int,
-        entries: Sequence[AuditEntry],
+        entries: Sequence[NewEntry],
         revision: Revision | None = None,
     ) -> list[AuditEntry]:
         with self._write() as db:
@@ -404,7 +408,7 @@ class SQLiteStorage(Storage):
 
     # -- audit ---------------------------------------------------------------------
 
-    def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+    def append_audit(self, entries: Sequence[NewEntry]) -> list[AuditEntry]:
         with self._write() as db:
             return self._append(db, entries)
 
