@@ -12,12 +12,12 @@ Run from the repository root::
 Modules (each states what it measures and how):
 
 * :mod:`benchmarks.lifecycle_memory`: create/submit/approve/schedule per post on
-  ``memory://`` vs plain ``transitions`` (target ≤ 1.0×);
+  ``memory://`` vs plain ``transitions`` (target ≤ 1.0x);
 * :mod:`benchmarks.lifecycle_sqlite`: the same on ``sqlite:///`` vs plain ``sqlite3``
-  doing the same writes (target ≤ 1.5×) and vs django-fsm + the Django ORM (reported);
+  doing the same writes (target ≤ 1.5x) and vs django-fsm + the Django ORM (reported);
 * :mod:`benchmarks.memory`: bytes retained per post on ``memory://`` (target < 3 KB);
 * :mod:`benchmarks.list_scaling`: ``posts.list(state=…, between=…, limit=100)`` at
-  10k and 1M SQLite posts (target: flat, ≤ 2×) with the query plan.
+  10k and 1M SQLite posts (target: flat, ≤ 2x) with the query plan.
 
 Django and django-fsm are installed only in the benchmark's own virtual environment
 (``.bench-venv``, see :mod:`benchmarks._bench_venv`), never as postflow dependencies.

@@ -166,8 +166,7 @@ def lifecycle(models: dict[str, Any], bodies: list[str]) -> None:
             audit.objects.create(
                 post_id=post.id, action="create", actor="ana", at=now,
                 correlation_id=uuid.uuid4().hex, to_state="draft", revision=1,
-                data={"text": text, "channels": ["acme-x"], "campaign": None,
-                      "planned_for": None})
+                data={"text": text, "channels": ["acme-x"]})
         for trigger, actor in (("submit", "ana"), ("approve", "ben"), ("schedule", "cy")):
             now = timezone.now()
             with transaction.atomic():

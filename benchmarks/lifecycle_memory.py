@@ -8,7 +8,7 @@ Baseline: what a hand-rolled app on ``transitions`` does at the least, one
 ``Machine(model=obj, …, auto_transitions=False)`` per post and the three state changes,
 nothing stored, nothing checked.
 
-Target: postflow ≤ 1.0× the baseline.
+Target: postflow ≤ 1.0x the baseline.
 """
 
 from __future__ import annotations

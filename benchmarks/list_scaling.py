@@ -12,7 +12,7 @@ posts in review, approved and archived (no time). The list asks for a three-mont
 window of scheduled posts: ~250 match at 10k, ~25,000 at 1M, the first 100 are returned.
 
 Reported: the median of many list calls at each size (the windows rotate over the
-year), their ratio (target: flat, ≤ 2×), and SQLite's EXPLAIN QUERY PLAN for the call.
+year), their ratio (target: flat, ≤ 2x), and SQLite's EXPLAIN QUERY PLAN for the call.
 """
 
 from __future__ import annotations
