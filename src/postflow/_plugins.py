@@ -70,9 +70,12 @@ class Hooks:
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
-        self._authorize = bool(pm.hook.postflow_authorize.get_hookimpls())
-        self._before = bool(pm.hook.postflow_before_transition.get_hookimpls())
-        self._after = bool(pm.hook.postflow_after_transition.get_hookimpls())
+        self.authorizes = bool(pm.hook.postflow_authorize.get_hookimpls())
+        """Whether any plugin implements ``postflow_authorize``."""
+        self.vetoes = bool(pm.hook.postflow_before_transition.get_hookimpls())
+        """Whether any plugin implements ``postflow_before_transition``."""
+        self.follows = bool(pm.hook.postflow_after_transition.get_hookimpls())
+        """Whether any plugin implements ``postflow_after_transition``."""
 
     def storage(self, url: str) -> Storage | None:
         """The backend that claims ``url``."""
@@ -83,7 +86,7 @@ class Hooks:
         self, workspace: Workspace, member: Member, action: str, post: Post | None
     ) -> list[str]:
         """The reasons plugins give to deny ``action`` (empty: no objection)."""
-        if not self._authorize:
+        if not self.authorizes:
             return []
         reasons: list[str | None] = self.pm.hook.postflow_authorize(
             workspace=workspace, member=member, action=action, post=post
@@ -95,7 +98,7 @@ class Hooks:
         actor: str, data: Mapping[str, Any],
     ) -> None:
         """Let plugins veto a transition (they raise)."""
-        if self._before:
+        if self.vetoes:
             self.pm.hook.postflow_before_transition(
                 workspace=workspace, post=post, trigger=trigger, source=source, dest=dest,
                 actor=actor, data=data,
@@ -106,7 +109,7 @@ class Hooks:
         entries: Sequence[AuditEntry],
     ) -> None:
         """Tell plugins about a committed transition; their errors are logged."""
-        if not self._after:
+        if not self.follows:
             return
         for impl in reversed(self.pm.hook.postflow_after_transition.get_hookimpls()):
             kwargs = {"workspace": workspace, "post": post, "previous": previous,

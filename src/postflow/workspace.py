@@ -58,17 +58,23 @@ _CACHE_SIZE = 2048
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
 _UNSET: Any = object()
 T = TypeVar("T")
+_correlation_prefix = secrets.token_hex(8)
 _correlation_counter = itertools.count()
-_correlation_prefix: tuple[int, str] = (0, "")
+
+
+def _new_correlation_prefix() -> None:
+    """A forked child must not repeat its parent's ids."""
+    global _correlation_prefix, _correlation_counter
+    _correlation_prefix = secrets.token_hex(8)
+    _correlation_counter = itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_correlation_prefix)
 
 
 def new_correlation_id() -> str:
     """A unique id for the audit entries of one call (random per process, then a counter)."""
-    global _correlation_prefix
-    pid = os.getpid()
-    if _correlation_prefix[0] != pid:
-        _correlation_prefix = (pid, secrets.token_hex(8))
-    return f"{_correlation_prefix[1]}-{next(_correlation_counter):x}"
+    return f"{_correlation_prefix}-{next(_correlation_counter):x}"
 
 
 def open(
@@ -214,11 +220,8 @@ class Workspace:
                 f"post {post_id}: 'edit' is not fired directly; call ws.edit()",
                 post_id=post_id, trigger=trigger,
             )
-
-        def plan(post: Post, member: Member, now: datetime) -> tuple[Post, NewEntry]:
-            return self._plan_trigger(post, member, trigger, comment, at, data, now)
-
-        return self._change(post_id, trigger, by, expected_version, plan)
+        return self._change(post_id, trigger, by, expected_version, self._plan_trigger,
+                            (trigger, comment, at, data))
 
     def edit(
         self,
@@ -238,25 +241,24 @@ class Workspace:
         with nothing changed returns the post unchanged.
         """
 
-        def plan(post: Post, member: Member, now: datetime) -> tuple[Post, NewEntry]:
-            return self._plan_edit(post, member, text, channels, campaign, comment, now)
-
-        return self._change(post_id, EDIT, by, expected_version, plan)
+        return self._change(post_id, EDIT, by, expected_version, self._plan_edit,
+                            (text, channels, campaign, comment))
 
     def plan(self, post_id: int, *, on: date | None, by: str,
              expected_version: int | None = None) -> Post:
         """Set (or clear) the date a post is planned for, without a new revision."""
 
-        def planner(post: Post, member: Member, now: datetime) -> tuple[Post, NewEntry]:
-            self._check_action(member, "plan", post)
-            planned = _planned_date(on, post.id)
-            changed = replace(post, version=post.version + 1, planned_for=planned,
-                              updated_at=now)
-            entry = self._entry("plan", member.name, now, post,
-                                {"planned_for": planned.isoformat() if planned else None})
-            return changed, entry
+        return self._change(post_id, "plan", by, expected_version, self._plan_date, (on,))
 
-        return self._change(post_id, "plan", by, expected_version, planner)
+    def _plan_date(
+        self, post: Post, member: Member, now: datetime, on: date | None
+    ) -> tuple[Post, NewEntry]:
+        self._check_action(member, "plan", post)
+        planned = _planned_date(on, post.id)
+        changed = replace(post, version=post.version + 1, planned_for=planned, updated_at=now)
+        entry = self._entry("plan", member.name, now, post,
+                            {"planned_for": planned.isoformat() if planned else None})
+        return changed, entry
 
     def comment(self, post_id: int, *, by: str, text: str) -> AuditEntry:
         """Add a comment to a post's trail (any member; does not change the post)."""
@@ -319,9 +321,14 @@ class Workspace:
         action: str,
         by: str,
         expected_version: int | None,
-        plan: Callable[[Post, Member, datetime], tuple[Post, NewEntry]],
+        plan: Callable[..., tuple[Post, NewEntry]],
+        args: tuple[Any, ...],
     ) -> Post:
-        """Plan a change on a base snapshot, let plugins veto it, compare-and-set it."""
+        """Plan a change on a base snapshot, let plugins veto it, compare-and-set it.
+
+        ``plan(post, member, now, *args)`` returns the changed snapshot and its entry.
+        """
+        hooks = self.hooks
         post = self._recent.get(post_id)
         fresh = False
         if post is None or (expected_version is not None and post.version != expected_version):
@@ -335,19 +342,20 @@ class Workspace:
                 )
             try:
                 member = self._member(by)
-                changed, entry = plan(post, member, self.clock.now())
+                changed, entry = plan(post, member, self.clock.now(), *args)
+                if changed is post:  # nothing to change: answer from a fresh read only
+                    if fresh:
+                        return post
+                    post, fresh = self._fetch(post_id), True
+                    continue
+                if hooks.vetoes:
+                    hooks.before_transition(self, post, action, post.state, changed.state,
+                                            member.name, entry.data)
             except PostflowError:
                 if fresh:
                     raise
                 post, fresh = self._fetch(post_id), True
                 continue
-            if changed is post:  # nothing to change: answer from a fresh read only
-                if fresh:
-                    return post
-                post, fresh = self._fetch(post_id), True
-                continue
-            self.hooks.before_transition(self, post, action, post.state, changed.state,
-                                         member.name, entry.data)
             revision = None
             if changed.revision != post.revision:
                 revision = Revision(post.id, changed.revision, changed.text, changed.channels,
@@ -359,7 +367,8 @@ class Workspace:
                 post, fresh = self._fetch(post_id), True
                 continue
             self._remember(changed)
-            self.hooks.after_transition(self, changed, post, action, member.name, stored)
+            if hooks.follows:
+                hooks.after_transition(self, changed, post, action, member.name, stored)
             return changed
         raise ConflictError(
             f"post {post_id} kept changing under {action!r}; gave up after "
@@ -395,8 +404,8 @@ class Workspace:
         )
 
     def _plan_trigger(
-        self, post: Post, member: Member, trigger: str, comment: str | None,
-        at: datetime | None, extra: Mapping[str, Any], now: datetime,
+        self, post: Post, member: Member, now: datetime, trigger: str, comment: str | None,
+        at: datetime | None, extra: Mapping[str, Any],
     ) -> tuple[Post, NewEntry]:
         workflow = self.workflow
         state = post.state
@@ -471,8 +480,8 @@ class Workspace:
         return utc, zone
 
     def _plan_edit(
-        self, post: Post, member: Member, text: str | None, channels: Sequence[str] | None,
-        campaign: str | None, comment: str | None, now: datetime,
+        self, post: Post, member: Member, now: datetime, text: str | None,
+        channels: Sequence[str] | None, campaign: str | None, comment: str | None,
     ) -> tuple[Post, NewEntry]:
         workflow = self.workflow
         if post.state not in workflow.editable:
@@ -530,6 +539,8 @@ class Workspace:
         return member
 
     def _deny_by_plugins(self, member: Member, action: str, post: Post | None) -> None:
+        if not self.hooks.authorizes:
+            return
         reasons = self.hooks.authorize(self, member, action, post)
         if reasons:
             what = f"{action} post {post.id}" if post else action
