@@ -364,3 +364,41 @@ class TestQueryPlan:
                    and "PRIMARY KEY" in line for line in lines), lines
         assert not any(line.startswith("SCAN post_channels") for line in lines), lines
         assert len(sqlite_ws.posts.list(channel="acme-x")) == 6
+
+
+class TestFailedWrites:
+    """A database error in the middle of a write."""
+
+    def test_error_mid_transaction_rolls_back_and_is_a_storage_error(
+        self, sqlite_ws: postflow.Workspace, db_path: Path
+    ) -> None:
+        """When the audit insert fails, the post update of the same call is undone."""
+        post = sqlite_ws.posts.create(author="ana", text="hello", channels=["acme-x"])
+        other = raw(db_path)
+        other.execute("ALTER TABLE audit RENAME TO audit_moved")
+        with pytest.raises(StorageError, match="write failed"):
+            sqlite_ws.submit(post.id, by="ana")
+        other.execute("ALTER TABLE audit_moved RENAME TO audit")
+        other.close()
+        assert sqlite_ws.posts.get(post.id).state == "draft"
+        assert sqlite_ws.posts.get(post.id).version == post.version
+        assert [e.action for e in sqlite_ws.history(post.id)] == ["create"]
+        assert sqlite_ws.submit(post.id, by="ana").state == "review"
+
+    def test_locked_database_is_a_storage_error(
+        self, db_path: Path, make_ws: MakeWs
+    ) -> None:
+        """A writer that cannot get the lock in time gets StorageError, not sqlite3's error."""
+        ws = make_ws(url_of(db_path))
+        add_team(ws)
+        post = ws.posts.create(author="ana", text="hello", channels=["acme-x"])
+        storage_of(ws)._db.execute("PRAGMA busy_timeout = 50")
+        blocker = raw(db_path)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StorageError, match="cannot start a write"):
+                ws.submit(post.id, by="ana")
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert ws.submit(post.id, by="ana").state == "review"

@@ -550,8 +550,8 @@ class Workspace:
 
     def _check_action(self, member: Member, action: str, post: Post | None) -> None:
         needed = ACTION_ROLES["edit" if action == EDIT else action]
-        what = f"{action} post {post.id}" if post else action
         if needed.isdisjoint(member.roles):
+            what = f"{action} post {post.id}" if post else action
             raise PermissionDenied(
                 f"{member.name} (roles: {_roles(member)}) may not {what}: "
                 f"needs one of the roles {', '.join(sorted(needed))}",
@@ -608,7 +608,7 @@ class Workspace:
         self, subject: str, text: object, channels: Sequence[str], campaign: str | None
     ) -> None:
         problems = []
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or not text or text.isspace():
             problems.append(Problem("empty-text", "the text is empty", field="text"))
         if not channels:
             problems.append(Problem("no-channels", "name at least one channel",

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -93,7 +92,20 @@ _UPDATE_POST = (
 )
 _UPDATE_CONTENT = "UPDATE posts SET text = ?, channels = ?, revision = ? WHERE id = ?"
 
-_ts = datetime.isoformat
+_last_ts: tuple[datetime | None, str] = (None, "")
+
+
+def _ts(value: datetime) -> str:
+    """ISO text of ``value``; one call usually formats the same ``now`` several times."""
+    global _last_ts
+    last = _last_ts
+    if last[0] is value:
+        return last[1]
+    text = value.isoformat()
+    _last_ts = (value, text)
+    return text
+
+
 _to_json = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":")).encode
 _from_ts = datetime.fromisoformat
 
@@ -184,24 +196,9 @@ class SQLiteStorage(Storage):
             "SELECT value FROM postflow_meta WHERE key = 'schema_version'").fetchone()
         return int(row[0])
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StorageError(f"{self.path}: cannot start a write: {exc}") from exc
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            try:
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                db.execute("ROLLBACK")
-                raise StorageError(f"{self.path}: commit failed: {exc}") from exc
+    def _write(self) -> _WriteTransaction:
+        """``with self._write() as db:`` runs the block in one IMMEDIATE transaction."""
+        return _WriteTransaction(self)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -219,7 +216,8 @@ class SQLiteStorage(Storage):
             cursor = db.execute(_INSERT_AUDIT, (
                 entry_post, e.action, e.actor, _ts(e.at), e.correlation_id, e.from_state,
                 e.to_state, e.revision, e.comment,
-                _to_json(dict(e.data)) if e.data else None))
+                _to_json(e.data if type(e.data) is dict else dict(e.data))
+                if e.data else None))
             assert cursor.lastrowid is not None
             stored.append(AuditEntry(
                 cursor.lastrowid, e.action, e.actor, e.at, e.correlation_id, entry_post,
@@ -426,6 +424,54 @@ class SQLiteStorage(Storage):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class _WriteTransaction:
+    """Holds the storage lock and a write transaction; commits, or rolls back on error.
+
+    SQLite errors inside the block surface as :class:`~postflow.StorageError`.
+    """
+
+    __slots__ = ("_storage",)
+
+    def __init__(self, storage: SQLiteStorage) -> None:
+        self._storage = storage
+
+    def __enter__(self) -> sqlite3.Connection:
+        storage = self._storage
+        storage._lock.acquire()
+        try:
+            storage._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            storage._lock.release()
+            raise StorageError(f"{storage.path}: cannot start a write: {exc}") from exc
+        except BaseException:
+            storage._lock.release()
+            raise
+        return storage._db
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        storage = self._storage
+        db = storage._db
+        try:
+            if exc_type is None:
+                try:
+                    db.execute("COMMIT")
+                    return
+                except sqlite3.Error as error:
+                    _rollback(db)
+                    raise StorageError(f"{storage.path}: commit failed: {error}") from error
+            _rollback(db)
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"{storage.path}: write failed: {exc}") from exc
+        finally:
+            storage._lock.release()
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 def _mutable_tail(post: Post) -> tuple[Any, ...]:
