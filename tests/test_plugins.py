@@ -685,7 +685,7 @@ class TestPluginValidation:
             def postflow_befor_transition(self, post: Post) -> None:
                 """Never called: the name is wrong."""
 
-        with pytest.raises(pluggy.PluginValidationError, match="postflow_befor_transition"):
+        with pytest.raises(postflow.ConfigError, match="postflow_befor_transition"):
             postflow.open("memory://", plugins=[Typo()], entry_points=False)
 
     def test_misspelled_installed_hook_is_caught(self, install: Install) -> None:
@@ -697,7 +697,7 @@ class TestPluginValidation:
                 """Never called: the name is wrong."""
 
         install("typo", Typo())
-        with pytest.raises(pluggy.PluginValidationError, match="postflow_autorize"):
+        with pytest.raises(postflow.ConfigError, match="postflow_autorize"):
             postflow.open("memory://")
 
     def test_unknown_argument_is_refused(self) -> None:
@@ -708,8 +708,48 @@ class TestPluginValidation:
             def postflow_after_transition(self, post: Post, mood: str) -> None:
                 """Never called: 'mood' is not an argument of the hook."""
 
-        with pytest.raises(pluggy.PluginValidationError, match="mood"):
+        with pytest.raises(postflow.ConfigError, match="mood"):
             postflow.open("memory://", plugins=[Greedy()], entry_points=False)
+
+    def test_plugin_failing_to_import_is_a_config_error(
+        self, install: Install, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An installed plugin whose import fails is named in a ConfigError, and blocking it
+        lets the workspace open."""
+
+        class Broken(FakeEntryPoint):
+            def load(self) -> object:
+                raise ImportError("half-installed")
+
+        install("fine", NoObjection())
+        dists = importlib.metadata.distributions()
+        dists.append(FakeDistribution("postflow-broken", "0.1",
+                                      [Broken("broken", None, "postflow")]))
+        monkeypatch.setattr(importlib.metadata, "distributions", lambda: list(dists))
+        with pytest.raises(postflow.ConfigError, match="half-installed"):
+            postflow.open("memory://")
+        monkeypatch.setenv(BLOCK_ENV, "broken")
+        postflow.open("memory://").close()
+
+    def test_registering_a_plugin_twice_is_a_config_error(self) -> None:
+        """The same plugin object passed twice is refused with a ConfigError."""
+        plugin = NoObjection()
+        with pytest.raises(postflow.ConfigError, match="plugin problem"):
+            postflow.open("memory://", plugins=[plugin, plugin], entry_points=False)
+
+    @pytest.mark.parametrize("style", ["wrapper", "hookwrapper"])
+    def test_after_transition_wrapper_is_refused(self, style: str) -> None:
+        """postflow_after_transition implementations cannot be (hook)wrappers, which the
+        per-plugin error isolation would never run."""
+
+        class Wrapping:
+            @pluggy.HookimplMarker("postflow")(**{style: True})
+            def postflow_after_transition(self):  # type: ignore[no-untyped-def]
+                """Never called."""
+                return (yield)
+
+        with pytest.raises(postflow.ConfigError, match="cannot be a wrapper"):
+            postflow.open("memory://", plugins=[Wrapping()], entry_points=False)
 
 
 class TestPluginsCommand:

@@ -201,7 +201,24 @@ class TestInsertPost:
         assert got.id > 0
         assert attrs.evolve(got, id=0, data={}) == attrs.evolve(
             entry, post_id=stored.id, data={})
-        assert dict(got.data) == data
+        assert dict(got.data) == {"text": "hello", "channels": ("acme-x",),
+                                  "nested": {"n": 1, "ok": True}}
+
+    def test_entry_data_is_frozen_and_detached(self, storage: Storage) -> None:
+        """Stored data is read-only, lists come back as tuples, and the caller's dict is
+        not shared (changing it later changes nothing stored)."""
+        post = make_post()
+        data: dict[str, Any] = {"tags": ["a"], "nested": {"k": [1]}, "when": T0}
+        stored = storage.insert_post(post, revision_of(post),
+                                     [make_entry("create", post, data=data)])
+        data["tags"].append("b")
+        data["extra"] = 1
+        (got,) = storage.history(stored.id)
+        assert got.data == {"tags": ("a",), "nested": {"k": (1,)}, "when": str(T0)}
+        with pytest.raises(TypeError):
+            got.data["tags"] = ()  # type: ignore[index]
+        with pytest.raises(TypeError):
+            got.data["nested"]["k"] = ()  # type: ignore[index]
 
 
 class TestGetPost:
@@ -602,7 +619,7 @@ class TestAudit:
                                          data={"mentions": ["ben"], "n": 2})])
         entry = storage.history(post.id)[-1]
         assert (entry.post_id, entry.comment, dict(entry.data)) == (
-            post.id, "c", {"mentions": ["ben"], "n": 2})
+            post.id, "c", {"mentions": ("ben",), "n": 2})
 
 
 class TestSnapshots:

@@ -136,7 +136,7 @@ class TestTeam:
 
     def test_add_twice(self, ws: Workspace) -> None:
         """Adding an existing name is refused."""
-        with pytest.raises(postflow.ValidationFailed, match="already a member"):
+        with pytest.raises(postflow.ValidationFailed, match="already exists"):
             ws.team.add("ana", roles={"admin"})
         assert ws.team.get("ana").roles == {"author"}
 
@@ -228,11 +228,11 @@ class TestTeam:
         entry = ws.audit_log()[-1]
         assert (entry.action, entry.actor, entry.post_id) == ("member.add", "dee", None)
         assert entry.data["member"] == "max"
-        assert entry.data["roles"] == ["author"]
+        assert entry.data["roles"] == ("author",)
         ws.team.update("max", roles={"author", "analyst"})
         entry = ws.audit_log()[-1]
         assert (entry.action, entry.actor) == ("member.update", "system")
-        assert entry.data["roles"] == ["analyst", "author"]
+        assert entry.data["roles"] == ("analyst", "author")
 
 
 class TestChannelsAndCampaigns:

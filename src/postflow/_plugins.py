@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from postflow import hookspecs
+from postflow.exceptions import ConfigError
 from postflow.hookspecs import PROJECT
 
 if TYPE_CHECKING:
@@ -51,13 +52,29 @@ def make_plugin_manager(
     for name in blocked_names():
         pm.set_blocked(name)
     if entry_points:
-        pm.load_setuptools_entrypoints(PROJECT)
-    for plugin in plugins:
-        pm.register(plugin)
-    for module_name in BUILTIN_PLUGINS:
-        if not pm.is_blocked(module_name):
-            pm.register(importlib.import_module(module_name), name=module_name)
-    pm.check_pending()
+        try:
+            pm.load_setuptools_entrypoints(PROJECT)
+        except Exception as exc:
+            raise ConfigError(
+                f"an installed postflow plugin failed to load: {exc!r} (block it with "
+                f"{BLOCK_ENV}=<name>)"
+            ) from exc
+    try:
+        for plugin in plugins:
+            pm.register(plugin)
+        for module_name in BUILTIN_PLUGINS:
+            if not pm.is_blocked(module_name):
+                pm.register(importlib.import_module(module_name), name=module_name)
+        pm.check_pending()
+    except (ValueError, pluggy.PluginValidationError) as exc:
+        raise ConfigError(f"plugin problem: {exc}") from exc
+    for impl in pm.hook.postflow_after_transition.get_hookimpls():
+        if impl.hookwrapper or impl.wrapper:
+            raise ConfigError(
+                f"plugin {impl.plugin_name}: postflow_after_transition cannot be a wrapper "
+                "(each implementation is called on its own so one failure cannot hide "
+                "another)"
+            )
     return pm
 
 

@@ -31,15 +31,23 @@ class SystemClock:
         return "SystemClock()"
 
 
-def zone_name(tz: tzinfo | None) -> str:
-    """The IANA name of ``tz`` (``"UTC"`` for UTC, ``"UTC+02:00"`` for fixed offsets)."""
+def zone_name(tz: tzinfo | None, value: datetime | None = None) -> str:
+    """The IANA name of ``tz`` (``"UTC"`` for UTC, ``"UTC+02:00"`` for fixed offsets).
+
+    Zones that know their IANA name (``zoneinfo``'s ``key``, pytz's ``zone``) give it;
+    others give the fixed offset they have at ``value``.
+    """
     if isinstance(tz, ZoneInfo):
         return tz.key
-    if tz is UTC:
+    if tz is UTC or tz is None:
         return "UTC"
-    offset = tz.utcoffset(None) if tz is not None else None
-    if offset is None:
-        return "UTC"
+    for attribute in ("key", "zone"):
+        name = getattr(tz, attribute, None)
+        if isinstance(name, str) and name:
+            return name
+    offset = tz.utcoffset(None)
+    if offset is None and value is not None:
+        offset = value.utcoffset()
     if not offset:
         return "UTC"
     sign = "+" if offset >= timedelta(0) else "-"
@@ -88,8 +96,13 @@ def to_utc(value: object, *, field: str, subject: str) -> tuple[datetime, str]:
         )
     if value.tzinfo is UTC:
         return value, "UTC"
-    utc = value.astimezone(UTC)
-    back = utc.astimezone(value.tzinfo)
+    try:
+        utc = value.astimezone(UTC)
+        back = utc.astimezone(value.tzinfo)
+    except OverflowError as exc:
+        raise ValidationFailed.single(
+            subject, "out-of-range", f"{field} {value.isoformat()} is out of range",
+            field=field) from exc
     if back.replace(tzinfo=None, fold=0) != value.replace(tzinfo=None, fold=0):
         raise ValidationFailed.single(
             subject,
@@ -98,7 +111,7 @@ def to_utc(value: object, *, field: str, subject: str) -> tuple[datetime, str]:
             f"{zone_name(value.tzinfo)} (the clocks skip it for daylight saving time)",
             field=field,
         )
-    return utc, zone_name(value.tzinfo)
+    return utc, zone_name(value.tzinfo, value)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
@@ -107,14 +120,19 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def parse_duration(value: object, *, what: str) -> timedelta:
     """Parse ``"24h"``, ``"90m"``, ``"2d"``, a number of seconds or a ``timedelta``."""
-    if isinstance(value, timedelta):
-        result = value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        result = timedelta(seconds=value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        result = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-    else:
-        raise ConfigError(f"{what}: {value!r} is not a duration (use e.g. '24h', '90m', '2d')")
+    try:
+        if isinstance(value, timedelta):
+            result = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            result = timedelta(seconds=value)
+        elif isinstance(value, str) and (match := _DURATION.match(value)):
+            result = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        else:
+            raise ValueError(value)
+    except (ValueError, OverflowError) as exc:
+        raise ConfigError(
+            f"{what}: {value!r} is not a duration (use e.g. '24h', '90m', '2d')"
+        ) from exc
     if result <= timedelta(0):
         raise ConfigError(f"{what}: duration must be positive, got {value!r}")
     return result

@@ -55,6 +55,8 @@ def replay(entries: Iterable[AuditEntry]) -> Post:
         for key in ("text", "campaign"):
             if key in data:
                 changes[key] = data[key]
+        if entry.action == "edit":
+            changes["revised_by"] = entry.actor
         if "channels" in data:
             changes["channels"] = tuple(data["channels"])
         if "planned_for" in data:

@@ -105,11 +105,15 @@ def _open(url: str, workflow_file: Path | None) -> postflow.Workspace:
 
 
 def render_board(ws: postflow.Workspace) -> str:
-    """Posts by state, in workflow order."""
+    """Posts by state, in workflow order; states the workflow does not know come last."""
+    by_state: dict[str, list[Post]] = {state: [] for state in ws.workflow.states}
+    for post in ws.posts.list():
+        by_state.setdefault(post.state, []).append(post)
     lines = []
-    for state in ws.workflow.states:
-        posts = ws.posts.list(state=state)
-        lines.append(f"{state.upper()} ({len(posts)})")
+    for state, posts in by_state.items():
+        note = "" if state in ws.workflow.states else \
+            f"  (not a state of workflow {ws.workflow.name!r}: pass --workflow)"
+        lines.append(f"{state.upper()} ({len(posts)}){note}")
         lines.extend(f"  {_post_line(p)}" for p in posts)
     return "\n".join(lines)
 

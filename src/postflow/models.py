@@ -65,6 +65,24 @@ def _tuple(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
+def freeze(value: Any) -> Any:
+    """``value`` as JSON would carry it, made immutable.
+
+    Mappings become read-only mappings with string keys, lists and tuples become
+    tuples, JSON scalars stay, anything else becomes its ``str()`` (as the SQLite
+    backend's JSON encoding does). Audit entry ``data`` is stored this way.
+    """
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, str | int | float):
+        return value
+    return str(value)
+
+
 @attrs.frozen
 class Member:
     """A person on the team and the roles they hold."""
@@ -116,6 +134,7 @@ class Post:
     ``scheduled_at`` is UTC; ``scheduled_zone`` the IANA zone it was given in.
     ``approvals`` holds the approvals of the current ``revision`` only; approvals of
     earlier revisions are voided by an edit and remain in the audit trail.
+    ``revised_by`` names who wrote the current revision when it was not ``author``.
     """
 
     id: int
@@ -133,6 +152,7 @@ class Post:
     scheduled_at: datetime | None = None
     scheduled_zone: str | None = None
     approvals: tuple[Approval, ...] = ()
+    revised_by: str | None = None
 
     @property
     def scheduled_local(self) -> datetime | None:

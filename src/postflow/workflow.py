@@ -211,11 +211,22 @@ class Workflow:
             if approval_state is None:
                 approval_state = approve.sources[0]
             _known_state(approval_state, states, name, "approval_state")
+            if approval_state not in approve.sources:
+                raise ConfigError(
+                    f"workflow {name!r}: approval_state {approval_state!r} must be a source "
+                    f"of the 'approve' trigger ({', '.join(approve.sources)})"
+                )
         elif approval_state is not None:
             raise ConfigError(f"workflow {name!r}: 'approval_state' needs an 'approve' trigger")
 
         edit_returns_to = data.get("edit_returns_to", initial)
         _known_state(edit_returns_to, states, name, "edit_returns_to")
+        if edit_returns_to not in (initial, approval_state):
+            raise ConfigError(
+                f"workflow {name!r}: edit_returns_to must be the initial state {initial!r}"
+                + (f" or the approval state {approval_state!r}" if approval_state else "")
+                + f", not {edit_returns_to!r}: an edited post must be approved again"
+            )
         editable = frozenset(_names(data.get("editable", states), "editable"))
         for state in editable:
             _known_state(state, states, name, "editable")
@@ -248,8 +259,14 @@ class Workflow:
         return tuple(t for t, rule in self.rules.items() if state in rule.sources)
 
     def dest(self, trigger: str, state: str) -> str:
-        """Where ``trigger`` leads from ``state`` when it completes."""
-        return self.rules[trigger].dest
+        """Where ``trigger`` leads from ``state`` when it completes.
+
+        Raises :class:`~postflow.ConfigError` when the workflow has no such transition.
+        """
+        rule = self.rules.get(trigger)
+        if rule is None or state not in rule.sources:
+            raise ConfigError(f"workflow {self.name!r} has no {trigger!r} from {state!r}")
+        return rule.dest
 
     def edit_dest(self, state: str) -> str:
         """The state an edit made in ``state`` leaves the post in."""
@@ -387,7 +404,8 @@ class Workflow:
 
     def graphviz(self) -> str:
         """A Graphviz ``digraph`` of the workflow."""
-        lines = [f'digraph "{self.name}" {{', "    rankdir=LR;",
+        name = self.name.replace("\\", "\\\\").replace('"', '\\"')
+        lines = [f'digraph "{name}" {{', "    rankdir=LR;",
                  f'    "{self.initial}" [shape=doublecircle];']
         lines += [f'    "{s}" -> "{d}" [label="{t}"];' for s, d, t in self._edges()]
         lines.append("}")
@@ -511,6 +529,8 @@ def _stage(raw: object, roles: frozenset[str], workflow: str) -> Stage:
     ):
         raise ConfigError(f"{where}: members must be a list of member names")
     members = frozenset(members_raw)
+    if len(members) != len(members_raw):
+        raise ConfigError(f"{where}: a member is named twice")
     if not stage_roles and not members:
         raise ConfigError(f"{where}: names no eligible roles or members")
     quorum_raw = raw.get("quorum", 1)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 import attrs
@@ -52,6 +53,12 @@ ACTION_ROLES: Mapping[str, frozenset[str]] = {
 
 ``edit`` is also limited to the post's author (admins excepted).
 """
+
+RESERVED_DATA_KEYS = frozenset({
+    "text", "channels", "campaign", "planned_for", "scheduled_at", "scheduled_zone",
+    "approvals_voided", "review_restarted", "stage", "at",
+})
+"""Keys of audit entry data that postflow writes and :func:`postflow.replay` reads."""
 
 _MAX_ATTEMPTS = 20
 _CACHE_SIZE = 2048
@@ -220,6 +227,13 @@ class Workspace:
                 f"post {post_id}: 'edit' is not fired directly; call ws.edit()",
                 post_id=post_id, trigger=trigger,
             )
+        if data:
+            reserved = sorted(RESERVED_DATA_KEYS.intersection(data))
+            if reserved:
+                raise ValidationFailed.single(
+                    f"post {post_id}", "reserved-data-key",
+                    f"{', '.join(reserved)} cannot be passed as extra data: postflow records "
+                    "these itself", field=reserved[0])
         return self._change(post_id, trigger, by, expected_version, self._plan_trigger,
                             (trigger, comment, at, data))
 
@@ -253,8 +267,14 @@ class Workspace:
     def _plan_date(
         self, post: Post, member: Member, now: datetime, on: date | None
     ) -> tuple[Post, NewEntry]:
+        if post.state not in self.workflow.editable:
+            raise InvalidTransition(
+                f"post {post.id} is {post.state!r}: its planned date can no longer change",
+                post_id=post.id, trigger="plan", state=post.state)
         self._check_action(member, "plan", post)
         planned = _planned_date(on, post.id)
+        if planned == post.planned_for:
+            return post, self._entry("plan", member.name, now, post, NO_DATA)
         changed = replace(post, version=post.version + 1, planned_for=planned, updated_at=now)
         entry = self._entry("plan", member.name, now, post,
                             {"planned_for": planned.isoformat() if planned else None})
@@ -263,7 +283,7 @@ class Workspace:
     def comment(self, post_id: int, *, by: str, text: str) -> AuditEntry:
         """Add a comment to a post's trail (any member; does not change the post)."""
         post = self.posts.get(post_id)
-        member = self._member(by)
+        member = self._member(by, "comment", post)
         self._check_action(member, "comment", post)
         if not isinstance(text, str) or not text.strip():
             raise ValidationFailed.single(f"post {post_id}", "empty-comment",
@@ -288,7 +308,7 @@ class Workspace:
                     self._check_action(member, EDIT, post)
                 else:
                     self._check_trigger(member, self.workflow.rules[name], post)
-            except (PermissionDenied, ValidationFailed):
+            except (PermissionDenied, ValidationFailed, InvalidTransition):
                 continue
             result.append(name)
         return tuple(result)
@@ -341,7 +361,7 @@ class Workspace:
                     post_id=post_id, expected=expected_version, actual=post.version,
                 )
             try:
-                member = self._member(by)
+                member = self._member(by, action, post)
                 changed, entry = plan(post, member, self.clock.now(), *args)
                 if changed is post:  # nothing to change: answer from a fresh read only
                     if fresh:
@@ -376,10 +396,11 @@ class Workspace:
         )
 
     def _fetch(self, post_id: int) -> Post:
-        post = self.storage.get_post(post_id)
+        post = self.storage.get_post(post_id) if _is_id(post_id) else None
         if post is None:
-            self._recent.pop(post_id, None)
-            raise NotFound(f"post {post_id} does not exist")
+            if _is_id(post_id):
+                self._recent.pop(post_id, None)
+            raise NotFound(f"post {post_id!r} does not exist")
         self._remember(post)
         return post
 
@@ -387,7 +408,9 @@ class Workspace:
         recent = self._recent
         recent[post.id] = post
         if len(recent) > _CACHE_SIZE:
-            del recent[next(iter(recent))]
+            # another thread may be evicting too: losing a cache entry is harmless
+            with contextlib.suppress(RuntimeError, StopIteration):
+                recent.pop(next(iter(recent)), None)
 
     def _entry(
         self, action: str, actor: str, now: datetime, post: Post | None,
@@ -437,9 +460,12 @@ class Workspace:
                 post_id=post.id, trigger=trigger, state=state)
         if trigger == "unschedule" or dest == workflow.initial:
             scheduled_at = zone = None
-            if approvals:
-                approvals = ()
-                data["approvals_voided"] = True
+        if approvals and dest != state and (
+            dest == workflow.initial or dest == workflow.approval_state
+        ):
+            # back to the start, or into a new approval round: approval starts afresh
+            approvals = ()
+            data["approvals_voided"] = True
         if scheduled_at != post.scheduled_at or zone != post.scheduled_zone:
             data["scheduled_at"] = scheduled_at.isoformat() if scheduled_at else None
             data["scheduled_zone"] = zone
@@ -447,7 +473,7 @@ class Workspace:
             post.id, post.version + 1, dest, post.author, post.text, post.channels,
             post.revision, post.created_at, now,
             now if dest != state else post.state_changed_at, post.campaign, post.planned_for,
-            scheduled_at, zone, approvals,
+            scheduled_at, zone, approvals, post.revised_by,
         )
         entry = NewEntry(trigger, member.name, now, new_correlation_id(), post.id, state,
                          dest, post.revision, comment, data or NO_DATA)
@@ -492,7 +518,8 @@ class Workspace:
                 allowed=workflow.triggers_from(post.state))
         self._check_action(member, EDIT, post)
         new_text = post.text if text is None else text
-        new_channels = post.channels if channels is None else tuple(channels)
+        new_channels = post.channels if channels is None else _channel_names(
+            channels, f"post {post.id}")
         new_campaign = post.campaign if campaign is _UNSET else campaign
         self._validate_content(f"post {post.id}", new_text, new_channels, new_campaign)
         data: dict[str, Any] = {}
@@ -522,7 +549,7 @@ class Workspace:
         changed = replace(
             post, version=post.version + 1, state=dest, text=new_text, channels=new_channels,
             campaign=new_campaign, revision=post.revision + 1, approvals=(), updated_at=now,
-            state_changed_at=state_changed_at, **changes,
+            state_changed_at=state_changed_at, revised_by=member.name, **changes,
         )
         entry = self._entry(EDIT, member.name, now, post, data, to_state=dest,
                             revision=changed.revision, comment=comment)
@@ -530,12 +557,15 @@ class Workspace:
 
     # -- rules ---------------------------------------------------------------------
 
-    def _member(self, name: str) -> Member:
+    def _member(self, name: str, action: str | None = None, post: Post | None = None) -> Member:
         member = self.storage.get_member(name) if isinstance(name, str) else None
-        if member is None:
-            raise PermissionDenied(f"{name!r} is not a member of this team", member=str(name))
-        if not member.active:
-            raise PermissionDenied(f"{name!r} is no longer an active member", member=name)
+        if member is None or not member.active:
+            what = ""
+            if action is not None:
+                what = f" and may not {action}" + (f" post {post.id}" if post else "")
+            status = "is not a member of this team" if member is None else \
+                "is no longer an active member"
+            raise PermissionDenied(f"{name!r} {status}{what}", member=str(name), action=action)
         return member
 
     def _deny_by_plugins(self, member: Member, action: str, post: Post | None) -> None:
@@ -569,10 +599,12 @@ class Workspace:
         trigger = rule.trigger
         stage_name = None
         if trigger == "approve":
-            if self.workflow.four_eyes and member.name == post.author:
+            if self.workflow.four_eyes and member.name in (post.author, post.revised_by):
+                whose = ("it is their own post" if member.name == post.author
+                         else "they wrote its current revision")
                 raise PermissionDenied(
-                    f"{member.name} may not approve post {post.id}: it is their own post "
-                    "(four-eyes rule)", member=member.name, action=trigger)
+                    f"{member.name} may not approve post {post.id}: {whose} (four-eyes rule)",
+                    member=member.name, action=trigger)
             stage = self.workflow.current_stage(post.approvals)
             if stage is None:
                 raise InvalidTransition(
@@ -605,9 +637,16 @@ class Workspace:
         return stage_name
 
     def _validate_content(
-        self, subject: str, text: object, channels: Sequence[str], campaign: str | None
+        self, subject: str, text: object, channels: Sequence[str], campaign: str | None,
+        *, planned_for: object = None,
     ) -> None:
         problems = []
+        if planned_for is not None and (
+            isinstance(planned_for, datetime) or not isinstance(planned_for, date)
+        ):
+            problems.append(Problem(
+                "not-a-date", f"planned_for must be a date (a day, not a time), got "
+                f"{planned_for!r}", field="planned_for"))
         if not isinstance(text, str) or not text or text.isspace():
             problems.append(Problem("empty-text", "the text is empty", field="text"))
         if not channels:
@@ -624,7 +663,9 @@ class Workspace:
             elif not channel.active:
                 problems.append(Problem("inactive-channel", f"channel {name!r} is retired",
                                         channel=name, field="channels"))
-        if campaign is not None and self.storage.get_campaign(campaign) is None:
+        if campaign is not None and (
+            not isinstance(campaign, str) or self.storage.get_campaign(campaign) is None
+        ):
             problems.append(Problem("unknown-campaign", f"no campaign called {campaign!r}",
                                     field="campaign"))
         if problems:
@@ -634,7 +675,7 @@ class Workspace:
         """The actor of a team/channel/campaign change (``system`` when no one is named)."""
         if by is None:
             return "system"
-        self._check_action(self._member(by), "manage", None)
+        self._check_action(self._member(by, "manage"), "manage", None)
         return by
 
 
@@ -664,6 +705,62 @@ def _planned_date(value: object, post_id: int | None) -> date | None:
     return value
 
 
+def _is_id(value: object) -> bool:
+    return type(value) is int
+
+
+def _names(value: object, subject: str, field: str) -> tuple[str, ...]:
+    """A name or an iterable of names, as a tuple; anything else is refused."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
+        names = tuple(value)
+        if all(isinstance(n, str) for n in names):
+            return names
+    raise ValidationFailed.single(
+        subject, f"bad-{field}", f"{field} must be a name or a list of names, got {value!r}",
+        field=field)
+
+
+def _channel_names(value: object, subject: str = "new post") -> tuple[str, ...]:
+    return _names(value, subject, "channels")
+
+
+def _hashtags(value: object, subject: str) -> tuple[str, ...]:
+    tags = _names(value, subject, "hashtags")
+    if not all(t.strip("#").strip() for t in tags):
+        raise ValidationFailed.single(subject, "bad-hashtags", "a hashtag is empty",
+                                      field="hashtags")
+    return tuple(t if t.startswith("#") else f"#{t}" for t in tags)
+
+
+def _optional_text(value: object, subject: str, field: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValidationFailed.single(subject, f"bad-{field}",
+                                  f"{field} must be text, got {value!r}", field=field)
+
+
+def _zone(name: object, subject: str) -> str:
+    try:
+        if not isinstance(name, str):
+            raise ConfigError(f"a time zone name must be text, got {name!r}")
+        zone_of(name)
+    except ConfigError as exc:
+        raise ValidationFailed.single(subject, "unknown-timezone", str(exc),
+                                      field="timezone") from exc
+    return name
+
+
+def _insert_new(save: Callable[..., None], value: Any, entry: NewEntry, subject: str) -> None:
+    """Store a new member/channel/campaign, refusing one whose name is taken."""
+    try:
+        save(value, entry, new=True)
+    except ConflictError as exc:
+        raise ValidationFailed.single(subject, "exists", f"{subject} already exists",
+                                      field="name") from exc
+
+
 def _slug(value: object, what: str) -> str:
     if not isinstance(value, str) or not _SLUG.match(value):
         raise ValidationFailed.single(
@@ -684,13 +781,10 @@ class Team:
         ws = self._ws
         actor = ws._manager(by)
         _slug(name, f"member {name!r}")
-        if ws.storage.get_member(name) is not None:
-            raise ValidationFailed.single(f"member {name!r}", "exists",
-                                          f"{name!r} is already a member", field="name")
-        member = Member(name, self._roles(name, roles), email)
-        ws.storage.save_member(member, ws._entry(
-            "member.add", actor, ws.clock.now(), None,
-            {"member": name, "roles": sorted(member.roles), "email": email}))
+        member = Member(name, self._roles(name, roles), _optional_text(email, name, "email"))
+        entry = ws._entry("member.add", actor, ws.clock.now(), None,
+                          {"member": name, "roles": sorted(member.roles), "email": email})
+        _insert_new(ws.storage.save_member, member, entry, f"member {name!r}")
         return member
 
     def update(self, name: str, *, roles: Iterable[str] | None = None,
@@ -704,7 +798,7 @@ class Team:
         if roles is not None:
             changes["roles"] = self._roles(name, roles)
         if email is not _UNSET:
-            changes["email"] = email
+            changes["email"] = _optional_text(email, name, "email")
         if active is not None:
             changes["active"] = bool(active)
         updated = attrs.evolve(member, **changes)
@@ -719,7 +813,7 @@ class Team:
 
     def get(self, name: str) -> Member:
         """The member called ``name``; :class:`~postflow.NotFound` otherwise."""
-        member = self._ws.storage.get_member(name)
+        member = self._ws.storage.get_member(name) if isinstance(name, str) else None
         if member is None:
             raise NotFound(f"no member called {name!r}")
         return member
@@ -728,10 +822,9 @@ class Team:
         """Every member, ordered by name."""
         return self._ws.storage.list_members()
 
-    def _roles(self, name: str, roles: Iterable[str]) -> frozenset[str]:
-        if isinstance(roles, str):
-            roles = {roles}
-        result = frozenset(roles)
+    def _roles(self, name: str, roles: Iterable[str] | None) -> frozenset[str]:
+        names = _names(roles, f"member {name!r}", "roles")
+        result = frozenset(names)
         unknown = sorted(result - self._ws.workflow.roles)
         if unknown or not result:
             raise ValidationFailed.single(
@@ -755,26 +848,41 @@ class Channels:
         actor = ws._manager(by)
         subject = f"channel {name!r}"
         _slug(name, subject)
-        if ws.storage.get_channel(name) is not None:
-            raise ValidationFailed.single(subject, "exists", f"{name!r} already exists",
-                                          field="name")
         if not isinstance(network, str) or not network.strip():
             raise ValidationFailed.single(subject, "no-network", "network is required",
                                           field="network")
-        try:
-            zone_of(timezone)
-        except ConfigError as exc:
-            raise ValidationFailed.single(subject, "unknown-timezone", str(exc),
-                                          field="timezone") from exc
-        channel = Channel(name, network, handle, timezone)
-        ws.storage.save_channel(channel, ws._entry(
-            "channel.add", actor, ws.clock.now(), None,
-            {"channel": name, "network": network, "handle": handle, "timezone": timezone}))
+        channel = Channel(name, network, _optional_text(handle, name, "handle") or "",
+                          _zone(timezone, subject))
+        entry = ws._entry("channel.add", actor, ws.clock.now(), None,
+                          {"channel": name, "network": network, "handle": channel.handle,
+                           "timezone": timezone})
+        _insert_new(ws.storage.save_channel, channel, entry, subject)
         return channel
+
+    def update(self, name: str, *, handle: str | None = None, timezone: str | None = None,
+               active: bool | None = None, by: str | None = None) -> Channel:
+        """Change a channel's handle or time zone, or retire it (``active=False``).
+
+        Posts cannot be created for, or edited onto, a retired channel.
+        """
+        ws = self._ws
+        actor = ws._manager(by)
+        channel = self.get(name)
+        changes: dict[str, Any] = {}
+        if handle is not None:
+            changes["handle"] = _optional_text(handle, name, "handle")
+        if timezone is not None:
+            changes["timezone"] = _zone(timezone, f"channel {name!r}")
+        if active is not None:
+            changes["active"] = bool(active)
+        updated = attrs.evolve(channel, **changes)
+        ws.storage.save_channel(updated, ws._entry(
+            "channel.update", actor, ws.clock.now(), None, {"channel": name, **changes}))
+        return updated
 
     def get(self, name: str) -> Channel:
         """The channel called ``name``; :class:`~postflow.NotFound` otherwise."""
-        channel = self._ws.storage.get_channel(name)
+        channel = self._ws.storage.get_channel(name) if isinstance(name, str) else None
         if channel is None:
             raise NotFound(f"no channel called {name!r}")
         return channel
@@ -792,23 +900,38 @@ class Campaigns:
 
     def add(self, name: str, *, goal: str = "", hashtags: Iterable[str] = (),
             by: str | None = None) -> Campaign:
-        """Add a campaign."""
+        """Add a campaign; hashtags get a leading ``#`` where they lack one."""
         ws = self._ws
         actor = ws._manager(by)
-        _slug(name, f"campaign {name!r}")
-        if ws.storage.get_campaign(name) is not None:
-            raise ValidationFailed.single(f"campaign {name!r}", "exists",
-                                          f"{name!r} already exists", field="name")
-        tags = tuple(t if t.startswith("#") else f"#{t}" for t in hashtags)
-        campaign = Campaign(name, goal, tags)
-        ws.storage.save_campaign(campaign, ws._entry(
-            "campaign.add", actor, ws.clock.now(), None,
-            {"campaign": name, "goal": goal, "hashtags": list(tags)}))
+        subject = f"campaign {name!r}"
+        _slug(name, subject)
+        campaign = Campaign(name, _optional_text(goal, name, "goal") or "",
+                            _hashtags(hashtags, subject))
+        entry = ws._entry("campaign.add", actor, ws.clock.now(), None,
+                          {"campaign": name, "goal": campaign.goal,
+                           "hashtags": list(campaign.hashtags)})
+        _insert_new(ws.storage.save_campaign, campaign, entry, subject)
         return campaign
+
+    def update(self, name: str, *, goal: str | None = None,
+               hashtags: Iterable[str] | None = None, by: str | None = None) -> Campaign:
+        """Change a campaign's goal or hashtags."""
+        ws = self._ws
+        actor = ws._manager(by)
+        campaign = self.get(name)
+        changes: dict[str, Any] = {}
+        if goal is not None:
+            changes["goal"] = _optional_text(goal, name, "goal")
+        if hashtags is not None:
+            changes["hashtags"] = _hashtags(hashtags, f"campaign {name!r}")
+        updated = attrs.evolve(campaign, **changes)
+        ws.storage.save_campaign(updated, ws._entry(
+            "campaign.update", actor, ws.clock.now(), None, {"campaign": name, **changes}))
+        return updated
 
     def get(self, name: str) -> Campaign:
         """The campaign called ``name``; :class:`~postflow.NotFound` otherwise."""
-        campaign = self._ws.storage.get_campaign(name)
+        campaign = self._ws.storage.get_campaign(name) if isinstance(name, str) else None
         if campaign is None:
             raise NotFound(f"no campaign called {name!r}")
         return campaign
@@ -835,11 +958,11 @@ class Posts:
     ) -> Post:
         """Create a draft by ``author`` for ``channels`` (revision 1)."""
         ws = self._ws
-        member = ws._member(author)
+        member = ws._member(author, "create")
         ws._check_action(member, "create", None)
-        channels = (channels,) if isinstance(channels, str) else tuple(channels)
-        ws._validate_content("new post", text, channels, campaign)
-        planned = _planned_date(planned_for, None)
+        channels = _channel_names(channels)
+        ws._validate_content("new post", text, channels, campaign, planned_for=planned_for)
+        planned: date | None = planned_for
         now = ws.clock.now()
         state = ws.workflow.initial
         post = Post(0, 1, state, author, text, channels, 1, now, now, now, campaign, planned)
@@ -852,9 +975,9 @@ class Posts:
 
     def get(self, post_id: int) -> Post:
         """The stored post; :class:`~postflow.NotFound` otherwise."""
-        post = self._ws.storage.get_post(post_id)
+        post = self._ws.storage.get_post(post_id) if _is_id(post_id) else None
         if post is None:
-            raise NotFound(f"post {post_id} does not exist")
+            raise NotFound(f"post {post_id!r} does not exist")
         return post
 
     def list(
@@ -912,7 +1035,9 @@ class Posts:
                     f"unknown state(s) {', '.join(unknown)}; states: "
                     f"{', '.join(self._ws.workflow.states)}", field="state")
         start = end = None
-        if between is not None:
+        if between == (None, None):
+            start = datetime.min.replace(tzinfo=UTC)  # any scheduled time
+        elif between is not None:
             if not isinstance(between, tuple) or len(between) != 2:
                 raise ValidationFailed.single("post filter", "bad-range",
                                               "between must be (start, end)", field="between")
@@ -923,7 +1048,9 @@ class Posts:
             if start is not None and end is not None and start > end:
                 raise ValidationFailed.single("post filter", "bad-range",
                                               "between: start is after end", field="between")
-        if (limit is not None and limit < 0) or offset < 0:
+        if (limit is not None and (not _is_id(limit) or limit < 0)) or (
+            not _is_id(offset) or offset < 0
+        ):
             raise ValidationFailed.single("post filter", "bad-limit",
                                           "limit and offset must not be negative",
                                           field="limit")

@@ -79,8 +79,12 @@ class Storage(abc.ABC):
     # -- team, channels, campaigns -------------------------------------------------
 
     @abc.abstractmethod
-    def save_member(self, member: Member, entry: NewEntry) -> None:
-        """Insert or replace a member, appending ``entry`` in the same transaction."""
+    def save_member(self, member: Member, entry: NewEntry, *, new: bool = False) -> None:
+        """Insert or replace a member, appending ``entry`` in the same transaction.
+
+        With ``new=True`` an existing member of that name is left alone and
+        :class:`~postflow.ConflictError` is raised (nothing is written).
+        """
 
     @abc.abstractmethod
     def get_member(self, name: str) -> Member | None:
@@ -91,8 +95,12 @@ class Storage(abc.ABC):
         """Every member (active or not), ordered by name."""
 
     @abc.abstractmethod
-    def save_channel(self, channel: Channel, entry: NewEntry) -> None:
-        """Insert or replace a channel, appending ``entry`` in the same transaction."""
+    def save_channel(self, channel: Channel, entry: NewEntry, *, new: bool = False) -> None:
+        """Insert or replace a channel, appending ``entry`` in the same transaction.
+
+        With ``new=True`` an existing channel of that name is left alone and
+        :class:`~postflow.ConflictError` is raised (nothing is written).
+        """
 
     @abc.abstractmethod
     def get_channel(self, name: str) -> Channel | None:
@@ -103,8 +111,12 @@ class Storage(abc.ABC):
         """Every channel, ordered by name."""
 
     @abc.abstractmethod
-    def save_campaign(self, campaign: Campaign, entry: NewEntry) -> None:
-        """Insert or replace a campaign, appending ``entry`` in the same transaction."""
+    def save_campaign(self, campaign: Campaign, entry: NewEntry, *, new: bool = False) -> None:
+        """Insert or replace a campaign, appending ``entry`` in the same transaction.
+
+        With ``new=True`` an existing campaign of that name is left alone and
+        :class:`~postflow.ConflictError` is raised (nothing is written).
+        """
 
     @abc.abstractmethod
     def get_campaign(self, name: str) -> Campaign | None:

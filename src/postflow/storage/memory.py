@@ -11,7 +11,17 @@ from datetime import datetime
 
 from postflow.exceptions import ConflictError, NotFound
 from postflow.hookspecs import hookimpl
-from postflow.models import AuditEntry, Campaign, Channel, Member, Post, Revision, replace
+from postflow.models import (
+    NO_DATA,
+    AuditEntry,
+    Campaign,
+    Channel,
+    Member,
+    Post,
+    Revision,
+    freeze,
+    replace,
+)
 from postflow.storage import NewEntry, PostQuery, Storage
 
 __all__ = ["MemoryStorage"]
@@ -49,8 +59,10 @@ class MemoryStorage(Storage):
 
     # -- team, channels, campaigns -------------------------------------------------
 
-    def save_member(self, member: Member, entry: NewEntry) -> None:
+    def save_member(self, member: Member, entry: NewEntry, *, new: bool = False) -> None:
         with self._lock:
+            if new and member.name in self._members:
+                raise ConflictError(f"member {member.name!r} already exists")
             self._members[member.name] = member
             self._append([entry])
 
@@ -58,10 +70,13 @@ class MemoryStorage(Storage):
         return self._members.get(name)
 
     def list_members(self) -> list[Member]:
-        return sorted(self._members.values(), key=lambda m: m.name)
-
-    def save_channel(self, channel: Channel, entry: NewEntry) -> None:
         with self._lock:
+            return sorted(self._members.values(), key=lambda m: m.name)
+
+    def save_channel(self, channel: Channel, entry: NewEntry, *, new: bool = False) -> None:
+        with self._lock:
+            if new and channel.name in self._channels:
+                raise ConflictError(f"channel {channel.name!r} already exists")
             self._channels[channel.name] = channel
             self._append([entry])
 
@@ -69,10 +84,13 @@ class MemoryStorage(Storage):
         return self._channels.get(name)
 
     def list_channels(self) -> list[Channel]:
-        return sorted(self._channels.values(), key=lambda c: c.name)
-
-    def save_campaign(self, campaign: Campaign, entry: NewEntry) -> None:
         with self._lock:
+            return sorted(self._channels.values(), key=lambda c: c.name)
+
+    def save_campaign(self, campaign: Campaign, entry: NewEntry, *, new: bool = False) -> None:
+        with self._lock:
+            if new and campaign.name in self._campaigns:
+                raise ConflictError(f"campaign {campaign.name!r} already exists")
             self._campaigns[campaign.name] = campaign
             self._append([entry])
 
@@ -80,7 +98,8 @@ class MemoryStorage(Storage):
         return self._campaigns.get(name)
 
     def list_campaigns(self) -> list[Campaign]:
-        return sorted(self._campaigns.values(), key=lambda c: c.name)
+        with self._lock:
+            return sorted(self._campaigns.values(), key=lambda c: c.name)
 
     # -- posts ---------------------------------------------------------------------
 
@@ -124,12 +143,14 @@ class MemoryStorage(Storage):
             return self._append(entries)
 
     def list_posts(self, query: PostQuery) -> list[Post]:
-        posts = [self._posts[i] for i in self._select(query)]
+        with self._lock:
+            posts = [self._posts[i] for i in self._select(query)]
         stop = None if query.limit is None else query.offset + query.limit
         return posts[query.offset : stop]
 
     def count_posts(self, query: PostQuery) -> int:
-        return sum(1 for _ in self._select(query))
+        with self._lock:
+            return sum(1 for _ in self._select(query))
 
     def _select(self, query: PostQuery) -> Iterable[int]:
         candidates: list[set[int]] = []
@@ -201,7 +222,8 @@ class MemoryStorage(Storage):
         self._untime(post)
 
     def revisions(self, post_id: int) -> list[Revision]:
-        return list(self._revisions.get(post_id, ()))
+        with self._lock:
+            return list(self._revisions.get(post_id, ()))
 
     # -- audit ---------------------------------------------------------------------
 
@@ -217,7 +239,8 @@ class MemoryStorage(Storage):
             stored = AuditEntry(
                 next(self._audit_ids), entry.action, entry.actor, entry.at,
                 entry.correlation_id, entry.post_id if post_id is None else post_id,
-                entry.from_state, entry.to_state, entry.revision, entry.comment, entry.data,
+                entry.from_state, entry.to_state, entry.revision, entry.comment,
+                freeze(entry.data) if entry.data else NO_DATA,
             )
             self._audit.append(stored)
             if stored.post_id is not None:
@@ -226,12 +249,14 @@ class MemoryStorage(Storage):
         return stored_entries
 
     def history(self, post_id: int) -> list[AuditEntry]:
-        return list(self._history.get(post_id, ()))
+        with self._lock:
+            return list(self._history.get(post_id, ()))
 
     def audit_log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
-        start = bisect.bisect_right(self._audit, after_id, key=lambda e: e.id)
-        stop = None if limit is None else start + limit
-        return self._audit[start:stop]
+        with self._lock:
+            start = bisect.bisect_right(self._audit, after_id, key=lambda e: e.id)
+            stop = None if limit is None else start + limit
+            return self._audit[start:stop]
 
     def close(self) -> None:
         """Nothing to release: the data lives as long as this object."""

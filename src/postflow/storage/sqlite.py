@@ -9,12 +9,12 @@ directory, ``sqlite:////abs/path.db`` absolute.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from postflow.exceptions import ConfigError, ConflictError, NotFound, StorageError
@@ -28,11 +28,14 @@ from postflow.models import (
     Member,
     Post,
     Revision,
+    freeze,
     replace,
 )
 from postflow.storage import NewEntry, PostQuery, Storage
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
+
+log = logging.getLogger("postflow")
 
 SCHEMA_VERSION = 1
 """The schema this postflow writes; older files are migrated forward on open."""
@@ -51,7 +54,7 @@ CREATE TABLE posts (
     text TEXT NOT NULL, channels TEXT NOT NULL, revision INTEGER NOT NULL,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL, state_changed_at TEXT NOT NULL,
     campaign TEXT, planned_for TEXT, scheduled_at TEXT, scheduled_zone TEXT,
-    approvals TEXT NOT NULL);
+    approvals TEXT NOT NULL, revised_by TEXT);
 CREATE INDEX posts_state_time ON posts (state, scheduled_at, id);
 CREATE INDEX posts_time ON posts (scheduled_at, id);
 CREATE INDEX posts_author ON posts (author, id);
@@ -75,7 +78,8 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
 
 _POST_COLUMNS = (
     "id, version, state, author, text, channels, revision, created_at, updated_at, "
-    "state_changed_at, campaign, planned_for, scheduled_at, scheduled_zone, approvals"
+    "state_changed_at, campaign, planned_for, scheduled_at, scheduled_zone, approvals, "
+    "revised_by"
 )
 _AUDIT_COLUMNS = (
     "id, post_id, action, actor, at, correlation_id, from_state, to_state, revision, "
@@ -90,7 +94,9 @@ _UPDATE_POST = (
     "campaign = ?, planned_for = ?, scheduled_at = ?, scheduled_zone = ?, approvals = ? "
     "WHERE id = ? AND version = ?"
 )
-_UPDATE_CONTENT = "UPDATE posts SET text = ?, channels = ?, revision = ? WHERE id = ?"
+_UPDATE_CONTENT = (
+    "UPDATE posts SET text = ?, channels = ?, revision = ?, revised_by = ? WHERE id = ?"
+)
 
 _last_ts: tuple[datetime | None, str] = (None, "")
 
@@ -106,7 +112,17 @@ def _ts(value: datetime) -> str:
     return text
 
 
-_to_json = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":")).encode
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Mapping):
+        return dict(value)
+    return str(value)
+
+
+_to_json = json.JSONEncoder(
+    sort_keys=True, default=_json_default, separators=(",", ":")
+).encode
 _from_ts = datetime.fromisoformat
 
 
@@ -143,7 +159,10 @@ class SQLiteStorage(Storage):
             self._prepare_schema()
             # WAL only once the file is known to be ours: switching a foreign
             # database to WAL would rewrite its header.
-            self._db.execute("PRAGMA journal_mode = WAL")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("%s: SQLite refused WAL mode (journal_mode is %s); concurrent "
+                            "readers will wait for writers", self.path, mode)
             self._db.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.DatabaseError as exc:
             self._db.close()
@@ -177,7 +196,7 @@ class SQLiteStorage(Storage):
                 )
             row = db.execute(
                 "SELECT value FROM postflow_meta WHERE key = 'schema_version'").fetchone()
-            if row is None or not str(row[0]).isdigit():
+            if row is None or not str(row[0]).isdigit() or int(row[0]) < 1:
                 raise StorageError(f"{self.path}: postflow_meta has no valid schema_version")
             found = int(row[0])
             if found > SCHEMA_VERSION:
@@ -186,15 +205,18 @@ class SQLiteStorage(Storage):
                     f"this postflow knows up to {SCHEMA_VERSION}): upgrade postflow"
                 )
             for target in range(found + 1, SCHEMA_VERSION + 1):
+                if target not in MIGRATIONS:
+                    raise StorageError(
+                        f"{self.path}: no migration from schema version {target - 1} to "
+                        f"{target}")
                 MIGRATIONS[target](db)
                 db.execute("UPDATE postflow_meta SET value = ? WHERE key = 'schema_version'",
                            (str(target),))
 
     def schema_version(self) -> int:
         """The schema version stored in the file."""
-        row = self._db.execute(
-            "SELECT value FROM postflow_meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0])
+        rows = self._read("SELECT value FROM postflow_meta WHERE key = 'schema_version'")
+        return int(rows[0][0])
 
     def _write(self) -> _WriteTransaction:
         """``with self._write() as db:`` runs the block in one IMMEDIATE transaction."""
@@ -216,8 +238,7 @@ class SQLiteStorage(Storage):
             cursor = db.execute(_INSERT_AUDIT, (
                 entry_post, e.action, e.actor, _ts(e.at), e.correlation_id, e.from_state,
                 e.to_state, e.revision, e.comment,
-                _to_json(e.data if type(e.data) is dict else dict(e.data))
-                if e.data else None))
+                _to_json(e.data) if e.data else None))
             assert cursor.lastrowid is not None
             stored.append(AuditEntry(
                 cursor.lastrowid, e.action, e.actor, e.at, e.correlation_id, entry_post,
@@ -226,8 +247,10 @@ class SQLiteStorage(Storage):
 
     # -- team, channels, campaigns -------------------------------------------------
 
-    def save_member(self, member: Member, entry: NewEntry) -> None:
+    def save_member(self, member: Member, entry: NewEntry, *, new: bool = False) -> None:
         with self._write() as db:
+            if new:
+                _refuse_existing(db, "members", member.name, "member")
             db.execute("INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?)",
                        (member.name, json.dumps(sorted(member.roles)), member.email,
                         int(member.active)))
@@ -259,8 +282,10 @@ class SQLiteStorage(Storage):
     def list_members(self) -> list[Member]:
         return [_member(r) for r in self._read("SELECT * FROM members ORDER BY name")]
 
-    def save_channel(self, channel: Channel, entry: NewEntry) -> None:
+    def save_channel(self, channel: Channel, entry: NewEntry, *, new: bool = False) -> None:
         with self._write() as db:
+            if new:
+                _refuse_existing(db, "channels", channel.name, "channel")
             db.execute("INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?, ?)",
                        (channel.name, channel.network, channel.handle, channel.timezone,
                         int(channel.active)))
@@ -274,8 +299,10 @@ class SQLiteStorage(Storage):
     def list_channels(self) -> list[Channel]:
         return [_channel(r) for r in self._read("SELECT * FROM channels ORDER BY name")]
 
-    def save_campaign(self, campaign: Campaign, entry: NewEntry) -> None:
+    def save_campaign(self, campaign: Campaign, entry: NewEntry, *, new: bool = False) -> None:
         with self._write() as db:
+            if new:
+                _refuse_existing(db, "campaigns", campaign.name, "campaign")
             db.execute("INSERT OR REPLACE INTO campaigns VALUES (?, ?, ?)",
                        (campaign.name, campaign.goal, json.dumps(list(campaign.hashtags))))
             self._append(db, [entry])
@@ -296,10 +323,11 @@ class SQLiteStorage(Storage):
         with self._write() as db:
             cursor = db.execute(
                 f"INSERT INTO posts ({_POST_COLUMNS}) "
-                "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (post.version, post.state, post.author, post.text,
                  json.dumps(post.channels), post.revision, _ts(post.created_at),
-                 _ts(post.updated_at), _ts(post.state_changed_at), *_mutable_tail(post)),
+                 _ts(post.updated_at), _ts(post.state_changed_at), *_mutable_tail(post),
+                 post.revised_by),
             )
             post_id = cursor.lastrowid
             assert post_id is not None
@@ -338,7 +366,7 @@ class SQLiteStorage(Storage):
                 )
             if revision is not None:
                 db.execute(_UPDATE_CONTENT, (post.text, json.dumps(post.channels),
-                                             post.revision, post.id))
+                                             post.revision, post.revised_by, post.id))
                 _insert_revision(db, post.id, revision)
                 old = {r[0] for r in db.execute(
                     "SELECT channel FROM post_channels WHERE post_id = ?", (post.id,))}
@@ -469,6 +497,11 @@ class _WriteTransaction:
             storage._lock.release()
 
 
+def _refuse_existing(db: sqlite3.Connection, table: str, name: str, what: str) -> None:
+    if db.execute(f"SELECT 1 FROM {table} WHERE name = ?", (name,)).fetchone():
+        raise ConflictError(f"{what} {name!r} already exists")
+
+
 def _rollback(db: sqlite3.Connection) -> None:
     if db.in_transaction:
         db.execute("ROLLBACK")
@@ -499,13 +532,14 @@ def _post(r: Sequence[Any]) -> Post:
         _from_ts(r[12]) if r[12] else None, r[13],
         tuple(Approval(a[0], a[1], a[2], _from_ts(a[3]), a[4]) for a in json.loads(r[14]))
         if r[14] != "[]" else (),
+        r[15],
     )
 
 
 def _entry(r: Sequence[Any]) -> AuditEntry:
     return AuditEntry(
         r[0], r[2], r[3], _from_ts(r[4]), r[5], r[1], r[6], r[7], r[8], r[9],
-        MappingProxyType(json.loads(r[10])) if r[10] else NO_DATA)
+        freeze(json.loads(r[10])) if r[10] else NO_DATA)
 
 
 def _member(r: Sequence[Any]) -> Member:
