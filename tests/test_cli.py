@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import subprocess
@@ -16,7 +17,7 @@ import postflow
 from postflow._demo import DEMO_WORKFLOW, TEAM
 from postflow._plugins import BLOCK_ENV, BUILTIN_PLUGINS
 from postflow.cli import URL_ENV
-from postflow.workflow import Workflow
+from postflow.workflow import DEFAULT_WORKFLOW, Workflow
 
 pytestmark = pytest.mark.acceptance
 
@@ -213,6 +214,31 @@ class TestBoardAndHistory:
         done = run("board", "--db", f"sqlite:///{tmp_path / 'b.db'}", "--workflow", "no.toml")
         assert_clean_error(done, "no.toml")
         assert not (tmp_path / "b.db").exists()
+
+    def test_board_shows_states_the_workflow_does_not_know(
+        self, run: Run, tmp_path: Path
+    ) -> None:
+        """Posts in a custom workflow's state are shown, flagged, when viewed without it."""
+        definition = copy.deepcopy(dict(DEFAULT_WORKFLOW))
+        definition["states"] = [*definition["states"], "needs_translation"]
+        definition["transitions"] = [*definition["transitions"], {
+            "trigger": "request_translation", "source": "review",
+            "dest": "needs_translation", "roles": ["approver"]}, {
+            "trigger": "translated", "source": "needs_translation", "dest": "review",
+            "roles": ["author"]}]
+        db = tmp_path / "custom.db"
+        with postflow.open(f"sqlite:///{db}", workflow=postflow.Workflow.from_dict(
+                definition), entry_points=False) as ws:
+            ws.team.add("ana", roles={"author"})
+            ws.team.add("ben", roles={"approver"})
+            ws.channels.add("acme-x", network="x")
+            post = ws.posts.create(author="ana", text="Hallo", channels=["acme-x"])
+            ws.submit(post.id, by="ana")
+            ws.fire(post.id, "request_translation", by="ben")
+        shown = run("board", "--db", f"sqlite:///{db}")
+        assert shown.returncode == 0, shown.stderr
+        assert "NEEDS_TRANSLATION (1)  (not a state of workflow 'default'" in shown.stdout
+        assert "'Hallo'" in shown.stdout
 
     def test_missing_database_is_a_clean_error(self, run: Run, tmp_path: Path) -> None:
         """Reading commands refuse a database file that does not exist instead of creating it."""

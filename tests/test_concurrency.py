@@ -330,3 +330,52 @@ class TestProcesses:
         shared_approvers = {e.actor for pid in shared for e in ws.history(pid)
                             if e.action == "approve"}
         assert shared_approvers == {"ben", "bea"}
+
+
+class TestThreads:
+    """Threads sharing one workspace."""
+
+    def test_many_threads_creating_past_the_cache_size(self, ws: postflow.Workspace) -> None:
+        """Eight threads creating thousands of posts all succeed; nothing is lost or doubled."""
+        per_thread = 400
+
+        def work(n: int) -> list[int]:
+            return [ws.posts.create(author="ana", text=f"t{n}-{i}", channels=["acme-x"]).id
+                    for i in range(per_thread)]
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            ids = [i for chunk in pool.map(work, range(8)) for i in chunk]
+        assert len(ids) == len(set(ids)) == 8 * per_thread
+        assert ws.posts.count() == 8 * per_thread
+        assert sum(1 for e in ws.audit_log() if e.action == "create") == 8 * per_thread
+
+    def test_reading_while_another_thread_writes(self, ws: postflow.Workspace) -> None:
+        """Listing, counting and reading history never fail while posts are being written."""
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            while not stop.is_set():
+                post = ws.posts.create(author="ana", text="w", channels=["acme-x", "acme-li"])
+                ws.submit(post.id, by="ana")
+
+        def read() -> None:
+            try:
+                for _ in range(300):
+                    ws.posts.list(state="review", channel="acme-x")
+                    ws.posts.count(channel="acme-li")
+                    ws.audit_log(limit=50)
+            except BaseException as exc:  # pragma: no cover - the failure being tested
+                errors.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        readers = [threading.Thread(target=read) for _ in range(3)]
+        for thread in readers:
+            thread.start()
+        for thread in readers:
+            thread.join()
+        stop.set()
+        writer.join()
+        assert errors == []
+        assert ws.posts.count(state="review") == ws.posts.count()

@@ -667,3 +667,30 @@ class TestSnapshots:
         assert len(storage.revisions(post.id)) == 1
         assert len(storage.audit_log()) == 1
         assert storage.list_posts(PostQuery()) == [post]
+
+
+class TestInsertOnly:
+    """save_member/save_channel/save_campaign with new=True never overwrite."""
+
+    def test_new_refuses_an_existing_name(self, storage: Storage) -> None:
+        """A second 'new' member of the same name raises ConflictError and writes nothing."""
+        storage.save_member(Member("eve", frozenset({"author"})), make_entry("member.add"),
+                            new=True)
+        before = storage.audit_log()
+        with pytest.raises(ConflictError):
+            storage.save_member(Member("eve", frozenset({"admin"})),
+                                make_entry("member.add"), new=True)
+        assert storage.get_member("eve") == Member("eve", frozenset({"author"}))
+        assert storage.audit_log() == before
+
+    def test_new_channel_and_campaign_refuse_existing_names(self, storage: Storage) -> None:
+        """The same holds for channels and campaigns; without new=True they are replaced."""
+        storage.save_channel(Channel("c", "x"), make_entry("channel.add"), new=True)
+        storage.save_campaign(Campaign("k", "goal"), make_entry("campaign.add"), new=True)
+        with pytest.raises(ConflictError):
+            storage.save_channel(Channel("c", "mastodon"), make_entry("channel.add"), new=True)
+        with pytest.raises(ConflictError):
+            storage.save_campaign(Campaign("k", "other"), make_entry("campaign.add"), new=True)
+        assert storage.get_channel("c") == Channel("c", "x")
+        storage.save_campaign(Campaign("k", "other"), make_entry("campaign.update"))
+        assert storage.get_campaign("k") == Campaign("k", "other")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -271,3 +271,53 @@ class TestFixedClock:
     def test_system_clock(self) -> None:
         """The real clock returns an aware UTC time."""
         assert postflow.SystemClock().now().tzinfo is UTC
+
+
+class _NamedZone(tzinfo):
+    """A pytz-style zone: knows its IANA name as ``zone``, fixed at +01:00 here."""
+
+    zone = "Europe/Berlin"
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return timedelta(hours=1) if dt is not None else None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return timedelta(0)
+
+
+class _OffsetOnlyZone(tzinfo):
+    """A dateutil-style zone: no name, and no offset without a datetime."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return timedelta(hours=-5) if dt is not None else None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return timedelta(0)
+
+
+class TestOtherTzinfoKinds:
+    """Zones from libraries other than zoneinfo keep a usable name."""
+
+    def test_named_zone_keeps_its_name(self, ws: postflow.Workspace) -> None:
+        """A zone with a ``zone`` attribute is stored under that IANA name."""
+        post = approved_post(ws)
+        at = datetime(2030, 1, 2, 10, 0, tzinfo=_NamedZone())
+        done = ws.schedule(post.id, at=at, by="cy")
+        assert done.scheduled_zone == "Europe/Berlin"
+        assert done.scheduled_at == datetime(2030, 1, 2, 9, 0, tzinfo=UTC)
+
+    def test_offset_only_zone_is_stored_as_its_offset(self, ws: postflow.Workspace) -> None:
+        """A zone that only answers with a datetime is stored as that fixed offset."""
+        post = approved_post(ws)
+        at = datetime(2030, 1, 2, 10, 0, tzinfo=_OffsetOnlyZone())
+        done = ws.schedule(post.id, at=at, by="cy")
+        assert done.scheduled_zone == "UTC-05:00"
+        assert done.scheduled_local == at
+
+    def test_instant_out_of_range_is_a_validation_error(self, ws: postflow.Workspace) -> None:
+        """A time that cannot be converted to UTC is refused with a clear code."""
+        post = approved_post(ws)
+        at = datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))
+        with pytest.raises(postflow.ValidationFailed) as info:
+            ws.schedule(post.id, at=at, by="cy")
+        assert info.value.problems[0].code == "out-of-range"

@@ -402,7 +402,34 @@ def _bad_approve_roles(d: dict[str, Any]) -> None:
     next(t for t in d["transitions"] if t["trigger"] == "approve")["roles"] = ["admin"]
 
 
+def _bad_edit_returns_to_approved(d: dict[str, Any]) -> None:
+    d["edit_returns_to"] = "approved"
+
+
+def _bad_approval_state(d: dict[str, Any]) -> None:
+    d["approval_state"] = "draft"
+
+
+def _bad_duplicate_member(d: dict[str, Any]) -> None:
+    d["stages"] = [{"name": "legal", "members": ["lena", "lena"], "quorum": "all"}]
+
+
+def _bad_infinite_due(d: dict[str, Any]) -> None:
+    d["stages"] = [{"name": "review", "roles": ["approver"], "due": float("inf")}]
+
+
+def _bad_huge_due(d: dict[str, Any]) -> None:
+    d["stages"] = [{"name": "review", "roles": ["approver"], "due": "99999999999d"}]
+
+
 BAD_DEFINITIONS: list[Any] = [
+    pytest.param(_bad_edit_returns_to_approved, ["edit_returns_to", "approved again"],
+                 id="edit-skips-approval"),
+    pytest.param(_bad_approval_state, ["approval_state 'draft'", "source"],
+                 id="approval-state-not-approve-source"),
+    pytest.param(_bad_duplicate_member, ["named twice"], id="duplicate-member"),
+    pytest.param(_bad_infinite_due, ["not a duration"], id="infinite-due"),
+    pytest.param(_bad_huge_due, ["not a duration"], id="huge-due"),
     pytest.param(_bad_approve_roles, ["trigger 'approve'", "approval stages"],
                  id="approve-with-roles"),
     pytest.param(_bad_unknown_state, ["unknown state", "'reviewing'"], id="unknown-dest"),

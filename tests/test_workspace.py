@@ -1115,3 +1115,145 @@ class TestAudit:
             assert postflow.replay(ws.history(pid)) == stored, stored
         states = {ws.posts.get(pid).state for pid in ids}
         assert states == {"review", "scheduled", "draft", "archived"}
+
+
+class TestReviewFindings:
+    """Behaviour pinned after the independent review (each test failed before its fix)."""
+
+    def test_unschedule_keeps_the_approvals(self, ws: Workspace, clock: FixedClock) -> None:
+        """Taking a post off the schedule clears its time but not who approved it."""
+        post = scheduled(ws, clock)
+        back = ws.unschedule(post.id, by="cy")
+        assert back.state == "approved"
+        assert back.scheduled_at is None
+        assert [a.member for a in back.approvals] == ["ben"]
+        assert "approvals_voided" not in ws.history(post.id)[-1].data
+        assert postflow.replay(ws.history(post.id)) == back
+
+    def test_reserved_data_keys_are_refused(self, ws: Workspace) -> None:
+        """Extra data may not forge the keys the audit trail is replayed from."""
+        post = draft(ws)
+        with pytest.raises(postflow.ValidationFailed, match="text") as info:
+            ws.fire(post.id, "submit", by="ana", text="forged", ticket="T-1")
+        assert info.value.problems[0].code == "reserved-data-key"
+        assert ws.posts.get(post.id).state == "draft"
+        assert len(ws.history(post.id)) == 1
+        fired = ws.fire(post.id, "submit", by="ana", ticket="T-1")
+        assert ws.history(post.id)[-1].data == {"ticket": "T-1"}
+        assert postflow.replay(ws.history(post.id)) == fired
+
+    def test_writer_of_the_current_revision_cannot_approve(self, ws: Workspace) -> None:
+        """Four-eyes covers whoever wrote the current revision, not only the author."""
+        ws.team.add("max", roles={"approver", "admin"})
+        post = draft(ws)
+        ws.edit(post.id, by="max", text="Max's words")
+        ws.submit(post.id, by="ana")
+        with pytest.raises(postflow.PermissionDenied, match="current revision"):
+            ws.approve(post.id, by="max")
+        assert "approve" not in ws.allowed(post.id, by="max")
+        assert ws.approve(post.id, by="ben").state == "approved"
+        assert ws.posts.get(post.id).revised_by == "max"
+
+    def test_entering_review_again_starts_a_new_approval_round(
+        self, make_team_ws: Callable[..., Workspace]
+    ) -> None:
+        """A custom trigger back into review voids the old approvals, so approve works."""
+        definition = copy.deepcopy(dict(DEFAULT_WORKFLOW))
+        definition["transitions"] = [*definition["transitions"], {
+            "trigger": "reopen", "source": "approved", "dest": "review",
+            "roles": ["approver"]}]
+        ws = make_team_ws(postflow.Workflow.from_dict(definition))
+        post = approved(ws)
+        reopened = ws.fire(post.id, "reopen", by="bea")
+        assert reopened.approvals == ()
+        assert "approve" in ws.allowed(post.id, by="bea")
+        assert ws.approve(post.id, by="bea").state == "approved"
+        assert postflow.replay(ws.history(post.id)) == ws.posts.get(post.id)
+
+    def test_unknown_member_message_says_what_was_attempted(self, ws: Workspace) -> None:
+        """PermissionDenied for a stranger names who and what."""
+        post = in_review(ws)
+        with pytest.raises(postflow.PermissionDenied, match=r"'zed'.*approve post") as info:
+            ws.approve(post.id, by="zed")
+        assert info.value.action == "approve"
+        ws.team.remove("bea")
+        with pytest.raises(postflow.PermissionDenied, match="no longer an active member"):
+            ws.approve(post.id, by="bea")
+
+    @pytest.mark.parametrize(("call", "field"), [
+        (lambda ws: ws.team.add("eve", roles=None), "roles"),
+        (lambda ws: ws.team.add("eve", roles=[1]), "roles"),
+        (lambda ws: ws.campaigns.add("c2", hashtags=[1]), "hashtags"),
+        (lambda ws: ws.posts.create(author="ana", text="x", channels=None), "channels"),
+        (lambda ws: ws.posts.create(author="ana", text="x", channels=["acme-x"],
+                                    campaign=5), "campaign"),
+        (lambda ws: ws.posts.list(limit="10"), "limit"),
+        (lambda ws: ws.channels.add("c3", network="x", timezone=7), "timezone"),
+        (lambda ws: ws.team.add("eve", roles={"author"}, email=3), "email"),
+    ], ids=["roles-none", "roles-not-names", "hashtags-not-names", "channels-none",
+            "campaign-not-a-name", "limit-text", "timezone-number", "email-number"])
+    def test_wrong_types_are_validation_errors(
+        self, ws: Workspace, call: Callable[[Workspace], object], field: str
+    ) -> None:
+        """Arguments of the wrong type give ValidationFailed naming the field, not TypeError."""
+        before = len(ws.audit_log())
+        with pytest.raises(postflow.ValidationFailed) as info:
+            call(ws)
+        assert info.value.problems[0].field == field
+        assert len(ws.audit_log()) == before
+
+    def test_a_single_name_is_one_name(self, ws: Workspace) -> None:
+        """A string where a list of names goes means that one name, never its letters."""
+        post = draft(ws)
+        edited = ws.edit(post.id, by="ana", channels="acme-li")
+        assert edited.channels == ("acme-li",)
+        assert ws.campaigns.add("summer", hashtags="SummerSale").hashtags == ("#SummerSale",)
+        assert ws.team.add("eve", roles="author").roles == {"author"}
+
+    def test_post_ids_must_be_numbers(self, ws: Workspace) -> None:
+        """A post id given as text is not found on any backend."""
+        post = draft(ws)
+        with pytest.raises(postflow.NotFound):
+            ws.posts.get(str(post.id))  # type: ignore[arg-type]
+        with pytest.raises(postflow.NotFound):
+            ws.submit(str(post.id), by="ana")  # type: ignore[arg-type]
+
+    def test_between_none_none_means_any_scheduled_time(
+        self, ws: Workspace, clock: FixedClock
+    ) -> None:
+        """between=(None, None) lists the scheduled posts only."""
+        draft(ws)
+        post = scheduled(ws, clock)
+        assert [p.id for p in ws.posts.list(between=(None, None))] == [post.id]
+
+    def test_plan_without_change_and_after_publishing(
+        self, ws: Workspace, clock: FixedClock
+    ) -> None:
+        """Planning the same date again writes nothing; a published post's plan is fixed."""
+        post = draft(ws, planned_for=date(2030, 3, 1))
+        same = ws.plan(post.id, on=date(2030, 3, 1), by="ana")
+        assert same.version == post.version
+        assert len(ws.history(post.id)) == 1
+        done = published(ws, clock)
+        with pytest.raises(postflow.InvalidTransition, match="planned date"):
+            ws.plan(done.id, on=date(2030, 3, 2), by="cy")
+
+    def test_channels_can_be_updated_and_retired(self, ws: Workspace) -> None:
+        """channels.update changes the handle and zone, and a retired channel takes no posts."""
+        channel = ws.channels.update("acme-x", handle="@acme_hq", timezone="Europe/Paris",
+                                     by="dee")
+        assert (channel.handle, channel.timezone) == ("@acme_hq", "Europe/Paris")
+        ws.channels.update("acme-x", active=False)
+        with pytest.raises(postflow.ValidationFailed) as info:
+            draft(ws)
+        assert info.value.problems[0].code == "inactive-channel"
+        with pytest.raises(postflow.PermissionDenied):
+            ws.channels.update("acme-li", handle="x", by="ana")
+        assert [e.action for e in ws.audit_log()[-2:]] == ["channel.update", "channel.update"]
+
+    def test_campaigns_can_be_updated(self, ws: Workspace) -> None:
+        """campaigns.update changes the goal and hashtags and is audited."""
+        campaign = ws.campaigns.update("spring", goal="1,000 sign-ups", hashtags=["Beta"])
+        assert (campaign.goal, campaign.hashtags) == ("1,000 sign-ups", ("#Beta",))
+        assert ws.campaigns.get("spring") == campaign
+        assert ws.audit_log()[-1].action == "campaign.update"
