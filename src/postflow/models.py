@@ -72,8 +72,15 @@ def freeze(value: Any) -> Any:
     tuples, JSON scalars stay, anything else becomes its ``str()`` (as the SQLite
     backend's JSON encoding does). Audit entry ``data`` is stored this way.
     """
-    if value is None or type(value) in (str, int, float, bool):
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool or kind is float:
         return value
+    if kind is dict or kind is MappingProxyType:
+        return MappingProxyType({
+            k if type(k) is str else str(k): freeze(v) for k, v in value.items()
+        })
+    if kind is tuple or kind is list:
+        return tuple([freeze(v) for v in value])
     if isinstance(value, Mapping):
         return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):

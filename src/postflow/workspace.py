@@ -713,6 +713,10 @@ def _names(value: object, subject: str, field: str) -> tuple[str, ...]:
     """A name or an iterable of names, as a tuple; anything else is refused."""
     if isinstance(value, str):
         return (value,)
+    if type(value) is tuple or type(value) is list:
+        names = tuple(value)
+        if all(type(n) is str for n in names):
+            return names
     if isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
         names = tuple(value)
         if all(isinstance(n, str) for n in names):
