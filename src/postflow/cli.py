@@ -139,11 +139,18 @@ def render_history(entries: list[AuditEntry]) -> str:
         move = f"{e.from_state or '-'} -> {e.to_state}" if e.to_state != e.from_state \
             else f"({e.to_state})"
         note = f'  "{e.comment}"' if e.comment else ""
-        data = {k: v for k, v in e.data.items() if k not in {"text"}}
-        extra = f"  {data}" if data else ""
+        shown = [f"{k}={_value(v)}" for k, v in e.data.items()]
+        extra = f"  {' '.join(shown)}" if shown else ""
         lines.append(f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.actor:<6} {e.action:<16} r{e.revision} "
                      f"{move}{note}{extra}")
     return "\n".join(lines)
+
+
+def _value(value: object) -> str:
+    if isinstance(value, tuple | list):
+        return ",".join(map(str, value))
+    text = str(value).replace("\n", " ")
+    return repr(text if len(text) <= 32 else text[:31] + "…") if " " in text else text
 
 
 def _load_plugin_commands(group: click.Group) -> None:
