@@ -98,20 +98,28 @@ _UPDATE_CONTENT = (
     "UPDATE posts SET text = ?, channels = ?, revision = ?, revised_by = ? WHERE id = ?"
 )
 
-_last_ts: tuple[datetime | None, str] = (None, "")
+class _LastEncoded:
+    """Remembers the text of the last value it encoded.
 
+    One write formats the same objects several times (the call's ``now`` as
+    ``updated_at``, ``state_changed_at`` and the entry's ``at``; a post's channels for
+    the post and its revision; approvals carried from one snapshot to the next). The
+    cache holds a reference to the value, so an identity match is always that value.
+    """
 
-def _ts(value: datetime) -> str:
-    """ISO text of ``value``; one call usually formats the same ``now`` several times."""
-    global _last_ts
-    last = _last_ts
-    if last[0] is value:
-        return last[1]
-    text = value.isoformat()
-    _last_ts = (value, text)
-    return text
+    __slots__ = ("_encode", "_last")
 
+    def __init__(self, encode: Callable[[Any], str]) -> None:
+        self._encode = encode
+        self._last: tuple[object, str] = (object(), "")
 
+    def __call__(self, value: Any) -> str:
+        last = self._last
+        if last[0] is value:
+            return last[1]
+        text = self._encode(value)
+        self._last = (value, text)
+        return text
 
 
 def _json_default(value: object) -> object:
@@ -123,6 +131,13 @@ def _json_default(value: object) -> object:
 _to_json = json.JSONEncoder(
     sort_keys=True, default=_json_default, separators=(",", ":")
 ).encode
+
+
+def _approvals_text(approvals: tuple[Approval, ...]) -> str:
+    if not approvals:
+        return "[]"
+    return json.dumps([[a.member, a.stage, a.revision, a.at.isoformat(), a.comment]
+                       for a in approvals])
 _from_ts = datetime.fromisoformat
 
 
@@ -147,6 +162,10 @@ class SQLiteStorage(Storage):
         # connection commits (PRAGMA data_version moves), so it is never stale.
         self._directory: dict[tuple[str, str], Any] = {}
         self._data_version = -1
+        # used under self._lock only, and they go with this object
+        self._ts = _LastEncoded(datetime.isoformat)
+        self._channels_json = _LastEncoded(json.dumps)
+        self._approvals_json = _LastEncoded(_approvals_text)
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -236,7 +255,7 @@ class SQLiteStorage(Storage):
         for e in entries:
             entry_post = e.post_id if post_id is None else post_id
             cursor = db.execute(_INSERT_AUDIT, (
-                entry_post, e.action, e.actor, _ts(e.at), e.correlation_id, e.from_state,
+                entry_post, e.action, e.actor, self._ts(e.at), e.correlation_id, e.from_state,
                 e.to_state, e.revision, e.comment,
                 _to_json(e.data) if e.data else None))
             assert cursor.lastrowid is not None
@@ -325,15 +344,16 @@ class SQLiteStorage(Storage):
                 f"INSERT INTO posts ({_POST_COLUMNS}) "
                 "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (post.version, post.state, post.author, post.text,
-                 json.dumps(post.channels), post.revision, _ts(post.created_at),
-                 _ts(post.updated_at), _ts(post.state_changed_at), *_mutable_tail(post),
+                 self._channels_json(post.channels), post.revision,
+                 self._ts(post.created_at), self._ts(post.updated_at),
+                 self._ts(post.state_changed_at), *self._mutable_tail(post),
                  post.revised_by),
             )
             post_id = cursor.lastrowid
             assert post_id is not None
             db.executemany("INSERT INTO post_channels VALUES (?, ?)",
                            [(c, post_id) for c in post.channels])
-            _insert_revision(db, post_id, revision)
+            self._insert_revision(db, post_id, revision)
             self._append(db, entries, post_id)
         return replace(post, id=post_id)
 
@@ -351,8 +371,9 @@ class SQLiteStorage(Storage):
     ) -> list[AuditEntry]:
         with self._write() as db:
             cursor = db.execute(_UPDATE_POST, (
-                post.version, post.state, _ts(post.updated_at), _ts(post.state_changed_at),
-                *_mutable_tail(post), post.id, expected_version,
+                post.version, post.state, self._ts(post.updated_at),
+                self._ts(post.state_changed_at), *self._mutable_tail(post), post.id,
+                expected_version,
             ))
             if cursor.rowcount != 1:
                 row = db.execute("SELECT version FROM posts WHERE id = ?",
@@ -365,9 +386,9 @@ class SQLiteStorage(Storage):
                     post_id=post.id, expected=expected_version, actual=row[0],
                 )
             if revision is not None:
-                db.execute(_UPDATE_CONTENT, (post.text, json.dumps(post.channels),
+                db.execute(_UPDATE_CONTENT, (post.text, self._channels_json(post.channels),
                                              post.revision, post.revised_by, post.id))
-                _insert_revision(db, post.id, revision)
+                self._insert_revision(db, post.id, revision)
                 old = {r[0] for r in db.execute(
                     "SELECT channel FROM post_channels WHERE post_id = ?", (post.id,))}
                 if old != set(post.channels):
@@ -375,6 +396,22 @@ class SQLiteStorage(Storage):
                     db.executemany("INSERT INTO post_channels VALUES (?, ?)",
                                    [(c, post.id) for c in post.channels])
             return self._append(db, entries)
+
+    def _mutable_tail(self, post: Post) -> tuple[Any, ...]:
+        return (
+            post.campaign,
+            post.planned_for.isoformat() if post.planned_for else None,
+            self._ts(post.scheduled_at) if post.scheduled_at else None,
+            post.scheduled_zone,
+            self._approvals_json(post.approvals),
+        )
+
+    def _insert_revision(
+        self, db: sqlite3.Connection, post_id: int, revision: Revision
+    ) -> None:
+        db.execute("INSERT INTO revisions VALUES (?, ?, ?, ?, ?, ?, ?)", (
+            post_id, revision.number, revision.text, self._channels_json(revision.channels),
+            revision.campaign, revision.author, self._ts(revision.created_at)))
 
     def _where(self, query: PostQuery) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -394,10 +431,10 @@ class SQLiteStorage(Storage):
             params.append(query.author)
         if query.start is not None:
             clauses.append("scheduled_at >= ?")
-            params.append(_ts(query.start))
+            params.append(query.start.isoformat())
         if query.end is not None:
             clauses.append("scheduled_at < ?")
-            params.append(_ts(query.end))
+            params.append(query.end.isoformat())
         if query.by_time:
             clauses.append("scheduled_at IS NOT NULL")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -505,23 +542,6 @@ def _refuse_existing(db: sqlite3.Connection, table: str, name: str, what: str) -
 def _rollback(db: sqlite3.Connection) -> None:
     if db.in_transaction:
         db.execute("ROLLBACK")
-
-
-def _mutable_tail(post: Post) -> tuple[Any, ...]:
-    return (
-        post.campaign,
-        post.planned_for.isoformat() if post.planned_for else None,
-        _ts(post.scheduled_at) if post.scheduled_at else None,
-        post.scheduled_zone,
-        json.dumps([[a.member, a.stage, a.revision, _ts(a.at), a.comment]
-                    for a in post.approvals]) if post.approvals else "[]",
-    )
-
-
-def _insert_revision(db: sqlite3.Connection, post_id: int, revision: Revision) -> None:
-    db.execute("INSERT INTO revisions VALUES (?, ?, ?, ?, ?, ?, ?)", (
-        post_id, revision.number, revision.text, json.dumps(revision.channels),
-        revision.campaign, revision.author, _ts(revision.created_at)))
 
 
 def _post(r: Sequence[Any]) -> Post:
