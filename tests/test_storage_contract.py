@@ -247,6 +247,27 @@ class TestUpdatePost:
                             entries=[make_entry("submit", post, to_state="review")])
         assert storage.get_post(post.id) == new
 
+    @pytest.mark.parametrize("with_previous", [False, True], ids=["whole", "changes-only"])
+    def test_every_field_is_stored(self, storage: Storage, with_previous: bool) -> None:
+        """Whatever changed (content without a revision included) is stored, whether or
+        not the caller passes the snapshot being replaced."""
+        post = insert(storage, campaign="spring")
+        new = moved(post, state="approved", text="changed", channels=("acme-li",),
+                    campaign=None, planned_for=date(2030, 5, 1),
+                    scheduled_at=T0 + timedelta(days=2), scheduled_zone="Europe/Berlin",
+                    approvals=(Approval("ben", "review", 1, T0),), revised_by="aaron",
+                    updated_at=T0 + timedelta(hours=1),
+                    state_changed_at=T0 + timedelta(hours=1))
+        storage.update_post(new, expected_version=post.version, entries=[],
+                            previous=post if with_previous else None)
+        assert storage.get_post(post.id) == new
+        assert [p.id for p in storage.list_posts(PostQuery(channel="acme-li"))] == [post.id]
+        assert storage.list_posts(PostQuery(campaign="spring")) == []
+        newer = moved(new, state="scheduled", updated_at=T0 + timedelta(hours=2))
+        storage.update_post(newer, expected_version=new.version, entries=[],
+                            previous=new if with_previous else None)
+        assert storage.get_post(post.id) == newer
+
     def test_appends_entries_in_order(self, storage: Storage) -> None:
         """The update's entries follow the post's earlier entries in its history."""
         post = insert(storage)

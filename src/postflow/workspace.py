@@ -382,7 +382,8 @@ class Workspace:
                                     changed.campaign, member.name, changed.updated_at)
             try:
                 stored = self.storage.update_post(changed, expected_version=post.version,
-                                                  entries=(entry,), revision=revision)
+                                                  entries=(entry,), revision=revision,
+                                                  previous=post)
             except ConflictError:
                 post, fresh = self._fetch(post_id), True
                 continue

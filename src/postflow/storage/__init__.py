@@ -150,14 +150,16 @@ class Storage(abc.ABC):
         expected_version: int,
         entries: Sequence[NewEntry],
         revision: Revision | None = None,
+        previous: Post | None = None,
     ) -> list[AuditEntry]:
         """Replace the stored post if its version is still ``expected_version``.
 
-        ``post.version`` must be ``expected_version + 1``. The content fields (``text``,
-        ``channels``, ``revision``) may only change together with a new ``revision``;
-        backends may skip writing them when none is given. Appends ``entries`` (and the
-        new ``revision``, if given) in the same transaction and returns the entries as
-        stored (with their ids). Raises
+        ``post.version`` must be ``expected_version + 1``; every field of ``post`` is
+        stored. ``previous``, when given, is the snapshot ``post`` replaces (as read at
+        ``expected_version``): a backend may use it to write only what changed, since a
+        successful compare-and-set proves the stored post equals it. Appends
+        ``entries`` (and the new ``revision``, if given) in the same transaction and
+        returns the entries as stored (with their ids). Raises
         :class:`~postflow.ConflictError` when the stored version differs and
         :class:`~postflow.NotFound` when there is no such post; nothing is written then.
         """

@@ -125,6 +125,7 @@ class MemoryStorage(Storage):
         expected_version: int,
         entries: Sequence[NewEntry],
         revision: Revision | None = None,
+        previous: Post | None = None,
     ) -> list[AuditEntry]:
         with self._lock:
             stored = self._posts.get(post.id)

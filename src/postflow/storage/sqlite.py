@@ -89,14 +89,6 @@ _INSERT_AUDIT = (
     "INSERT INTO audit (post_id, action, actor, at, correlation_id, from_state, to_state, "
     "revision, comment, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_UPDATE_POST = (
-    "UPDATE posts SET version = ?, state = ?, updated_at = ?, state_changed_at = ?, "
-    "campaign = ?, planned_for = ?, scheduled_at = ?, scheduled_zone = ?, approvals = ? "
-    "WHERE id = ? AND version = ?"
-)
-_UPDATE_CONTENT = (
-    "UPDATE posts SET text = ?, channels = ?, revision = ?, revised_by = ? WHERE id = ?"
-)
 
 class _LastEncoded:
     """Remembers the text of the last value it encoded.
@@ -166,6 +158,7 @@ class SQLiteStorage(Storage):
         self._ts = _LastEncoded(datetime.isoformat)
         self._channels_json = _LastEncoded(json.dumps)
         self._approvals_json = _LastEncoded(_approvals_text)
+        self._update_statements: dict[tuple[str, ...], str] = {}
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -368,13 +361,12 @@ class SQLiteStorage(Storage):
         expected_version: int,
         entries: Sequence[NewEntry],
         revision: Revision | None = None,
+        previous: Post | None = None,
     ) -> list[AuditEntry]:
+        columns, values = self._changed_columns(post, previous, expected_version)
         with self._write() as db:
-            cursor = db.execute(_UPDATE_POST, (
-                post.version, post.state, self._ts(post.updated_at),
-                self._ts(post.state_changed_at), *self._mutable_tail(post), post.id,
-                expected_version,
-            ))
+            cursor = db.execute(self._update_sql(columns),
+                                (*values, post.id, expected_version))
             if cursor.rowcount != 1:
                 row = db.execute("SELECT version FROM posts WHERE id = ?",
                                  (post.id,)).fetchone()
@@ -386,9 +378,8 @@ class SQLiteStorage(Storage):
                     post_id=post.id, expected=expected_version, actual=row[0],
                 )
             if revision is not None:
-                db.execute(_UPDATE_CONTENT, (post.text, self._channels_json(post.channels),
-                                             post.revision, post.revised_by, post.id))
                 self._insert_revision(db, post.id, revision)
+            if "channels" in columns:
                 old = {r[0] for r in db.execute(
                     "SELECT channel FROM post_channels WHERE post_id = ?", (post.id,))}
                 if old != set(post.channels):
@@ -396,6 +387,54 @@ class SQLiteStorage(Storage):
                     db.executemany("INSERT INTO post_channels VALUES (?, ?)",
                                    [(c, post.id) for c in post.channels])
             return self._append(db, entries)
+
+    def _changed_columns(
+        self, post: Post, previous: Post | None, expected_version: int
+    ) -> tuple[tuple[str, ...], list[Any]]:
+        """The columns to SET and their values: all of them, or (when ``previous`` is the
+        snapshot being replaced) only those that differ, so that unchanged indexed
+        columns cost no index maintenance."""
+        old = previous if previous is not None and previous.version == expected_version \
+            else None
+        columns = ["version", "updated_at"]
+        values: list[Any] = [post.version, self._ts(post.updated_at)]
+        if old is None or post.state != old.state:
+            columns.append("state")
+            values.append(post.state)
+        if old is None or post.state_changed_at != old.state_changed_at:
+            columns.append("state_changed_at")
+            values.append(self._ts(post.state_changed_at))
+        if old is None or post.campaign != old.campaign:
+            columns.append("campaign")
+            values.append(post.campaign)
+        if old is None or post.planned_for != old.planned_for:
+            columns.append("planned_for")
+            values.append(post.planned_for.isoformat() if post.planned_for else None)
+        if old is None or (post.scheduled_at, post.scheduled_zone) != (
+            old.scheduled_at, old.scheduled_zone
+        ):
+            columns += ("scheduled_at", "scheduled_zone")
+            values += (self._ts(post.scheduled_at) if post.scheduled_at else None,
+                       post.scheduled_zone)
+        if old is None or post.approvals != old.approvals:
+            columns.append("approvals")
+            values.append(self._approvals_json(post.approvals))
+        if old is None or (post.text, post.channels, post.revision, post.revised_by) != (
+            old.text, old.channels, old.revision, old.revised_by
+        ):
+            columns += ("text", "channels", "revision", "revised_by")
+            values += (post.text, self._channels_json(post.channels), post.revision,
+                       post.revised_by)
+        return tuple(columns), values
+
+    def _update_sql(self, columns: tuple[str, ...]) -> str:
+        sql = self._update_statements.get(columns)
+        if sql is None:
+            assignments = ", ".join(f"{column} = ?" for column in columns)
+            sql = f"UPDATE posts SET {assignments} WHERE id = ? AND version = ?"
+            self._update_statements[columns] = sql
+        return sql
+
 
     def _mutable_tail(self, post: Post) -> tuple[Any, ...]:
         return (
