@@ -690,28 +690,41 @@ class TestSnapshots:
         assert storage.list_posts(PostQuery()) == [post]
 
 
-class TestInsertOnly:
-    """save_member/save_channel/save_campaign with new=True never overwrite."""
+class TestDirectoryVersions:
+    """save_member/save_channel/save_campaign are compare-and-set on (name, version)."""
 
-    def test_new_refuses_an_existing_name(self, storage: Storage) -> None:
-        """A second 'new' member of the same name raises ConflictError and writes nothing."""
+    def test_expected_version_zero_refuses_an_existing_name(self, storage: Storage) -> None:
+        """Inserting a name that exists raises ConflictError and writes nothing."""
         storage.save_member(Member("eve", frozenset({"author"})), make_entry("member.add"),
-                            new=True)
+                            expected_version=0)
         before = storage.audit_log()
         with pytest.raises(ConflictError):
             storage.save_member(Member("eve", frozenset({"admin"})),
-                                make_entry("member.add"), new=True)
+                                make_entry("member.add"), expected_version=0)
         assert storage.get_member("eve") == Member("eve", frozenset({"author"}))
         assert storage.audit_log() == before
 
-    def test_new_channel_and_campaign_refuse_existing_names(self, storage: Storage) -> None:
-        """The same holds for channels and campaigns; without new=True they are replaced."""
-        storage.save_channel(Channel("c", "x"), make_entry("channel.add"), new=True)
-        storage.save_campaign(Campaign("k", "goal"), make_entry("campaign.add"), new=True)
-        with pytest.raises(ConflictError):
-            storage.save_channel(Channel("c", "mastodon"), make_entry("channel.add"), new=True)
-        with pytest.raises(ConflictError):
-            storage.save_campaign(Campaign("k", "other"), make_entry("campaign.add"), new=True)
-        assert storage.get_channel("c") == Channel("c", "x")
-        storage.save_campaign(Campaign("k", "other"), make_entry("campaign.update"))
-        assert storage.get_campaign("k") == Campaign("k", "other")
+    def test_stale_version_is_refused(self, storage: Storage) -> None:
+        """Replacing at a version that is no longer stored raises ConflictError."""
+        storage.save_channel(Channel("c", "x"), make_entry("channel.add"), expected_version=0)
+        storage.save_channel(Channel("c", "x", handle="@a", version=2),
+                             make_entry("channel.update"), expected_version=1)
+        with pytest.raises(ConflictError) as info:
+            storage.save_channel(Channel("c", "x", handle="@b", version=2),
+                                 make_entry("channel.update"), expected_version=1)
+        assert (info.value.expected, info.value.actual) == (1, 2)
+        assert storage.get_channel("c") == Channel("c", "x", handle="@a", version=2)
+
+    def test_missing_name_with_a_version_is_not_found(self, storage: Storage) -> None:
+        """A versioned replace of a name that was never stored raises NotFound."""
+        with pytest.raises(postflow.NotFound):
+            storage.save_campaign(Campaign("k", version=2), make_entry("campaign.update"),
+                                  expected_version=1)
+        assert storage.get_campaign("k") is None
+
+    def test_no_expected_version_inserts_or_replaces(self, storage: Storage) -> None:
+        """Without expected_version the value is stored whatever was there."""
+        storage.save_campaign(Campaign("k", "goal"), make_entry("campaign.add"))
+        storage.save_campaign(Campaign("k", "other", version=5),
+                              make_entry("campaign.update"))
+        assert storage.get_campaign("k") == Campaign("k", "other", version=5)

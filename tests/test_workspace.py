@@ -1257,3 +1257,52 @@ class TestReviewFindings:
         assert (campaign.goal, campaign.hashtags) == ("1,000 sign-ups", ("#Beta",))
         assert ws.campaigns.get("spring") == campaign
         assert ws.audit_log()[-1].action == "campaign.update"
+
+
+class TestDirectoryVersions:
+    """Members, channels and campaigns are versioned snapshots too."""
+
+    def test_updates_bump_the_version(self, ws: Workspace) -> None:
+        """Each change of a member, channel or campaign returns version + 1."""
+        assert ws.team.get("ana").version == 1
+        assert ws.team.update("ana", email="a@example.org").version == 2
+        assert ws.team.remove("ana").version == 3
+        assert ws.channels.update("acme-x", handle="@x").version == 2
+        assert ws.campaigns.update("spring", goal="more").version == 2
+        assert ws.team.get("ana").version == 3
+
+    def test_stale_expected_version_conflicts_and_changes_nothing(
+        self, ws: Workspace
+    ) -> None:
+        """An update based on an old snapshot raises ConflictError and writes nothing."""
+        old = ws.team.get("ana")
+        ws.team.update("ana", roles={"author", "analyst"})
+        before = len(ws.audit_log())
+        with pytest.raises(postflow.ConflictError, match="member 'ana' is at version 2"):
+            ws.team.update("ana", roles={"author"}, expected_version=old.version)
+        assert ws.team.get("ana").roles == {"author", "analyst"}
+        assert len(ws.audit_log()) == before
+        assert ws.team.update("ana", email="x@example.org", expected_version=2).version == 3
+
+    def test_concurrent_updates_without_a_version_both_apply(
+        self, url: str, make_ws: Callable[..., Workspace]
+    ) -> None:
+        """Two workspaces changing different fields of one member both keep their change."""
+        first = make_ws(url)
+        add_team(first)
+        second = make_ws(url) if url != "memory://" else first
+        stale = first.team.get
+        calls = {"n": 0}
+
+        def get_once_stale(name: str) -> postflow.Member:
+            calls["n"] += 1
+            member = stale(name)
+            if calls["n"] == 2:  # the read the change is based on: let the other win first
+                second.team.update("ana", email="new@example.org")
+            return member
+
+        first.team.get = get_once_stale  # type: ignore[method-assign]
+        merged = first.team.update("ana", roles={"author", "analyst"})
+        assert merged.roles == {"author", "analyst"}
+        assert merged.email == "new@example.org"
+        assert merged.version == 3

@@ -98,9 +98,10 @@ class Member:
     roles: frozenset[str] = attrs.field(converter=_frozenset)
     email: str | None = None
     active: bool = True
+    version: int = 1
 
     def __repr__(self) -> str:
-        return f"Member({self.name!r}, roles={sorted(self.roles)})"
+        return f"Member({self.name!r}, roles={sorted(self.roles)}, v{self.version})"
 
 
 @attrs.frozen
@@ -112,6 +113,7 @@ class Channel:
     handle: str = ""
     timezone: str = "UTC"
     active: bool = True
+    version: int = 1
 
 
 @attrs.frozen
@@ -121,6 +123,7 @@ class Campaign:
     name: str
     goal: str = ""
     hashtags: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    version: int = 1
 
 
 @attrs.frozen

@@ -760,10 +760,43 @@ def _zone(name: object, subject: str) -> str:
 def _insert_new(save: Callable[..., None], value: Any, entry: NewEntry, subject: str) -> None:
     """Store a new member/channel/campaign, refusing one whose name is taken."""
     try:
-        save(value, entry, new=True)
+        save(value, entry, expected_version=0)
     except ConflictError as exc:
         raise ValidationFailed.single(subject, "exists", f"{subject} already exists",
                                       field="name") from exc
+
+
+D = TypeVar("D", Member, Channel, Campaign)
+
+
+def _save_changed(
+    current: Callable[[], D],
+    change: Callable[[D], tuple[D, NewEntry]],
+    save: Callable[..., None],
+    expected_version: int | None,
+    subject: str,
+) -> D:
+    """Compare-and-set a member/channel/campaign change, merging concurrent ones.
+
+    Like post writes: with ``expected_version`` a stale snapshot raises
+    :class:`~postflow.ConflictError`; without it the change is re-applied to a fresh read.
+    """
+    for _ in range(_MAX_ATTEMPTS):
+        stored = current()
+        if expected_version is not None and stored.version != expected_version:
+            raise ConflictError(
+                f"{subject} is at version {stored.version}, not {expected_version}: it "
+                "changed since that snapshot was read",
+                expected=expected_version, actual=stored.version)
+        updated, entry = change(stored)
+        try:
+            save(updated, entry, expected_version=stored.version)
+        except ConflictError:
+            if expected_version is not None:
+                raise
+            continue
+        return updated
+    raise ConflictError(f"{subject} kept changing; gave up after {_MAX_ATTEMPTS} attempts")
 
 
 def _slug(value: object, what: str) -> str:
@@ -794,11 +827,11 @@ class Team:
 
     def update(self, name: str, *, roles: Iterable[str] | None = None,
                email: str | None = _UNSET, active: bool | None = None,
-               by: str | None = None) -> Member:
+               by: str | None = None, expected_version: int | None = None) -> Member:
         """Change a member's roles, email or active flag."""
         ws = self._ws
         actor = ws._manager(by)
-        member = self.get(name)
+        self.get(name)
         changes: dict[str, Any] = {}
         if roles is not None:
             changes["roles"] = self._roles(name, roles)
@@ -806,15 +839,19 @@ class Team:
             changes["email"] = _optional_text(email, name, "email")
         if active is not None:
             changes["active"] = bool(active)
-        updated = attrs.evolve(member, **changes)
         data = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in changes.items()}
-        ws.storage.save_member(updated, ws._entry(
-            "member.update", actor, ws.clock.now(), None, {"member": name, **data}))
-        return updated
 
-    def remove(self, name: str, *, by: str | None = None) -> Member:
+        def change(member: Member) -> tuple[Member, NewEntry]:
+            return attrs.evolve(member, version=member.version + 1, **changes), ws._entry(
+                "member.update", actor, ws.clock.now(), None, {"member": name, **data})
+
+        return _save_changed(lambda: self.get(name), change, ws.storage.save_member,
+                             expected_version, f"member {name!r}")
+
+    def remove(self, name: str, *, by: str | None = None,
+               expected_version: int | None = None) -> Member:
         """Deactivate a member (their history stays; they can no longer act)."""
-        return self.update(name, active=False, by=by)
+        return self.update(name, active=False, by=by, expected_version=expected_version)
 
     def get(self, name: str) -> Member:
         """The member called ``name``; :class:`~postflow.NotFound` otherwise."""
@@ -865,14 +902,15 @@ class Channels:
         return channel
 
     def update(self, name: str, *, handle: str | None = None, timezone: str | None = None,
-               active: bool | None = None, by: str | None = None) -> Channel:
+               active: bool | None = None, by: str | None = None,
+               expected_version: int | None = None) -> Channel:
         """Change a channel's handle or time zone, or retire it (``active=False``).
 
         Posts cannot be created for, or edited onto, a retired channel.
         """
         ws = self._ws
         actor = ws._manager(by)
-        channel = self.get(name)
+        self.get(name)
         changes: dict[str, Any] = {}
         if handle is not None:
             changes["handle"] = _optional_text(handle, name, "handle")
@@ -880,10 +918,13 @@ class Channels:
             changes["timezone"] = _zone(timezone, f"channel {name!r}")
         if active is not None:
             changes["active"] = bool(active)
-        updated = attrs.evolve(channel, **changes)
-        ws.storage.save_channel(updated, ws._entry(
-            "channel.update", actor, ws.clock.now(), None, {"channel": name, **changes}))
-        return updated
+
+        def change(channel: Channel) -> tuple[Channel, NewEntry]:
+            return attrs.evolve(channel, version=channel.version + 1, **changes), ws._entry(
+                "channel.update", actor, ws.clock.now(), None, {"channel": name, **changes})
+
+        return _save_changed(lambda: self.get(name), change, ws.storage.save_channel,
+                             expected_version, f"channel {name!r}")
 
     def get(self, name: str) -> Channel:
         """The channel called ``name``; :class:`~postflow.NotFound` otherwise."""
@@ -919,20 +960,24 @@ class Campaigns:
         return campaign
 
     def update(self, name: str, *, goal: str | None = None,
-               hashtags: Iterable[str] | None = None, by: str | None = None) -> Campaign:
+               hashtags: Iterable[str] | None = None, by: str | None = None,
+               expected_version: int | None = None) -> Campaign:
         """Change a campaign's goal or hashtags."""
         ws = self._ws
         actor = ws._manager(by)
-        campaign = self.get(name)
+        self.get(name)
         changes: dict[str, Any] = {}
         if goal is not None:
             changes["goal"] = _optional_text(goal, name, "goal")
         if hashtags is not None:
             changes["hashtags"] = _hashtags(hashtags, f"campaign {name!r}")
-        updated = attrs.evolve(campaign, **changes)
-        ws.storage.save_campaign(updated, ws._entry(
-            "campaign.update", actor, ws.clock.now(), None, {"campaign": name, **changes}))
-        return updated
+
+        def change(campaign: Campaign) -> tuple[Campaign, NewEntry]:
+            return attrs.evolve(campaign, version=campaign.version + 1, **changes), ws._entry(
+                "campaign.update", actor, ws.clock.now(), None, {"campaign": name, **changes})
+
+        return _save_changed(lambda: self.get(name), change, ws.storage.save_campaign,
+                             expected_version, f"campaign {name!r}")
 
     def get(self, name: str) -> Campaign:
         """The campaign called ``name``; :class:`~postflow.NotFound` otherwise."""

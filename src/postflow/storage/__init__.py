@@ -79,11 +79,16 @@ class Storage(abc.ABC):
     # -- team, channels, campaigns -------------------------------------------------
 
     @abc.abstractmethod
-    def save_member(self, member: Member, entry: NewEntry, *, new: bool = False) -> None:
-        """Insert or replace a member, appending ``entry`` in the same transaction.
+    def save_member(
+        self, member: Member, entry: NewEntry, *, expected_version: int | None = None
+    ) -> None:
+        """Store a member, appending ``entry`` in the same transaction.
 
-        With ``new=True`` an existing member of that name is left alone and
-        :class:`~postflow.ConflictError` is raised (nothing is written).
+        A compare-and-set like :meth:`update_post`: ``expected_version=0`` inserts
+        and refuses a name that exists; a positive ``expected_version`` replaces
+        the stored member only at that version; ``None`` inserts or replaces.
+        Raises :class:`~postflow.ConflictError` (or :class:`~postflow.NotFound`
+        for a missing one) and writes nothing when the check fails.
         """
 
     @abc.abstractmethod
@@ -95,11 +100,16 @@ class Storage(abc.ABC):
         """Every member (active or not), ordered by name."""
 
     @abc.abstractmethod
-    def save_channel(self, channel: Channel, entry: NewEntry, *, new: bool = False) -> None:
-        """Insert or replace a channel, appending ``entry`` in the same transaction.
+    def save_channel(
+        self, channel: Channel, entry: NewEntry, *, expected_version: int | None = None
+    ) -> None:
+        """Store a channel, appending ``entry`` in the same transaction.
 
-        With ``new=True`` an existing channel of that name is left alone and
-        :class:`~postflow.ConflictError` is raised (nothing is written).
+        A compare-and-set like :meth:`update_post`: ``expected_version=0`` inserts
+        and refuses a name that exists; a positive ``expected_version`` replaces
+        the stored channel only at that version; ``None`` inserts or replaces.
+        Raises :class:`~postflow.ConflictError` (or :class:`~postflow.NotFound`
+        for a missing one) and writes nothing when the check fails.
         """
 
     @abc.abstractmethod
@@ -111,11 +121,16 @@ class Storage(abc.ABC):
         """Every channel, ordered by name."""
 
     @abc.abstractmethod
-    def save_campaign(self, campaign: Campaign, entry: NewEntry, *, new: bool = False) -> None:
-        """Insert or replace a campaign, appending ``entry`` in the same transaction.
+    def save_campaign(
+        self, campaign: Campaign, entry: NewEntry, *, expected_version: int | None = None
+    ) -> None:
+        """Store a campaign, appending ``entry`` in the same transaction.
 
-        With ``new=True`` an existing campaign of that name is left alone and
-        :class:`~postflow.ConflictError` is raised (nothing is written).
+        A compare-and-set like :meth:`update_post`: ``expected_version=0`` inserts
+        and refuses a name that exists; a positive ``expected_version`` replaces
+        the stored campaign only at that version; ``None`` inserts or replaces.
+        Raises :class:`~postflow.ConflictError` (or :class:`~postflow.NotFound`
+        for a missing one) and writes nothing when the check fails.
         """
 
     @abc.abstractmethod

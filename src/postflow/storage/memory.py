@@ -59,10 +59,12 @@ class MemoryStorage(Storage):
 
     # -- team, channels, campaigns -------------------------------------------------
 
-    def save_member(self, member: Member, entry: NewEntry, *, new: bool = False) -> None:
+    def save_member(
+        self, member: Member, entry: NewEntry, *, expected_version: int | None = None
+    ) -> None:
         with self._lock:
-            if new and member.name in self._members:
-                raise ConflictError(f"member {member.name!r} already exists")
+            _check_version(self._members.get(member.name), expected_version,
+                           "member", member.name)
             self._members[member.name] = member
             self._append([entry])
 
@@ -73,10 +75,12 @@ class MemoryStorage(Storage):
         with self._lock:
             return sorted(self._members.values(), key=lambda m: m.name)
 
-    def save_channel(self, channel: Channel, entry: NewEntry, *, new: bool = False) -> None:
+    def save_channel(
+        self, channel: Channel, entry: NewEntry, *, expected_version: int | None = None
+    ) -> None:
         with self._lock:
-            if new and channel.name in self._channels:
-                raise ConflictError(f"channel {channel.name!r} already exists")
+            _check_version(self._channels.get(channel.name), expected_version,
+                           "channel", channel.name)
             self._channels[channel.name] = channel
             self._append([entry])
 
@@ -87,10 +91,12 @@ class MemoryStorage(Storage):
         with self._lock:
             return sorted(self._channels.values(), key=lambda c: c.name)
 
-    def save_campaign(self, campaign: Campaign, entry: NewEntry, *, new: bool = False) -> None:
+    def save_campaign(
+        self, campaign: Campaign, entry: NewEntry, *, expected_version: int | None = None
+    ) -> None:
         with self._lock:
-            if new and campaign.name in self._campaigns:
-                raise ConflictError(f"campaign {campaign.name!r} already exists")
+            _check_version(self._campaigns.get(campaign.name), expected_version,
+                           "campaign", campaign.name)
             self._campaigns[campaign.name] = campaign
             self._append([entry])
 
@@ -261,6 +267,23 @@ class MemoryStorage(Storage):
 
     def close(self) -> None:
         """Nothing to release: the data lives as long as this object."""
+
+
+def _check_version(
+    stored: Member | Channel | Campaign | None, expected: int | None, what: str, name: str
+) -> None:
+    if expected is None:
+        return
+    if expected == 0:
+        if stored is not None:
+            raise ConflictError(f"{what} {name!r} already exists")
+        return
+    if stored is None:
+        raise NotFound(f"no {what} called {name!r}")
+    if stored.version != expected:
+        raise ConflictError(
+            f"{what} {name!r} is at version {stored.version}, not {expected}: it changed "
+            "since it was read", expected=expected, actual=stored.version)
 
 
 @hookimpl(trylast=True)

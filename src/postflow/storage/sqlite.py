@@ -43,11 +43,14 @@ SCHEMA_VERSION = 1
 _SCHEMA_V1 = """
 CREATE TABLE postflow_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE members (
-    name TEXT PRIMARY KEY, roles TEXT NOT NULL, email TEXT, active INTEGER NOT NULL);
+    name TEXT PRIMARY KEY, roles TEXT NOT NULL, email TEXT, active INTEGER NOT NULL,
+    version INTEGER NOT NULL);
 CREATE TABLE channels (
     name TEXT PRIMARY KEY, network TEXT NOT NULL, handle TEXT NOT NULL,
-    timezone TEXT NOT NULL, active INTEGER NOT NULL);
-CREATE TABLE campaigns (name TEXT PRIMARY KEY, goal TEXT NOT NULL, hashtags TEXT NOT NULL);
+    timezone TEXT NOT NULL, active INTEGER NOT NULL, version INTEGER NOT NULL);
+CREATE TABLE campaigns (
+    name TEXT PRIMARY KEY, goal TEXT NOT NULL, hashtags TEXT NOT NULL,
+    version INTEGER NOT NULL);
 CREATE TABLE posts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     version INTEGER NOT NULL, state TEXT NOT NULL, author TEXT NOT NULL,
@@ -259,13 +262,14 @@ class SQLiteStorage(Storage):
 
     # -- team, channels, campaigns -------------------------------------------------
 
-    def save_member(self, member: Member, entry: NewEntry, *, new: bool = False) -> None:
+    def save_member(
+        self, member: Member, entry: NewEntry, *, expected_version: int | None = None
+    ) -> None:
         with self._write() as db:
-            if new:
-                _refuse_existing(db, "members", member.name, "member")
-            db.execute("INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?)",
+            _check_version(db, "members", member.name, expected_version, "member")
+            db.execute("INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?, ?)",
                        (member.name, json.dumps(sorted(member.roles)), member.email,
-                        int(member.active)))
+                        int(member.active), member.version))
             self._append(db, [entry])
         self._directory.pop(("members", member.name), None)
 
@@ -294,13 +298,14 @@ class SQLiteStorage(Storage):
     def list_members(self) -> list[Member]:
         return [_member(r) for r in self._read("SELECT * FROM members ORDER BY name")]
 
-    def save_channel(self, channel: Channel, entry: NewEntry, *, new: bool = False) -> None:
+    def save_channel(
+        self, channel: Channel, entry: NewEntry, *, expected_version: int | None = None
+    ) -> None:
         with self._write() as db:
-            if new:
-                _refuse_existing(db, "channels", channel.name, "channel")
-            db.execute("INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?, ?)",
+            _check_version(db, "channels", channel.name, expected_version, "channel")
+            db.execute("INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?, ?, ?)",
                        (channel.name, channel.network, channel.handle, channel.timezone,
-                        int(channel.active)))
+                        int(channel.active), channel.version))
             self._append(db, [entry])
         self._directory.pop(("channels", channel.name), None)
 
@@ -311,12 +316,14 @@ class SQLiteStorage(Storage):
     def list_channels(self) -> list[Channel]:
         return [_channel(r) for r in self._read("SELECT * FROM channels ORDER BY name")]
 
-    def save_campaign(self, campaign: Campaign, entry: NewEntry, *, new: bool = False) -> None:
+    def save_campaign(
+        self, campaign: Campaign, entry: NewEntry, *, expected_version: int | None = None
+    ) -> None:
         with self._write() as db:
-            if new:
-                _refuse_existing(db, "campaigns", campaign.name, "campaign")
-            db.execute("INSERT OR REPLACE INTO campaigns VALUES (?, ?, ?)",
-                       (campaign.name, campaign.goal, json.dumps(list(campaign.hashtags))))
+            _check_version(db, "campaigns", campaign.name, expected_version, "campaign")
+            db.execute("INSERT OR REPLACE INTO campaigns VALUES (?, ?, ?, ?)",
+                       (campaign.name, campaign.goal, json.dumps(list(campaign.hashtags)),
+                        campaign.version))
             self._append(db, [entry])
         self._directory.pop(("campaigns", campaign.name), None)
 
@@ -573,9 +580,22 @@ class _WriteTransaction:
             storage._lock.release()
 
 
-def _refuse_existing(db: sqlite3.Connection, table: str, name: str, what: str) -> None:
-    if db.execute(f"SELECT 1 FROM {table} WHERE name = ?", (name,)).fetchone():
-        raise ConflictError(f"{what} {name!r} already exists")
+def _check_version(
+    db: sqlite3.Connection, table: str, name: str, expected: int | None, what: str
+) -> None:
+    if expected is None:
+        return
+    row = db.execute(f"SELECT version FROM {table} WHERE name = ?", (name,)).fetchone()
+    if expected == 0:
+        if row is not None:
+            raise ConflictError(f"{what} {name!r} already exists")
+        return
+    if row is None:
+        raise NotFound(f"no {what} called {name!r}")
+    if row[0] != expected:
+        raise ConflictError(
+            f"{what} {name!r} is at version {row[0]}, not {expected}: it changed since it "
+            "was read", expected=expected, actual=row[0])
 
 
 def _rollback(db: sqlite3.Connection) -> None:
@@ -602,15 +622,15 @@ def _entry(r: Sequence[Any]) -> AuditEntry:
 
 
 def _member(r: Sequence[Any]) -> Member:
-    return Member(r[0], frozenset(json.loads(r[1])), r[2], bool(r[3]))
+    return Member(r[0], frozenset(json.loads(r[1])), r[2], bool(r[3]), r[4])
 
 
 def _channel(r: Sequence[Any]) -> Channel:
-    return Channel(r[0], r[1], r[2], r[3], bool(r[4]))
+    return Channel(r[0], r[1], r[2], r[3], bool(r[4]), r[5])
 
 
 def _campaign(r: Sequence[Any]) -> Campaign:
-    return Campaign(r[0], r[1], tuple(json.loads(r[2])))
+    return Campaign(r[0], r[1], tuple(json.loads(r[2])), r[3])
 
 
 @hookimpl(trylast=True)
