@@ -100,7 +100,8 @@ def _open(url: str, workflow_file: Path | None) -> postflow.Workspace:
     wf = Workflow.from_toml(workflow_file) if workflow_file else None
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         raise NotFound(
-            f"no database at {url[len('sqlite:///'):]} (run 'postflow demo' to create one)")
+            f"no database at {url[len('sqlite:///'):]} (pass --db sqlite:///path or set "
+            f"{URL_ENV}; 'postflow demo' writes sqlite:///postflow-demo.db)")
     return postflow.open(url, workflow=wf)
 
 
