@@ -7,6 +7,7 @@ opened the way users open them, through :func:`postflow.open` and the storage ho
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -219,6 +220,10 @@ class TestInsertPost:
             got.data["tags"] = ()  # type: ignore[index]
         with pytest.raises(TypeError):
             got.data["nested"]["k"] = ()  # type: ignore[index]
+        for mutate in ("clear", "popitem", "update", "setdefault", "pop"):
+            with pytest.raises(TypeError):
+                getattr(got.data, mutate)("tags")
+        assert pickle.loads(pickle.dumps(got)) == got
 
 
 class TestGetPost:

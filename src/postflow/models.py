@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 
@@ -22,7 +21,26 @@ __all__ = [
     "StageStatus",
 ]
 
-NO_DATA: Mapping[str, Any] = MappingProxyType({})
+class FrozenData(dict[str, Any]):
+    """A read-only ``dict``: the ``data`` of audit entries.
+
+    Built by :func:`freeze`, whose values are JSON scalars, tuples and further
+    ``FrozenData``; every mutating method raises ``TypeError``.
+    """
+
+    __slots__ = ()
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("audit entry data is read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[type[FrozenData], tuple[dict[str, Any]]]:
+        return (FrozenData, (dict(self),))
+
+
+NO_DATA: Mapping[str, Any] = FrozenData()
 """The shared empty ``data`` of audit entries that carry none."""
 
 _T = TypeVar("_T")
@@ -68,21 +86,23 @@ def _tuple(values: Iterable[str]) -> tuple[str, ...]:
 def freeze(value: Any) -> Any:
     """``value`` as JSON would carry it, made immutable.
 
-    Mappings become read-only mappings with string keys, lists and tuples become
+    Mappings become :class:`FrozenData` with string keys, lists and tuples become
     tuples, JSON scalars stay, anything else becomes its ``str()`` (as the SQLite
     backend's JSON encoding does). Audit entry ``data`` is stored this way.
     """
     kind = type(value)
     if value is None or kind is str or kind is int or kind is bool or kind is float:
         return value
-    if kind is dict or kind is MappingProxyType:
-        return MappingProxyType({
+    if kind is FrozenData:
+        return value
+    if kind is dict:
+        return FrozenData({
             k if type(k) is str else str(k): freeze(v) for k, v in value.items()
         })
     if kind is tuple or kind is list:
         return tuple([freeze(v) for v in value])
     if isinstance(value, Mapping):
-        return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
+        return FrozenData({str(k): freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
         return tuple(freeze(v) for v in value)
     if isinstance(value, str | int | float):

@@ -31,10 +31,12 @@ from postflow.models import (
     AuditEntry,
     Campaign,
     Channel,
+    FrozenData,
     Member,
     Post,
     Revision,
     StageStatus,
+    freeze,
     replace,
 )
 from postflow.storage import NewEntry, PostQuery, Storage
@@ -477,7 +479,7 @@ class Workspace:
             scheduled_at, zone, approvals, post.revised_by,
         )
         entry = NewEntry(trigger, member.name, now, new_correlation_id(), post.id, state,
-                         dest, post.revision, comment, data or NO_DATA)
+                         dest, post.revision, comment, freeze(data) if data else NO_DATA)
         return changed, entry
 
     def _not_possible(self, post: Post, trigger: str) -> InvalidTransition:
@@ -682,13 +684,13 @@ class Workspace:
 
 def _create_data(
     text: str, channels: tuple[str, ...], campaign: str | None, planned: date | None
-) -> dict[str, Any]:
-    data: dict[str, Any] = {"text": text, "channels": list(channels)}
+) -> FrozenData:
+    data: dict[str, Any] = {"text": text, "channels": channels}
     if campaign is not None:
         data["campaign"] = campaign
     if planned is not None:
         data["planned_for"] = planned.isoformat()
-    return data
+    return FrozenData(data)
 
 
 def _roles(member: Member) -> str:
