@@ -9,7 +9,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
 
@@ -809,11 +809,42 @@ def _slug(value: object, what: str) -> str:
     return value
 
 
-class Team:
-    """The members of the workspace (``ws.team``)."""
+class _Directory(Generic[D]):
+    """Lookups shared by ``ws.team``, ``ws.channels`` and ``ws.campaigns``."""
+
+    _kind: ClassVar[str]
 
     def __init__(self, workspace: Workspace) -> None:
         self._ws = workspace
+
+    def _stored(self, name: str) -> D | None:
+        raise NotImplementedError
+
+    def _all(self) -> list[D]:
+        raise NotImplementedError
+
+    def get(self, name: str) -> D:
+        """The one called ``name``; :class:`~postflow.NotFound` otherwise."""
+        found = self._stored(name) if isinstance(name, str) else None
+        if found is None:
+            raise NotFound(f"no {self._kind} called {name!r}")
+        return found
+
+    def list(self) -> list[D]:
+        """All of them (retired ones included), ordered by name."""
+        return self._all()
+
+
+class Team(_Directory[Member]):
+    """The members of the workspace (``ws.team``)."""
+
+    _kind = "member"
+
+    def _stored(self, name: str) -> Member | None:
+        return self._ws.storage.get_member(name)
+
+    def _all(self) -> list[Member]:
+        return self._ws.storage.list_members()
 
     def add(self, name: str, *, roles: Iterable[str], email: str | None = None,
             by: str | None = None) -> Member:
@@ -855,17 +886,6 @@ class Team:
         """Deactivate a member (their history stays; they can no longer act)."""
         return self.update(name, active=False, by=by, expected_version=expected_version)
 
-    def get(self, name: str) -> Member:
-        """The member called ``name``; :class:`~postflow.NotFound` otherwise."""
-        member = self._ws.storage.get_member(name) if isinstance(name, str) else None
-        if member is None:
-            raise NotFound(f"no member called {name!r}")
-        return member
-
-    def list(self) -> list[Member]:
-        """Every member, ordered by name."""
-        return self._ws.storage.list_members()
-
     def _roles(self, name: str, roles: Iterable[str] | None) -> frozenset[str]:
         names = _names(roles, f"member {name!r}", "roles")
         result = frozenset(names)
@@ -879,11 +899,16 @@ class Team:
         return result
 
 
-class Channels:
+class Channels(_Directory[Channel]):
     """The accounts posts go out to (``ws.channels``)."""
 
-    def __init__(self, workspace: Workspace) -> None:
-        self._ws = workspace
+    _kind = "channel"
+
+    def _stored(self, name: str) -> Channel | None:
+        return self._ws.storage.get_channel(name)
+
+    def _all(self) -> list[Channel]:
+        return self._ws.storage.list_channels()
 
     def add(self, name: str, *, network: str, handle: str = "", timezone: str = "UTC",
             by: str | None = None) -> Channel:
@@ -928,23 +953,17 @@ class Channels:
         return _save_changed(lambda: self.get(name), change, ws.storage.save_channel,
                              expected_version, f"channel {name!r}")
 
-    def get(self, name: str) -> Channel:
-        """The channel called ``name``; :class:`~postflow.NotFound` otherwise."""
-        channel = self._ws.storage.get_channel(name) if isinstance(name, str) else None
-        if channel is None:
-            raise NotFound(f"no channel called {name!r}")
-        return channel
 
-    def list(self) -> list[Channel]:
-        """Every channel, ordered by name."""
-        return self._ws.storage.list_channels()
-
-
-class Campaigns:
+class Campaigns(_Directory[Campaign]):
     """Named campaigns with a goal and hashtags (``ws.campaigns``)."""
 
-    def __init__(self, workspace: Workspace) -> None:
-        self._ws = workspace
+    _kind = "campaign"
+
+    def _stored(self, name: str) -> Campaign | None:
+        return self._ws.storage.get_campaign(name)
+
+    def _all(self) -> list[Campaign]:
+        return self._ws.storage.list_campaigns()
 
     def add(self, name: str, *, goal: str = "", hashtags: Iterable[str] = (),
             by: str | None = None) -> Campaign:
@@ -980,17 +999,6 @@ class Campaigns:
 
         return _save_changed(lambda: self.get(name), change, ws.storage.save_campaign,
                              expected_version, f"campaign {name!r}")
-
-    def get(self, name: str) -> Campaign:
-        """The campaign called ``name``; :class:`~postflow.NotFound` otherwise."""
-        campaign = self._ws.storage.get_campaign(name) if isinstance(name, str) else None
-        if campaign is None:
-            raise NotFound(f"no campaign called {name!r}")
-        return campaign
-
-    def list(self) -> list[Campaign]:
-        """Every campaign, ordered by name."""
-        return self._ws.storage.list_campaigns()
 
 
 class Posts:
