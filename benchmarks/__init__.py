@@ -8,6 +8,7 @@ Run from the repository root::
     python -m benchmarks --strict    # full mode: exit 1 when a target is missed
     python -m benchmarks --only memory --only list_scaling
     python -m benchmarks --profile   # also cProfile the lifecycle on both backends
+    python -m benchmarks.floor       # diagnostic: the least the memory lifecycle costs
 
 Modules (each states what it measures and how):
 
@@ -17,7 +18,9 @@ Modules (each states what it measures and how):
   doing the same writes (target ≤ 1.5x) and vs django-fsm + the Django ORM (reported);
 * :mod:`benchmarks.memory`: bytes retained per post on ``memory://`` (target < 3 KB);
 * :mod:`benchmarks.list_scaling`: ``posts.list(state=…, between=…, limit=100)`` at
-  10k and 1M SQLite posts (target: flat, ≤ 2x) with the query plan.
+  10k and 1M SQLite posts (target: flat, ≤ 2x) with the query plan;
+* :mod:`benchmarks.floor` (run on its own): the essential work of the memory lifecycle
+  alone, to show how much room the ≤ 1.0x target leaves for postflow's bookkeeping.
 
 Django and django-fsm are installed only in the benchmark's own virtual environment
 (``.bench-venv``, see :mod:`benchmarks._bench_venv`), never as postflow dependencies.
