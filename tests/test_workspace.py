@@ -1306,3 +1306,25 @@ class TestDirectoryVersions:
         assert merged.roles == {"author", "analyst"}
         assert merged.email == "new@example.org"
         assert merged.version == 3
+
+
+class TestActionNames:
+    """Audit actions come from a known vocabulary."""
+
+    def test_every_action_is_registered(self, ws: Workspace, clock: FixedClock) -> None:
+        """Each entry's action is a workflow trigger or one of postflow.audit's names."""
+        from postflow.audit import POST_ACTIONS, TEAM_ACTIONS
+
+        post = scheduled(ws, clock)
+        ws.comment(post.id, by="al", text="nice")
+        ws.unschedule(post.id, by="cy")
+        ws.edit(post.id, by="ana", text="changed")
+        ws.plan(post.id, on=date(2030, 2, 1), by="ana")
+        ws.team.update("al", email="al@example.org")
+        ws.channels.update("acme-x", handle="@x")
+        ws.campaigns.update("spring", goal="more")
+        known = POST_ACTIONS | TEAM_ACTIONS | set(ws.workflow.triggers)
+        actions = {e.action for e in ws.audit_log()}
+        assert actions <= known
+        assert {"create", "edit", "comment", "plan", "member.add", "member.update",
+                "channel.update", "campaign.update"} <= actions

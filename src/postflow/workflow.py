@@ -312,10 +312,6 @@ class Workflow:
         carrier = cast(_Carrier, event.model)
         return self.current_stage(carrier.approvals) is None
 
-    @staticmethod
-    def _count(stage: Stage, approvals: Iterable[Approval]) -> int:
-        return sum(1 for a in approvals if a.stage == stage.name)
-
     def current_stage(self, approvals: Iterable[Approval]) -> Stage | None:
         """The first stage whose quorum ``approvals`` do not yet meet."""
         counts: dict[str, int] = {}
