@@ -543,6 +543,29 @@ class TestSharedMachine:
         assert wf.fire("submit", "draft") == "review"
         assert wf.fire("approve", "review", ()) == "review"
 
+    def test_callbacks_added_to_the_machine_still_run(self) -> None:
+        """The machine skips only empty callback lists: added callbacks run, in order."""
+        wf = postflow.Workflow.default()
+        machine = wf.machine
+        calls: list[str] = []
+        transition = machine.events["submit"].transitions["draft"][0]
+        transition.before.append(lambda event: calls.append("before"))
+        transition.after.append(lambda event: calls.append(f"after:{event.model.state}"))
+        machine.get_state("draft").on_exit.append(lambda event: calls.append("exit"))
+        machine.get_state("review").on_enter.append(lambda event: calls.append("enter"))
+        assert wf.fire("submit", "draft") == "review"
+        assert calls == ["before", "exit", "enter", "after:review"]
+        assert wf.fire("approve", "review", ()) == "review"  # a condition still refuses
+
+    def test_state_callbacks_run_without_transition_callbacks(self) -> None:
+        """Enter and exit callbacks run when the transition itself has none."""
+        wf = postflow.Workflow.default()
+        calls: list[str] = []
+        wf.machine.get_state("approved").on_exit.append(lambda event: calls.append("exit"))
+        wf.machine.get_state("scheduled").on_enter.append(lambda event: calls.append("enter"))
+        assert wf.fire("schedule", "approved") == "scheduled"
+        assert calls == ["exit", "enter"]
+
     def test_mermaid_has_every_edge(self) -> None:
         """mermaid() contains every transition and edit edge."""
         wf = postflow.Workflow.from_dict(translation_dict())

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import attrs
-from transitions import EventData, Machine
+from transitions import EventData, Machine, State, Transition
 
 from postflow._time import parse_duration
 from postflow.exceptions import ConfigError
@@ -102,6 +102,44 @@ class TransitionRule:
     roles: frozenset[str]
     author_only: bool = False
     comment_required: bool = False
+
+
+class _QuietState(State):
+    """A state whose enter and exit cost nothing when it has no callbacks.
+
+    postflow's machine has none, and its audit trail (not ``transitions``' DEBUG log)
+    is the record of what happened, so the per-fire logging is skipped too.
+    """
+
+    def enter(self, event_data: EventData) -> None:
+        if self.on_enter:
+            super().enter(event_data)
+
+    def exit(self, event_data: EventData) -> None:
+        if self.on_exit:
+            super().exit(event_data)
+
+
+class _QuietTransition(Transition):
+    """A transition that skips callback lists that are empty (all of postflow's are)."""
+
+    def execute(self, event_data: EventData) -> bool:
+        machine = event_data.machine
+        if (self.prepare or self.before or self.after or machine.before_state_change
+                or machine.after_state_change):
+            return bool(super().execute(event_data))
+        if not self._eval_conditions(event_data):
+            return False
+        if self.dest:
+            self._change_state(event_data)
+        return True
+
+
+class _WorkflowMachine(Machine):
+    """``transitions.Machine`` with the quiet state and transition classes."""
+
+    state_cls = _QuietState
+    transition_cls = _QuietTransition
 
 
 class _Carrier:
@@ -291,7 +329,7 @@ class Workflow:
             transitions.append(
                 {"trigger": EDIT, "source": state, "dest": None if dest == state else dest}
             )
-        return Machine(
+        return _WorkflowMachine(
             model=None, states=list(self.states), initial=self.initial,
             transitions=transitions, auto_transitions=False, send_event=True,
             queued=False, name=f"postflow-{self.name}",
