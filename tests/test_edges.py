@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import copy
 import os
+import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +271,38 @@ class TestMigrations:
         """A file two versions behind with no migration for the gap is refused clearly."""
         path = tmp_path / "old.db"
         make_ws(f"sqlite:///{path}").close()
-        monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", 2)
-        with pytest.raises(postflow.StorageError, match="no migration from schema version 1"):
+        current = sqlite_backend.SCHEMA_VERSION
+        monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", current + 2)
+        with pytest.raises(postflow.StorageError,
+                           match=f"no migration from schema version {current} "):
             postflow.open(f"sqlite:///{path}", entry_points=False)
+
+    def test_version_1_file_is_migrated_with_its_posts(self, tmp_path: Path) -> None:
+        """A file written by the first schema opens at the current version, posts intact."""
+        path = tmp_path / "v1.db"
+        db = sqlite3.connect(path, isolation_level=None)
+        for statement in sqlite_backend._SCHEMA_V1.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("INSERT INTO postflow_meta VALUES ('schema_version', '1')")
+        at = "2026-11-01T09:00:00+00:00"
+        db.execute(
+            "INSERT INTO posts VALUES (7, 3, 'review', 'ana', 'old text', '[\"acme-x\"]', 1, "
+            "?, ?, ?, NULL, '2026-12-24', NULL, NULL, '[]', NULL)", (at, at, at))
+        db.execute("INSERT INTO revisions VALUES (7, 1, 'old text', '[\"acme-x\"]', NULL, "
+                   "'ana', ?)", (at,))
+        db.close()
+        ws = postflow.open(f"sqlite:///{path}", entry_points=False)
+        try:
+            storage = ws.storage
+            assert isinstance(storage, sqlite_backend.SQLiteStorage)
+            assert storage.schema_version() == sqlite_backend.SCHEMA_VERSION
+            post = ws.posts.get(7)
+            assert (post.text, post.version, post.planned_for) == (
+                "old text", 3, date(2026, 12, 24))
+            assert (post.media, dict(post.published_urls), post.sequence) == ((), {}, 0)
+            assert ws.revisions(7)[0].media == ()
+            assert storage.calendar_candidates(
+                datetime(2026, 1, 1, tzinfo=UTC), None, date(2026, 12, 1), None) == [(7, 3)]
+        finally:
+            ws.close()

@@ -24,13 +24,16 @@ from postflow import (
     Campaign,
     Channel,
     ConflictError,
+    Feed,
     Member,
     NotFound,
+    PlanningEntry,
     Post,
     PostQuery,
     Revision,
     Storage,
 )
+from postflow.models import FrozenData
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 STATES = ("draft", "review", "approved", "scheduled", "published")
@@ -262,7 +265,10 @@ class TestUpdatePost:
                     scheduled_at=T0 + timedelta(days=2), scheduled_zone="Europe/Berlin",
                     approvals=(Approval("ben", "review", 1, T0),), revised_by="aaron",
                     updated_at=T0 + timedelta(hours=1),
-                    state_changed_at=T0 + timedelta(hours=1))
+                    state_changed_at=T0 + timedelta(hours=1),
+                    media=("https://cdn.example.org/a.png",),
+                    published_urls=FrozenData({"acme-li": "https://example.org/p/1"}),
+                    sequence=3)
         storage.update_post(new, expected_version=post.version, entries=[],
                             previous=post if with_previous else None)
         assert storage.get_post(post.id) == new
@@ -733,3 +739,131 @@ class TestDirectoryVersions:
         storage.save_campaign(Campaign("k", "other", version=5),
                               make_entry("campaign.update"))
         assert storage.get_campaign("k") == Campaign("k", "other", version=5)
+
+
+class TestCalendarReads:
+    """get_posts, calendar_candidates and last_change."""
+
+    def test_get_posts_skips_unknown_ids(self, storage: Storage) -> None:
+        """Known ids come back (any order), unknown ones are skipped."""
+        posts = [insert(storage, text=f"p{i}") for i in range(3)]
+        found = storage.get_posts([posts[2].id, 999, posts[0].id])
+        assert sorted(found, key=lambda p: p.id) == [posts[0], posts[2]]
+        assert storage.get_posts([]) == []
+
+    def test_get_posts_reads_more_than_one_chunk(self, storage: Storage) -> None:
+        """A long list of ids is answered whole."""
+        ids = [insert(storage).id for _ in range(1_050)]
+        assert sorted(p.id for p in storage.get_posts(ids)) == ids
+
+    def test_candidates_by_time_and_by_planned_day(self, storage: Storage) -> None:
+        """Scheduled times in [start, end) and planned days in [first, last] match, once."""
+        at = T0 + timedelta(days=3)
+        timed = insert(storage, state="scheduled", scheduled_at=at, scheduled_zone="UTC")
+        planned = insert(storage, planned_for=date(2030, 1, 5))
+        both = insert(storage, state="scheduled", scheduled_at=at, scheduled_zone="UTC",
+                      planned_for=date(2030, 1, 4))
+        insert(storage, state="scheduled", scheduled_at=T0 - timedelta(days=1),
+               scheduled_zone="UTC")
+        insert(storage, planned_for=date(2029, 12, 31))
+        insert(storage)
+        found = storage.calendar_candidates(T0, T0 + timedelta(days=10), date(2030, 1, 1),
+                                            date(2030, 1, 5))
+        assert found == [(timed.id, 1), (planned.id, 1), (both.id, 1)]
+        assert storage.calendar_candidates(T0, at, date(2030, 1, 6), None) == []
+        assert [i for i, _ in storage.calendar_candidates(T0, None, date(2030, 1, 5), None)
+                ] == [timed.id, planned.id, both.id]
+
+    def test_candidates_follow_updates(self, storage: Storage) -> None:
+        """A post moved out of the window (or unplanned) is no longer a candidate."""
+        post = insert(storage, planned_for=date(2030, 1, 2))
+        window = (T0, None, date(2030, 1, 1), None)
+        assert storage.calendar_candidates(*window) == [(post.id, 1)]
+        new = moved(post, planned_for=None)
+        storage.update_post(new, expected_version=1, entries=[], previous=post)
+        assert storage.calendar_candidates(*window) == []
+        newer = moved(new, state="scheduled", scheduled_at=T0 + timedelta(hours=1),
+                      scheduled_zone="UTC")
+        storage.update_post(newer, expected_version=2, entries=[], previous=new)
+        assert storage.calendar_candidates(*window) == [(post.id, 3)]
+
+    def test_last_change_follows_the_audit_log(self, storage: Storage) -> None:
+        """last_change is the newest entry's id and time."""
+        assert storage.last_change() == (0, None)
+        insert(storage)
+        stored = storage.append_audit([make_entry("comment", at=T0 + timedelta(hours=5))])
+        assert storage.last_change() == (stored[0].id, T0 + timedelta(hours=5))
+
+
+def _planning(uid: str, version: int = 1, **changes: Any) -> PlanningEntry:
+    entry = PlanningEntry(uid, f"Holiday {uid}", date(2030, 1, 1), date(2030, 1, 2),
+                          version=version)
+    return attrs.evolve(entry, **changes)
+
+
+class TestPlanningEntries:
+    """save_planning_entries and list_planning_entries."""
+
+    def test_saved_entries_come_back_ordered_by_uid(self, storage: Storage) -> None:
+        """Entries with dates and with instants round-trip, ordered by uid."""
+        timed = _planning("b", start=T0, end=T0 + timedelta(hours=2), description="x",
+                          category="launches", sequence=2, updated_at=T0)
+        storage.save_planning_entries([timed, _planning("a")], make_entry("calendar.import"))
+        assert storage.list_planning_entries() == [_planning("a"), timed]
+        assert storage.last_change()[0] == 1
+
+    def test_replacing_needs_the_next_version(self, storage: Storage) -> None:
+        """A stale or skipped version is a conflict and writes nothing of the batch."""
+        storage.save_planning_entries([_planning("a")], make_entry("calendar.import"))
+        with pytest.raises(ConflictError):
+            storage.save_planning_entries([_planning("new"), _planning("a", version=1)],
+                                          make_entry("calendar.import"))
+        with pytest.raises(ConflictError):
+            storage.save_planning_entries([_planning("b", version=2)],
+                                          make_entry("calendar.import"))
+        assert storage.list_planning_entries() == [_planning("a")]
+        assert len(storage.audit_log()) == 1
+        changed = _planning("a", version=2, summary="moved", sequence=1)
+        storage.save_planning_entries([changed], make_entry("calendar.import"))
+        assert storage.list_planning_entries() == [changed]
+
+
+class TestFeeds:
+    """save_feed, get_feed, find_feed and list_feeds."""
+
+    def test_feed_round_trips_and_is_found_by_token_hash(self, storage: Storage) -> None:
+        """Filters, times and the hash come back; the hash finds the feed."""
+        feed = Feed("team", channels={"acme-x"}, campaigns={"spring"},
+                    states={"scheduled"}, authors={"ana"}, token_hash="h1",
+                    created_at=T0, rotated_at=T0 + timedelta(days=1))
+        storage.save_feed(feed, make_entry("feed.create"), expected_version=0)
+        assert storage.get_feed("team") == feed
+        assert storage.find_feed("h1") == feed
+        assert storage.find_feed("h2") is None
+        assert storage.get_feed("other") is None
+
+    def test_rotating_frees_the_old_hash(self, storage: Storage) -> None:
+        """After the hash changes only the new one finds the feed; None revokes it."""
+        storage.save_feed(Feed("team", token_hash="h1"), make_entry("feed.create"),
+                          expected_version=0)
+        storage.save_feed(Feed("team", token_hash="h2", version=2),
+                          make_entry("feed.rotate"), expected_version=1)
+        assert storage.find_feed("h1") is None
+        assert storage.find_feed("h2") == Feed("team", token_hash="h2", version=2)
+        storage.save_feed(Feed("team", version=3), make_entry("feed.revoke"),
+                          expected_version=2)
+        assert storage.find_feed("h2") is None
+        assert storage.get_feed("team") == Feed("team", version=3)
+
+    def test_versions_and_token_ownership_are_checked(self, storage: Storage) -> None:
+        """A taken name, a stale version or another feed's hash is refused."""
+        storage.save_feed(Feed("a", token_hash="h1"), make_entry("feed.create"),
+                          expected_version=0)
+        with pytest.raises(ConflictError):
+            storage.save_feed(Feed("a", token_hash="h9"), make_entry("feed.create"),
+                              expected_version=0)
+        with pytest.raises(ConflictError):
+            storage.save_feed(Feed("b", token_hash="h1"), make_entry("feed.create"),
+                              expected_version=0)
+        assert [f.name for f in storage.list_feeds()] == ["a"]
+        assert storage.find_feed("h1") == Feed("a", token_hash="h1")

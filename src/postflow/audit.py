@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from postflow.exceptions import PostflowError
-from postflow.models import Approval, AuditEntry, Post
+from postflow.models import Approval, AuditEntry, Post, calendar_slot
 
 __all__ = ["POST_ACTIONS", "TEAM_ACTIONS", "replay"]
 
 TEAM_ACTIONS = frozenset({
     "member.add", "member.update", "channel.add", "channel.update", "campaign.add",
-    "campaign.update",
+    "campaign.update", "feed.create", "feed.rotate", "feed.revoke", "calendar.import",
 })
 """Actions of entries that concern no post."""
 
@@ -39,6 +39,7 @@ def replay(entries: Iterable[AuditEntry]) -> Post:
                 created_at=entry.at, updated_at=entry.at, state_changed_at=entry.at,
                 campaign=data.get("campaign"),
                 planned_for=_date(data.get("planned_for")),
+                media=tuple(data.get("media", ())),
             )
             continue
         if entry.action == "comment":
@@ -59,6 +60,10 @@ def replay(entries: Iterable[AuditEntry]) -> Post:
             changes["revised_by"] = entry.actor
         if "channels" in data:
             changes["channels"] = tuple(data["channels"])
+        if "media" in data:
+            changes["media"] = tuple(data["media"])
+        if "published_urls" in data:
+            changes["published_urls"] = data["published_urls"]
         if "planned_for" in data:
             changes["planned_for"] = _date(data["planned_for"])
         if "scheduled_at" in data:
@@ -72,7 +77,10 @@ def replay(entries: Iterable[AuditEntry]) -> Post:
             changes["approvals"] = (*approvals, Approval(
                 entry.actor, data["stage"], int(entry.revision or post.revision), entry.at,
                 entry.comment))
-        post = _evolve(post, changes)
+        changed = _evolve(post, changes)
+        if calendar_slot(changed) != calendar_slot(post):
+            changed = _evolve(changed, {"sequence": post.sequence + 1})
+        post = changed
     if post is None:
         raise PostflowError("no audit entries to replay")
     return post

@@ -15,10 +15,13 @@ __all__ = [
     "AuditEntry",
     "Campaign",
     "Channel",
+    "Feed",
     "Member",
+    "PlanningEntry",
     "Post",
     "Revision",
     "StageStatus",
+    "calendar_slot",
 ]
 
 class FrozenData(dict[str, Any]):
@@ -183,6 +186,9 @@ class Post:
     scheduled_zone: str | None = None
     approvals: tuple[Approval, ...] = ()
     revised_by: str | None = None
+    media: tuple[str, ...] = ()
+    published_urls: Mapping[str, str] = attrs.field(default=NO_DATA, hash=False)
+    sequence: int = 0
 
     @property
     def scheduled_local(self) -> datetime | None:
@@ -207,6 +213,7 @@ class Revision:
     campaign: str | None
     author: str
     created_at: datetime
+    media: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -246,3 +253,75 @@ class StageStatus:
     def satisfied(self) -> bool:
         """Whether enough eligible members approved."""
         return len(self.approved_by) >= self.needed
+
+
+CONFIRMED_STATES = frozenset({"scheduled", "published"})
+"""States whose posts are on the calendar at their scheduled time (``CONFIRMED``)."""
+
+OFF_CALENDAR_STATES = frozenset({"archived", "failed"})
+"""States whose posts are never on the calendar, planned date or not."""
+
+
+def calendar_slot(post: Post) -> tuple[str, datetime | date] | None:
+    """Where ``post`` sits on the calendar: ``(status, start)``, or ``None`` when it is not
+    on it.
+
+    Scheduled and published posts are ``CONFIRMED`` at their time; any other post with a
+    planned date (except archived and failed ones) is ``TENTATIVE`` on that day. A post's
+    ``sequence`` goes up whenever this value changes.
+    """
+    state = post.state
+    if state in CONFIRMED_STATES:
+        at = post.scheduled_at or (post.state_changed_at if state == "published" else None)
+        if at is not None:
+            return ("CONFIRMED", at)
+    if post.planned_for is not None and state not in OFF_CALENDAR_STATES:
+        return ("TENTATIVE", post.planned_for)
+    return None
+
+
+@attrs.frozen
+class PlanningEntry:
+    """A tentative entry imported from another calendar (a holiday, a launch).
+
+    ``uid`` is the UID it had there; ``start``/``end`` are UTC instants or, for all-day
+    entries, dates (``end`` exclusive). ``sequence`` goes up when its time changes.
+    """
+
+    uid: str
+    summary: str
+    start: datetime | date
+    end: datetime | date
+    description: str = ""
+    category: str = "planning"
+    sequence: int = 0
+    updated_at: datetime | None = None
+    version: int = 1
+
+
+@attrs.frozen(repr=False)
+class Feed:
+    """A subscribable calendar feed: a name, its filters, and the hash of its token.
+
+    The token itself is shown once, when the feed is created or rotated; only its
+    SHA-256 is stored. A revoked feed keeps its name and filters but has no token.
+    """
+
+    name: str
+    channels: frozenset[str] = attrs.field(default=frozenset(), converter=_frozenset)
+    campaigns: frozenset[str] = attrs.field(default=frozenset(), converter=_frozenset)
+    states: frozenset[str] = attrs.field(default=frozenset(), converter=_frozenset)
+    authors: frozenset[str] = attrs.field(default=frozenset(), converter=_frozenset)
+    token_hash: str | None = None
+    created_at: datetime | None = None
+    rotated_at: datetime | None = None
+    version: int = 1
+
+    @property
+    def revoked(self) -> bool:
+        """Whether the feed has no valid token."""
+        return self.token_hash is None
+
+    def __repr__(self) -> str:
+        status = "revoked" if self.revoked else "active"
+        return f"<Feed {self.name!r} {status} v{self.version}>"

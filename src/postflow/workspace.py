@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import secrets
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Generic, TypeVar
@@ -36,6 +37,7 @@ from postflow.models import (
     Post,
     Revision,
     StageStatus,
+    calendar_slot,
     freeze,
     replace,
 )
@@ -58,7 +60,7 @@ ACTION_ROLES: Mapping[str, frozenset[str]] = {
 
 RESERVED_DATA_KEYS = frozenset({
     "text", "channels", "campaign", "planned_for", "scheduled_at", "scheduled_zone",
-    "approvals_voided", "review_restarted", "stage", "at",
+    "approvals_voided", "review_restarted", "stage", "at", "media", "published_urls",
 })
 """Keys of audit entry data that postflow writes and :func:`postflow.replay` reads."""
 
@@ -190,10 +192,10 @@ class Workspace:
                          comment=comment)
 
     def publish(self, post_id: int, *, by: str, expected_version: int | None = None,
-                comment: str | None = None) -> Post:
-        """Mark a post published."""
+                comment: str | None = None, urls: Mapping[str, str] | None = None) -> Post:
+        """Mark a post published; ``urls`` maps its channels to the published posts."""
         return self.fire(post_id, "publish", by=by, expected_version=expected_version,
-                         comment=comment)
+                         comment=comment, urls=urls)
 
     def archive(self, post_id: int, *, by: str, expected_version: int | None = None,
                 comment: str | None = None) -> Post:
@@ -216,13 +218,15 @@ class Workspace:
         expected_version: int | None = None,
         comment: str | None = None,
         at: datetime | None = None,
+        urls: Mapping[str, str] | None = None,
         **data: Any,
     ) -> Post:
         """Fire any trigger of the workflow (custom ones too) on a post.
 
         ``comment`` is recorded in the audit entry (and required where the workflow
-        says so); ``at`` is the time for ``schedule``; other keyword arguments are
-        stored as the entry's JSON ``data``.
+        says so); ``at`` is the time for ``schedule``; ``urls`` records where the post
+        was published, per channel (merged into :attr:`Post.published_urls`); other
+        keyword arguments are stored as the entry's JSON ``data``.
         """
         if trigger == EDIT:
             raise InvalidTransition(
@@ -236,6 +240,8 @@ class Workspace:
                     f"post {post_id}", "reserved-data-key",
                     f"{', '.join(reserved)} cannot be passed as extra data: postflow records "
                     "these itself", field=reserved[0])
+        if urls is not None:
+            data["published_urls"] = urls
         return self._change(post_id, trigger, by, expected_version, self._plan_trigger,
                             (trigger, comment, at, data))
 
@@ -247,6 +253,7 @@ class Workspace:
         text: str | None = None,
         channels: Sequence[str] | None = None,
         campaign: str | None = _UNSET,
+        media: Sequence[str] | None = None,
         expected_version: int | None = None,
         comment: str | None = None,
     ) -> Post:
@@ -258,7 +265,7 @@ class Workspace:
         """
 
         return self._change(post_id, EDIT, by, expected_version, self._plan_edit,
-                            (text, channels, campaign, comment))
+                            (text, channels, campaign, media, comment))
 
     def plan(self, post_id: int, *, on: date | None, by: str,
              expected_version: int | None = None) -> Post:
@@ -370,6 +377,9 @@ class Workspace:
                         return post
                     post, fresh = self._fetch(post_id), True
                     continue
+                slot = calendar_slot(changed)
+                if slot != calendar_slot(post):
+                    changed = replace(changed, sequence=post.sequence + 1)
                 if hooks.vetoes:
                     hooks.before_transition(self, post, action, post.state, changed.state,
                                             member.name, entry.data)
@@ -381,7 +391,8 @@ class Workspace:
             revision = None
             if changed.revision != post.revision:
                 revision = Revision(post.id, changed.revision, changed.text, changed.channels,
-                                    changed.campaign, member.name, changed.updated_at)
+                                    changed.campaign, member.name, changed.updated_at,
+                                    changed.media)
             try:
                 stored = self.storage.update_post(changed, expected_version=post.version,
                                                   entries=(entry,), revision=revision,
@@ -472,11 +483,16 @@ class Workspace:
         if scheduled_at != post.scheduled_at or zone != post.scheduled_zone:
             data["scheduled_at"] = scheduled_at.isoformat() if scheduled_at else None
             data["scheduled_zone"] = zone
+        published_urls = post.published_urls
+        if "published_urls" in data:
+            published_urls = _published_urls(data["published_urls"], post)
+            data["published_urls"] = published_urls
         changed = Post(
             post.id, post.version + 1, dest, post.author, post.text, post.channels,
             post.revision, post.created_at, now,
             now if dest != state else post.state_changed_at, post.campaign, post.planned_for,
-            scheduled_at, zone, approvals, post.revised_by,
+            scheduled_at, zone, approvals, post.revised_by, post.media, published_urls,
+            post.sequence,
         )
         entry = NewEntry(trigger, member.name, now, new_correlation_id(), post.id, state,
                          dest, post.revision, comment, freeze(data) if data else NO_DATA)
@@ -510,7 +526,8 @@ class Workspace:
 
     def _plan_edit(
         self, post: Post, member: Member, now: datetime, text: str | None,
-        channels: Sequence[str] | None, campaign: str | None, comment: str | None,
+        channels: Sequence[str] | None, campaign: str | None, media: Sequence[str] | None,
+        comment: str | None,
     ) -> tuple[Post, NewEntry]:
         workflow = self.workflow
         if post.state not in workflow.editable:
@@ -524,6 +541,7 @@ class Workspace:
         new_channels = post.channels if channels is None else _channel_names(
             channels, f"post {post.id}")
         new_campaign = post.campaign if campaign is _UNSET else campaign
+        new_media = post.media if media is None else _media(media, f"post {post.id}")
         self._validate_content(f"post {post.id}", new_text, new_channels, new_campaign)
         data: dict[str, Any] = {}
         if new_text != post.text:
@@ -532,6 +550,8 @@ class Workspace:
             data["channels"] = list(new_channels)
         if new_campaign != post.campaign:
             data["campaign"] = new_campaign
+        if new_media != post.media:
+            data["media"] = list(new_media)
         if not data:
             return post, self._entry(EDIT, member.name, now, post, NO_DATA)
         dest = workflow.fire(EDIT, post.state)
@@ -551,7 +571,8 @@ class Workspace:
             data["review_restarted"] = True
         changed = replace(
             post, version=post.version + 1, state=dest, text=new_text, channels=new_channels,
-            campaign=new_campaign, revision=post.revision + 1, approvals=(), updated_at=now,
+            campaign=new_campaign, media=new_media, revision=post.revision + 1, approvals=(),
+            updated_at=now,
             state_changed_at=state_changed_at, revised_by=member.name, **changes,
         )
         entry = self._entry(EDIT, member.name, now, post, data, to_state=dest,
@@ -683,11 +704,14 @@ class Workspace:
 
 
 def _create_data(
-    text: str, channels: tuple[str, ...], campaign: str | None, planned: date | None
+    text: str, channels: tuple[str, ...], campaign: str | None, planned: date | None,
+    media: tuple[str, ...],
 ) -> FrozenData:
     data: dict[str, Any] = {"text": text, "channels": channels}
     if campaign is not None:
         data["campaign"] = campaign
+    if media:
+        data["media"] = media
     if planned is not None:
         data["planned_for"] = planned.isoformat()
     return FrozenData(data)
@@ -706,6 +730,39 @@ def _planned_date(value: object, post_id: int | None) -> date | None:
             f"planned_for must be a date (a day, not a time), got {value!r}",
             field="planned_for")
     return value
+
+
+def _url(value: object, subject: str, field: str) -> str:
+    """An absolute http(s) URL without spaces or control characters, or a refusal."""
+    if isinstance(value, str) and value.isprintable() and " " not in value:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return value
+    raise ValidationFailed.single(subject, f"bad-{field}-url",
+                                  f"{field} must be http(s) URLs, got {value!r}", field=field)
+
+
+def _media(value: object, subject: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValidationFailed.single(subject, "bad-media", "media must be a list of URLs, "
+                                      f"got {value!r}", field="media")
+    return tuple(_url(url, subject, "media") for url in value)
+
+
+def _published_urls(value: object, post: Post) -> FrozenData:
+    """``post.published_urls`` with ``value`` (channel -> URL) merged in, checked."""
+    subject = f"post {post.id}"
+    if not isinstance(value, Mapping):
+        raise ValidationFailed.single(subject, "bad-urls", "urls must map channels to URLs, "
+                                      f"got {value!r}", field="urls")
+    merged = dict(post.published_urls)
+    for channel, url in value.items():
+        if channel not in post.channels:
+            raise ValidationFailed.single(
+                subject, "unknown-channel", f"post {post.id} does not go out to {channel!r}",
+                channel=str(channel), field="urls")
+        merged[channel] = _url(url, subject, "urls")
+    return FrozenData(merged)
 
 
 def _is_id(value: object) -> bool:
@@ -1015,20 +1072,26 @@ class Posts:
         channels: Sequence[str],
         campaign: str | None = None,
         planned_for: date | None = None,
+        media: Sequence[str] = (),
     ) -> Post:
-        """Create a draft by ``author`` for ``channels`` (revision 1)."""
+        """Create a draft by ``author`` for ``channels`` (revision 1).
+
+        ``media`` lists the URLs of the images or videos that go with it.
+        """
         ws = self._ws
         member = ws._member(author, "create")
         ws._check_action(member, "create", None)
         channels = _channel_names(channels)
+        media_urls = _media(media, "new post")
         ws._validate_content("new post", text, channels, campaign, planned_for=planned_for)
         planned: date | None = planned_for
         now = ws.clock.now()
         state = ws.workflow.initial
-        post = Post(0, 1, state, author, text, channels, 1, now, now, now, campaign, planned)
-        revision = Revision(0, 1, text, channels, campaign, author, now)
+        post = Post(0, 1, state, author, text, channels, 1, now, now, now, campaign, planned,
+                    media=media_urls)
+        revision = Revision(0, 1, text, channels, campaign, author, now, media_urls)
         entry = NewEntry("create", author, now, new_correlation_id(), None, None, state, 1,
-                         None, _create_data(text, channels, campaign, planned))
+                         None, _create_data(text, channels, campaign, planned, media_urls))
         post = ws.storage.insert_post(post, revision, [entry])
         ws._remember(post)
         return post

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 import attrs
 
-from postflow.models import NO_DATA, AuditEntry, Campaign, Channel, Member, Post, Revision
+from postflow.models import (
+    NO_DATA,
+    AuditEntry,
+    Campaign,
+    Channel,
+    Feed,
+    Member,
+    PlanningEntry,
+    Post,
+    Revision,
+)
 
 __all__ = ["NewEntry", "PostQuery", "Storage"]
 
@@ -191,7 +201,71 @@ class Storage(abc.ABC):
     def revisions(self, post_id: int) -> list[Revision]:
         """Every revision of a post, oldest first (empty for an unknown post)."""
 
+    @abc.abstractmethod
+    def get_posts(self, post_ids: Sequence[int]) -> list[Post]:
+        """The stored posts among ``post_ids``, in any order (unknown ids are skipped)."""
+
+    @abc.abstractmethod
+    def calendar_candidates(
+        self, start: datetime, end: datetime | None, first_day: date, last_day: date | None
+    ) -> list[tuple[int, int]]:
+        """``(id, version)`` of every post that may be on the calendar in a window.
+
+        That is every post whose ``scheduled_at`` lies in ``[start, end)`` and every post
+        whose ``planned_for`` lies in ``[first_day, last_day]`` (``None``: no upper
+        bound), whatever its state, each once, ordered by id. Reads only an index: the
+        calendar fetches the full posts it has not cached with :meth:`get_posts`.
+        """
+
+    # -- calendar: planning entries and feeds --------------------------------------
+
+    @abc.abstractmethod
+    def save_planning_entries(
+        self, entries: Sequence[PlanningEntry], entry: NewEntry
+    ) -> None:
+        """Insert or replace planning entries by ``uid``, appending ``entry`` with them.
+
+        Each entry's ``version`` must be 1 for a new ``uid`` or the stored version + 1;
+        otherwise :class:`~postflow.ConflictError` is raised and nothing is written.
+        """
+
+    @abc.abstractmethod
+    def list_planning_entries(self) -> list[PlanningEntry]:
+        """Every planning entry, ordered by ``uid``."""
+
+    @abc.abstractmethod
+    def save_feed(self, feed: Feed, entry: NewEntry, *, expected_version: int | None = None
+                  ) -> None:
+        """Store a feed, appending ``entry``; a compare-and-set like :meth:`save_member`.
+
+        A ``token_hash`` belongs to at most one feed.
+        """
+
+    @abc.abstractmethod
+    def get_feed(self, name: str) -> Feed | None:
+        """The feed called ``name``, or ``None``."""
+
+    @abc.abstractmethod
+    def find_feed(self, token_hash: str) -> Feed | None:
+        """The feed whose token hashes to ``token_hash``, or ``None``.
+
+        Looks the hash up through an index: the time taken does not depend on how much
+        of a wrong token is right, since callers hash the token first.
+        """
+
+    @abc.abstractmethod
+    def list_feeds(self) -> list[Feed]:
+        """Every feed (revoked ones too), ordered by name."""
+
     # -- audit ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def last_change(self) -> tuple[int, datetime | None]:
+        """The id and time of the newest audit entry, ``(0, None)`` when there is none.
+
+        Every change appends an entry, so this moves whenever anything changes: the
+        calendar's cheap validator. It reads one row.
+        """
 
     @abc.abstractmethod
     def append_audit(self, entries: Sequence[NewEntry]) -> list[AuditEntry]:

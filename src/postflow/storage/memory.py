@@ -7,7 +7,7 @@ import itertools
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 from postflow.exceptions import ConflictError, NotFound
 from postflow.hookspecs import hookimpl
@@ -16,7 +16,9 @@ from postflow.models import (
     AuditEntry,
     Campaign,
     Channel,
+    Feed,
     Member,
+    PlanningEntry,
     Post,
     Revision,
     freeze,
@@ -53,6 +55,10 @@ class MemoryStorage(Storage):
         self._by_campaign: dict[str, set[int]] = defaultdict(set)
         # (scheduled_at, id) per state, kept sorted, for time-range queries
         self._timeline: dict[str, list[_Key]] = defaultdict(list)
+        self._planned: dict[int, date] = {}
+        self._planning: dict[str, PlanningEntry] = {}
+        self._feeds: dict[str, Feed] = {}
+        self._feeds_by_token: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStorage({len(self._posts)} posts)"
@@ -195,6 +201,8 @@ class MemoryStorage(Storage):
             self._by_channel[channel].add(post.id)
         if post.scheduled_at is not None:
             bisect.insort(self._timeline[post.state], (post.scheduled_at, post.id))
+        if post.planned_for is not None:
+            self._planned[post.id] = post.planned_for
 
     def _reindex(self, old: Post, new: Post) -> None:
         """Move ``new`` into the indexes ``old`` was in, touching only changed keys."""
@@ -204,6 +212,11 @@ class MemoryStorage(Storage):
             self._unindex(old)
             self._index(new)
             return
+        if old.planned_for != new.planned_for:
+            if new.planned_for is None:
+                self._planned.pop(new.id, None)
+            else:
+                self._planned[new.id] = new.planned_for
         if old.state != new.state:
             self._by_state[old.state].discard(old.id)
             self._by_state[new.state].add(new.id)
@@ -227,6 +240,72 @@ class MemoryStorage(Storage):
         for channel in post.channels:
             self._by_channel[channel].discard(post.id)
         self._untime(post)
+        self._planned.pop(post.id, None)
+
+    def get_posts(self, post_ids: Sequence[int]) -> list[Post]:
+        posts = self._posts
+        return [posts[i] for i in post_ids if i in posts]
+
+    def calendar_candidates(
+        self, start: datetime, end: datetime | None, first_day: date, last_day: date | None
+    ) -> list[tuple[int, int]]:
+        with self._lock:
+            ids: set[int] = set()
+            for line in self._timeline.values():
+                lo = bisect.bisect_left(line, (start, 0))
+                hi = len(line) if end is None else bisect.bisect_left(line, (end, 0))
+                ids.update(i for _, i in line[lo:hi])
+            ids.update(i for i, day in self._planned.items()
+                       if day >= first_day and (last_day is None or day <= last_day))
+            posts = self._posts
+            return [(i, posts[i].version) for i in sorted(ids)]
+
+    def save_planning_entries(
+        self, entries: Sequence[PlanningEntry], entry: NewEntry
+    ) -> None:
+        with self._lock:
+            for planned in entries:
+                stored = self._planning.get(planned.uid)
+                expected = 1 if stored is None else stored.version + 1
+                if planned.version != expected:
+                    raise ConflictError(
+                        f"planning entry {planned.uid!r} is at version "
+                        f"{0 if stored is None else stored.version}: it changed since it "
+                        "was read", expected=planned.version - 1,
+                        actual=0 if stored is None else stored.version)
+            for planned in entries:
+                self._planning[planned.uid] = planned
+            self._append([entry])
+
+    def list_planning_entries(self) -> list[PlanningEntry]:
+        with self._lock:
+            return [self._planning[uid] for uid in sorted(self._planning)]
+
+    def save_feed(self, feed: Feed, entry: NewEntry, *, expected_version: int | None = None
+                  ) -> None:
+        with self._lock:
+            stored = self._feeds.get(feed.name)
+            _check_version(stored, expected_version, "feed", feed.name)
+            owner = self._feeds_by_token.get(feed.token_hash or "")
+            if owner is not None and owner != feed.name:
+                raise ConflictError(f"feed {feed.name!r}: that token belongs to another feed")
+            if stored is not None and stored.token_hash is not None:
+                del self._feeds_by_token[stored.token_hash]
+            if feed.token_hash is not None:
+                self._feeds_by_token[feed.token_hash] = feed.name
+            self._feeds[feed.name] = feed
+            self._append([entry])
+
+    def get_feed(self, name: str) -> Feed | None:
+        return self._feeds.get(name)
+
+    def find_feed(self, token_hash: str) -> Feed | None:
+        name = self._feeds_by_token.get(token_hash)
+        return None if name is None else self._feeds.get(name)
+
+    def list_feeds(self) -> list[Feed]:
+        with self._lock:
+            return [self._feeds[name] for name in sorted(self._feeds)]
 
     def revisions(self, post_id: int) -> list[Revision]:
         with self._lock:
@@ -255,6 +334,13 @@ class MemoryStorage(Storage):
             stored_entries.append(stored)
         return stored_entries
 
+    def last_change(self) -> tuple[int, datetime | None]:
+        audit = self._audit
+        if not audit:
+            return (0, None)
+        last = audit[-1]
+        return (last.id, last.at)
+
     def history(self, post_id: int) -> list[AuditEntry]:
         with self._lock:
             return list(self._history.get(post_id, ()))
@@ -270,7 +356,7 @@ class MemoryStorage(Storage):
 
 
 def _check_version(
-    stored: Member | Channel | Campaign | None, expected: int | None, what: str, name: str
+    stored: Member | Channel | Campaign | Feed | None, expected: int | None, what: str, name: str
 ) -> None:
     if expected is None:
         return

@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,10 @@ from postflow.models import (
     AuditEntry,
     Campaign,
     Channel,
+    Feed,
+    FrozenData,
     Member,
+    PlanningEntry,
     Post,
     Revision,
     freeze,
@@ -37,7 +40,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
 log = logging.getLogger("postflow")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this postflow writes; older files are migrated forward on open."""
 
 _SCHEMA_V1 = """
@@ -76,13 +79,41 @@ CREATE TABLE audit (
 CREATE INDEX audit_post ON audit (post_id, id);
 """
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
-"""``MIGRATIONS[n]`` upgrades a schema at version ``n - 1`` to ``n`` (inside a transaction)."""
+_SCHEMA_V2 = """
+ALTER TABLE posts ADD COLUMN media TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE posts ADD COLUMN published_urls TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE posts ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE revisions ADD COLUMN media TEXT NOT NULL DEFAULT '[]';
+CREATE INDEX posts_planned ON posts (planned_for, id);
+CREATE TABLE planning_entries (
+    uid TEXT PRIMARY KEY, summary TEXT NOT NULL, start TEXT NOT NULL, end TEXT NOT NULL,
+    description TEXT NOT NULL, category TEXT NOT NULL, sequence INTEGER NOT NULL,
+    updated_at TEXT, version INTEGER NOT NULL);
+CREATE TABLE feeds (
+    name TEXT PRIMARY KEY, filters TEXT NOT NULL, token_hash TEXT UNIQUE,
+    created_at TEXT, rotated_at TEXT, version INTEGER NOT NULL);
+"""
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    2: lambda db: _run_script(db, _SCHEMA_V2),  # media, published URLs, calendar
+}
+"""``MIGRATIONS[n]`` upgrades a schema at version ``n - 1`` to ``n`` (inside a transaction).
+
+A new file is created at version 1 and migrated forward, so every migration runs in
+every test that opens a fresh database.
+"""
 
 _POST_COLUMNS = (
     "id, version, state, author, text, channels, revision, created_at, updated_at, "
     "state_changed_at, campaign, planned_for, scheduled_at, scheduled_zone, approvals, "
-    "revised_by"
+    "revised_by, media, published_urls, sequence"
 )
 _AUDIT_COLUMNS = (
     "id, post_id, action, actor, at, correlation_id, from_state, to_state, revision, "
@@ -198,12 +229,9 @@ class SQLiteStorage(Storage):
             tables = {r[0] for r in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not tables:
-                for statement in _SCHEMA_V1.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute("INSERT INTO postflow_meta VALUES ('schema_version', ?)",
-                           (str(SCHEMA_VERSION),))
-                return
+                _run_script(db, _SCHEMA_V1)
+                db.execute("INSERT INTO postflow_meta VALUES ('schema_version', '1')")
+                tables.add("postflow_meta")
             if "postflow_meta" not in tables:
                 raise StorageError(
                     f"{self.path} is a SQLite database but not a postflow one "
@@ -342,12 +370,13 @@ class SQLiteStorage(Storage):
         with self._write() as db:
             cursor = db.execute(
                 f"INSERT INTO posts ({_POST_COLUMNS}) "
-                "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (post.version, post.state, post.author, post.text,
                  self._channels_json(post.channels), post.revision,
                  self._ts(post.created_at), self._ts(post.updated_at),
                  self._ts(post.state_changed_at), *self._mutable_tail(post),
-                 post.revised_by),
+                 post.revised_by, _media_json(post.media), _urls_json(post.published_urls),
+                 post.sequence),
             )
             post_id = cursor.lastrowid
             assert post_id is not None
@@ -426,12 +455,19 @@ class SQLiteStorage(Storage):
         if old is None or post.approvals != old.approvals:
             columns.append("approvals")
             values.append(self._approvals_json(post.approvals))
-        if old is None or (post.text, post.channels, post.revision, post.revised_by) != (
-            old.text, old.channels, old.revision, old.revised_by
+        if old is None or (post.text, post.channels, post.revision, post.revised_by,
+                           post.media) != (
+            old.text, old.channels, old.revision, old.revised_by, old.media
         ):
-            columns += ("text", "channels", "revision", "revised_by")
+            columns += ("text", "channels", "revision", "revised_by", "media")
             values += (post.text, self._channels_json(post.channels), post.revision,
-                       post.revised_by)
+                       post.revised_by, _media_json(post.media))
+        if old is None or post.published_urls != old.published_urls:
+            columns.append("published_urls")
+            values.append(_urls_json(post.published_urls))
+        if old is None or post.sequence != old.sequence:
+            columns.append("sequence")
+            values.append(post.sequence)
         return tuple(columns), values
 
     def _update_sql(self, columns: tuple[str, ...]) -> str:
@@ -455,9 +491,10 @@ class SQLiteStorage(Storage):
     def _insert_revision(
         self, db: sqlite3.Connection, post_id: int, revision: Revision
     ) -> None:
-        db.execute("INSERT INTO revisions VALUES (?, ?, ?, ?, ?, ?, ?)", (
+        db.execute("INSERT INTO revisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
             post_id, revision.number, revision.text, self._channels_json(revision.channels),
-            revision.campaign, revision.author, self._ts(revision.created_at)))
+            revision.campaign, revision.author, self._ts(revision.created_at),
+            _media_json(revision.media)))
 
     def _where(self, query: PostQuery) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -510,16 +547,105 @@ class SQLiteStorage(Storage):
 
     def revisions(self, post_id: int) -> list[Revision]:
         rows = self._read(
-            "SELECT post_id, number, text, channels, campaign, author, created_at "
+            "SELECT post_id, number, text, channels, campaign, author, created_at, media "
             "FROM revisions WHERE post_id = ? ORDER BY number", (post_id,))
         return [Revision(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], r[5],
-                         _from_ts(r[6])) for r in rows]
+                         _from_ts(r[6]), tuple(json.loads(r[7]))) for r in rows]
+
+    def get_posts(self, post_ids: Sequence[int]) -> list[Post]:
+        posts: list[Post] = []
+        ids = list(post_ids)
+        for at in range(0, len(ids), 500):  # under SQLite's limit on parameters
+            chunk = ids[at:at + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._read(f"SELECT {_POST_COLUMNS} FROM posts WHERE id IN ({marks})",
+                              chunk)
+            posts.extend(_post(r) for r in rows)
+        return posts
+
+    def calendar_candidates(
+        self, start: datetime, end: datetime | None, first_day: date, last_day: date | None
+    ) -> list[tuple[int, int]]:
+        timed = "scheduled_at >= ?" + ("" if end is None else " AND scheduled_at < ?")
+        planned = "planned_for >= ?" + ("" if last_day is None else " AND planned_for <= ?")
+        params: list[Any] = [start.astimezone(UTC).isoformat()]
+        if end is not None:
+            params.append(end.astimezone(UTC).isoformat())
+        params.append(first_day.isoformat())
+        if last_day is not None:
+            params.append(last_day.isoformat())
+        rows = self._read(
+            f"SELECT id, version FROM posts WHERE {timed} "
+            f"UNION SELECT id, version FROM posts WHERE {planned} ORDER BY id", params)
+        return [(r[0], r[1]) for r in rows]
+
+    # -- calendar: planning entries and feeds --------------------------------------
+
+    def save_planning_entries(
+        self, entries: Sequence[PlanningEntry], entry: NewEntry
+    ) -> None:
+        with self._write() as db:
+            for planned in entries:
+                row = db.execute("SELECT version FROM planning_entries WHERE uid = ?",
+                                 (planned.uid,)).fetchone()
+                stored = 0 if row is None else row[0]
+                if planned.version != stored + 1:
+                    raise ConflictError(
+                        f"planning entry {planned.uid!r} is at version {stored}: it changed "
+                        "since it was read", expected=planned.version - 1, actual=stored)
+                db.execute(
+                    "INSERT OR REPLACE INTO planning_entries VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (planned.uid, planned.summary, _slot_text(planned.start),
+                     _slot_text(planned.end), planned.description, planned.category,
+                     planned.sequence,
+                     self._ts(planned.updated_at) if planned.updated_at else None,
+                     planned.version))
+            self._append(db, [entry])
+
+    def list_planning_entries(self) -> list[PlanningEntry]:
+        rows = self._read("SELECT uid, summary, start, end, description, category, "
+                          "sequence, updated_at, version FROM planning_entries ORDER BY uid")
+        return [PlanningEntry(r[0], r[1], _slot(r[2]), _slot(r[3]), r[4], r[5], r[6],
+                              _from_ts(r[7]) if r[7] else None, r[8]) for r in rows]
+
+    def save_feed(self, feed: Feed, entry: NewEntry, *, expected_version: int | None = None
+                  ) -> None:
+        filters = json.dumps({
+            "channels": sorted(feed.channels), "campaigns": sorted(feed.campaigns),
+            "states": sorted(feed.states), "authors": sorted(feed.authors)})
+        with self._write() as db:
+            _check_version(db, "feeds", feed.name, expected_version, "feed")
+            owner = db.execute("SELECT name FROM feeds WHERE token_hash = ?",
+                               (feed.token_hash,)).fetchone()
+            if feed.token_hash is not None and owner is not None and owner[0] != feed.name:
+                raise ConflictError(f"feed {feed.name!r}: that token belongs to another feed")
+            db.execute("INSERT OR REPLACE INTO feeds VALUES (?, ?, ?, ?, ?, ?)", (
+                feed.name, filters, feed.token_hash,
+                self._ts(feed.created_at) if feed.created_at else None,
+                self._ts(feed.rotated_at) if feed.rotated_at else None, feed.version))
+            self._append(db, [entry])
+
+    def get_feed(self, name: str) -> Feed | None:
+        rows = self._read("SELECT * FROM feeds WHERE name = ?", (name,))
+        return _feed(rows[0]) if rows else None
+
+    def find_feed(self, token_hash: str) -> Feed | None:
+        rows = self._read("SELECT * FROM feeds WHERE token_hash = ?", (token_hash,))
+        return _feed(rows[0]) if rows else None
+
+    def list_feeds(self) -> list[Feed]:
+        return [_feed(r) for r in self._read("SELECT * FROM feeds ORDER BY name")]
 
     # -- audit ---------------------------------------------------------------------
 
     def append_audit(self, entries: Sequence[NewEntry]) -> list[AuditEntry]:
         with self._write() as db:
             return self._append(db, entries)
+
+    def last_change(self) -> tuple[int, datetime | None]:
+        rows = self._read("SELECT id, at FROM audit ORDER BY id DESC LIMIT 1")
+        return (rows[0][0], _from_ts(rows[0][1])) if rows else (0, None)
 
     def history(self, post_id: int) -> list[AuditEntry]:
         rows = self._read(
@@ -611,8 +737,33 @@ def _post(r: Sequence[Any]) -> Post:
         _from_ts(r[12]) if r[12] else None, r[13],
         tuple(Approval(a[0], a[1], a[2], _from_ts(a[3]), a[4]) for a in json.loads(r[14]))
         if r[14] != "[]" else (),
-        r[15],
+        r[15], tuple(json.loads(r[16])) if r[16] != "[]" else (),
+        FrozenData(json.loads(r[17])) if r[17] != "{}" else NO_DATA, r[18],
     )
+
+
+def _media_json(media: tuple[str, ...]) -> str:
+    return json.dumps(list(media)) if media else "[]"
+
+
+def _urls_json(urls: Mapping[str, str]) -> str:
+    return json.dumps(dict(urls), sort_keys=True) if urls else "{}"
+
+
+def _slot_text(value: datetime | date) -> str:
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else \
+        value.isoformat()
+
+
+def _slot(text: str) -> datetime | date:
+    return _from_ts(text) if "T" in text else date.fromisoformat(text)
+
+
+def _feed(r: Sequence[Any]) -> Feed:
+    filters = json.loads(r[1])
+    return Feed(r[0], filters["channels"], filters["campaigns"], filters["states"],
+                filters["authors"], r[2], _from_ts(r[3]) if r[3] else None,
+                _from_ts(r[4]) if r[4] else None, r[5])
 
 
 def _entry(r: Sequence[Any]) -> AuditEntry:
