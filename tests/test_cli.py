@@ -327,9 +327,13 @@ class TestMisc:
         done = run("plugins")
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
+        hooks = {"postflow.storage.memory": "postflow_storage",
+                 "postflow.storage.sqlite": "postflow_storage",
+                 "postflow.calendar": "postflow_calendar_event"}
+        assert set(hooks) == set(BUILTIN_PLUGINS)
         for name in BUILTIN_PLUGINS:
             i = lines.index(f"{name}  (built-in)")
-            assert lines[i + 1] == "    postflow_storage"
+            assert lines[i + 1] == f"    {hooks[name]}"
 
     def test_installed_plugin_command_appears(self, run: Run, tmp_path: Path) -> None:
         """A distribution on the path with a 'postflow' entry point adds its command."""

@@ -764,7 +764,9 @@ class TestPluginsCommand:
         out = capsys.readouterr().out.splitlines()
         for name in BUILTIN_PLUGINS:
             i = out.index(f"{name}  (built-in)")
-            assert out[i + 1] == "    postflow_storage"
+            expected = "postflow_calendar_event" if name == "postflow.calendar" \
+                else "postflow_storage"
+            assert out[i + 1] == f"    {expected}"
         i = out.index("recorder  (postflow-recorder 2.5)")
         assert out[i + 1:i + 3] == ["    postflow_after_transition",
                                     "    postflow_before_transition"]
@@ -772,9 +774,11 @@ class TestPluginsCommand:
     def test_describe_marks_in_process_plugins(self) -> None:
         """The facade's describe() tells in-process plugins from built-ins."""
         hooks = Hooks(make_plugin_manager([NoObjection()], entry_points=False))
-        rows = {origin: hooks_ for _, origin, hooks_ in hooks.describe()}
-        assert rows["in-process"] == ["postflow_authorize"]
-        assert rows["built-in"] == ["postflow_storage"]
+        rows = {name: (origin, hooks_) for name, origin, hooks_ in hooks.describe()}
+        assert [row for row in rows.values() if row[0] == "in-process"] == [
+            ("in-process", ["postflow_authorize"])]
+        assert rows["postflow.storage.sqlite"] == ("built-in", ["postflow_storage"])
+        assert rows["postflow.calendar"] == ("built-in", ["postflow_calendar_event"])
 
 
 class TestTypedFacade:
@@ -795,8 +799,8 @@ class TestTypedFacade:
         """Every hook in hookspecs has a Hooks method named after it."""
         hooks = sorted(n for n in dir(hookspecs) if n.startswith("postflow_"))
         assert hooks == ["postflow_after_transition", "postflow_authorize",
-                         "postflow_before_transition", "postflow_register_commands",
-                         "postflow_storage"]
+                         "postflow_before_transition", "postflow_calendar_event",
+                         "postflow_register_commands", "postflow_storage"]
         for name in hooks:
             assert callable(getattr(Hooks, name.removeprefix("postflow_")))
 

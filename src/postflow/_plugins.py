@@ -16,8 +16,9 @@ from postflow.hookspecs import PROJECT
 
 if TYPE_CHECKING:
     import click
+    import icalendar
 
-    from postflow.models import AuditEntry, Member, Post
+    from postflow.models import AuditEntry, Channel, Member, Post
     from postflow.storage import Storage
     from postflow.workspace import Workspace
 
@@ -28,6 +29,7 @@ log = logging.getLogger("postflow")
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "postflow.storage.memory",
     "postflow.storage.sqlite",
+    "postflow.calendar",
 )
 """Modules registered as plugins in every workspace, after external plugins."""
 
@@ -138,6 +140,13 @@ class Hooks:
                     "plugin %s failed in postflow_after_transition for post %s (%s)",
                     impl.plugin_name, post.id, trigger,
                 )
+
+    def calendar_event(
+        self, workspace: Workspace, post: Post, channel: Channel, event: icalendar.Event
+    ) -> None:
+        """Let the built-in builder and plugins fill the event of ``post`` on ``channel``."""
+        self.pm.hook.postflow_calendar_event(
+            workspace=workspace, post=post, channel=channel, event=event)
 
     def register_commands(self, cli: click.Group) -> None:
         """Let plugins add CLI commands."""

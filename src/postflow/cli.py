@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import urllib.parse
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +15,9 @@ import click
 
 import postflow
 from postflow._plugins import Hooks, make_plugin_manager
+from postflow.calendar import CalendarSettings
 from postflow.exceptions import ConfigError, NotFound, PostflowError
-from postflow.models import AuditEntry, Post
+from postflow.models import AuditEntry, Feed, Post
 from postflow.workflow import Workflow
 
 __all__ = ["cli", "main"]
@@ -95,14 +100,218 @@ def history(url: str, workflow_file: Path | None, post_id: int) -> None:
         click.echo(render_history(ws.history(post_id)))
 
 
-def _open(url: str, workflow_file: Path | None) -> postflow.Workspace:
+def _open(url: str, workflow_file: Path | None,
+          settings: CalendarSettings | None = None) -> postflow.Workspace:
     """Open an existing workspace (a missing SQLite file is an error, not a new database)."""
     wf = Workflow.from_toml(workflow_file) if workflow_file else None
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         raise NotFound(
             f"no database at {url[len('sqlite:///'):]} (pass --db sqlite:///path or set "
             f"{URL_ENV}; 'postflow demo' writes sqlite:///postflow-demo.db)")
-    return postflow.open(url, workflow=wf)
+    return postflow.open(url, workflow=wf, calendar=settings)
+
+
+# -- calendar and feeds ---------------------------------------------------------------
+
+def calendar_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--calendar-name, --domain and --post-url, each with an environment variable."""
+    for option in reversed((
+        click.option("--calendar-name", envvar="POSTFLOW_CALENDAR_NAME", default="postflow",
+                     show_default=True, help="Calendar name shown by subscribers."),
+        click.option("--domain", envvar="POSTFLOW_CALENDAR_DOMAIN",
+                     default="postflow.invalid", show_default=True,
+                     help="Domain ending every event UID (keep it stable)."),
+        click.option("--post-url", envvar="POSTFLOW_POST_URL", default=None,
+                     help="Link to a post in your app, with {id} in it."),
+    )):
+        command = option(command)
+    return command
+
+
+def _settings(calendar_name: str, domain: str, post_url: str | None) -> CalendarSettings:
+    if post_url is not None and "{id}" not in post_url:
+        raise ConfigError(f"--post-url must contain {{id}}: {post_url!r}")
+    return CalendarSettings(name=calendar_name, domain=domain, post_url=post_url)
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    """A date (midnight UTC) or an ISO 8601 date-time with its offset."""
+    if value is None:
+        return None
+    try:
+        if "T" in value or " " in value:
+            return datetime.fromisoformat(value)
+        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r} is not a date (2026-12-01) or a date-time with its offset "
+            "(2026-12-01T09:00+01:00)", param_hint=option) from exc
+
+
+filter_options = (
+    click.option("--channel", "channels", multiple=True, help="Only this channel (repeat)."),
+    click.option("--campaign", "campaigns", multiple=True,
+                 help="Only this campaign (repeat)."),
+    click.option("--state", "states", multiple=True, help="Only this state (repeat)."),
+    click.option("--author", "authors", multiple=True, help="Only this author (repeat)."),
+)
+
+
+def with_filters(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The four filter options of exports and feeds."""
+    for option in reversed(filter_options):
+        command = option(command)
+    return command
+
+
+@cli.group()
+def calendar() -> None:
+    """Export the content calendar and import planning entries."""
+
+
+@calendar.command("export")
+@db_option
+@workflow_option
+@calendar_options
+@with_filters
+@click.option("--from", "start", help="Start: a date or a date-time with offset "
+              "(default: 30 days ago).")
+@click.option("--to", "end", help="End (exclusive; default: open).")
+@click.option("-o", "--output", type=click.File("wb"), default="-",
+              help="File to write (default: standard output).")
+def calendar_export(url: str, workflow_file: Path | None, calendar_name: str, domain: str,
+                    post_url: str | None, channels: tuple[str, ...],
+                    campaigns: tuple[str, ...], states: tuple[str, ...],
+                    authors: tuple[str, ...], start: str | None, end: str | None,
+                    output: Any) -> None:
+    """Write the calendar as an iCalendar (.ics) file."""
+    with _open(url, workflow_file, _settings(calendar_name, domain, post_url)) as ws:
+        data = ws.calendar.ical(
+            start=_when(start, "--from"), end=_when(end, "--to"),
+            channels=channels or None, campaigns=campaigns or None,
+            states=states or None, authors=authors or None)
+    output.write(data)
+
+
+@calendar.command("import")
+@db_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--category", default=None, help="Category of the entries (default: planning).")
+@click.option("--by", default=None, help="Admin member doing the import (default: system).")
+def calendar_import(url: str, file: Path, category: str | None, by: str | None) -> None:
+    """Add the events of an .ics file as tentative planning entries (by UID)."""
+    with _open(url, None) as ws:
+        report = ws.calendar.import_ical(file.read_bytes(), category=category, by=by)
+    click.echo(f"{len(report.added)} added, {len(report.updated)} updated, "
+               f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped")
+    for what, why in report.skipped:
+        click.echo(f"  skipped {what}: {why}")
+
+
+BASE_URL_ENV = "POSTFLOW_BASE_URL"
+base_url_option = click.option(
+    "--base-url", envvar=BASE_URL_ENV, default="http://127.0.0.1:8080", show_default=True,
+    help=f"Where 'postflow serve --feeds' is reachable (or set {BASE_URL_ENV}).")
+
+
+def feed_links(base_url: str, token: str) -> dict[str, str]:
+    """The https (or http), ``webcal://`` and Google "add by URL" links of a feed."""
+    url = f"{base_url.rstrip('/')}/feeds/{token}.ics"
+    webcal = "webcal://" + url.split("://", 1)[1]
+    google = "https://calendar.google.com/calendar/r?cid=" + urllib.parse.quote(
+        webcal, safe="")
+    return {"url": url, "webcal": webcal, "google": google}
+
+
+def _print_links(feed: Feed, token: str, base_url: str) -> None:
+    links = feed_links(base_url, token)
+    click.echo(f"Feed {feed.name!r}: the token is shown only now; keep these links private.")
+    click.echo(f"  URL (Google, Thunderbird):  {links['url']}")
+    click.echo(f"  Apple / Outlook:            {links['webcal']}")
+    click.echo(f"  Add to Google Calendar:     {links['google']}")
+
+
+@cli.group()
+def feed() -> None:
+    """Create, rotate, revoke and list private calendar feeds."""
+
+
+@feed.command("create")
+@db_option
+@with_filters
+@base_url_option
+@click.argument("name")
+@click.option("--by", default=None, help="Admin member (default: system).")
+def feed_create(url: str, channels: tuple[str, ...], campaigns: tuple[str, ...],
+                states: tuple[str, ...], authors: tuple[str, ...], base_url: str, name: str,
+                by: str | None) -> None:
+    """Create feed NAME and print its private links."""
+    with _open(url, None) as ws:
+        created, token = ws.feeds.create(name, channels=channels, campaigns=campaigns,
+                                         states=states, authors=authors, by=by)
+    _print_links(created, token, base_url)
+
+
+@feed.command("rotate")
+@db_option
+@base_url_option
+@click.argument("name")
+@click.option("--by", default=None, help="Admin member (default: system).")
+def feed_rotate(url: str, base_url: str, name: str, by: str | None) -> None:
+    """Give feed NAME a new token (the old links stop working)."""
+    with _open(url, None) as ws:
+        rotated, token = ws.feeds.rotate(name, by=by)
+    _print_links(rotated, token, base_url)
+
+
+@feed.command("revoke")
+@db_option
+@click.argument("name")
+@click.option("--by", default=None, help="Admin member (default: system).")
+def feed_revoke(url: str, name: str, by: str | None) -> None:
+    """Stop feed NAME (its links answer 404 until it is rotated)."""
+    with _open(url, None) as ws:
+        ws.feeds.revoke(name, by=by)
+    click.echo(f"Feed {name!r} revoked.")
+
+
+@feed.command("list")
+@db_option
+def feed_list(url: str) -> None:
+    """List the feeds and their filters."""
+    with _open(url, None) as ws:
+        for item in ws.feeds.list():
+            filters = [f"{kind}={','.join(sorted(values))}" for kind, values in (
+                ("channels", item.channels), ("campaigns", item.campaigns),
+                ("states", item.states), ("authors", item.authors)) if values]
+            status = "revoked" if item.revoked else "active"
+            click.echo(f"{item.name}  {status}  {' '.join(filters) or 'everything'}")
+
+
+@cli.command()
+@db_option
+@workflow_option
+@calendar_options
+@click.option("--feeds", "serve_feeds", is_flag=True, required=True,
+              help="Serve the calendar feeds (the only service so far).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+def serve(url: str, workflow_file: Path | None, calendar_name: str, domain: str,
+          post_url: str | None, serve_feeds: bool, host: str, port: int) -> None:
+    """Serve the calendar feeds over HTTP until interrupted."""
+    from postflow.web import make_feed_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with _open(url, workflow_file, _settings(calendar_name, domain, post_url)) as ws:
+        server = make_feed_server(ws, host, port)
+        click.echo(f"Serving feeds on http://{host}:{server.server_port}/feeds/<token>.ics "
+                   "(Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            click.echo("Stopped.")
+        finally:
+            server.server_close()
 
 
 def render_board(ws: postflow.Workspace) -> str:

@@ -15,8 +15,9 @@ import pluggy
 
 if TYPE_CHECKING:
     import click
+    import icalendar
 
-    from postflow.models import AuditEntry, Member, Post
+    from postflow.models import AuditEntry, Channel, Member, Post
     from postflow.storage import Storage
     from postflow.workspace import Workspace
 
@@ -95,6 +96,24 @@ def postflow_after_transition(
     exceptions are logged (logger ``postflow``) and do not reach the caller.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def postflow_calendar_event(
+    workspace: Workspace, post: Post, channel: Channel, event: icalendar.Event
+) -> None:
+    """Add or change properties of the calendar event of ``post`` on ``channel``.
+
+    Called for every event a calendar or feed renders, in place on ``event`` (an
+    :class:`icalendar.Event`). The built-in implementation runs first and sets UID,
+    times, SUMMARY, DESCRIPTION, STATUS, SEQUENCE, CATEGORIES, URL and ATTACH; later
+    implementations see those and may change them (``event[name] = ...``, ``event.add``).
+    The rendered bytes are cached per post version, channel version and campaign
+    version, so the result must depend only on those arguments. An error propagates to
+    the caller of the render.
+
+    .. versionadded:: 0.2
     """
 
 

@@ -16,6 +16,7 @@ import attrs
 
 from postflow._plugins import Hooks, make_plugin_manager
 from postflow._time import Clock, SystemClock, to_utc, zone_of
+from postflow.calendar import Calendar, CalendarSettings, Feeds
 from postflow.exceptions import (
     ConfigError,
     ConflictError,
@@ -95,12 +96,14 @@ def open(
     workflow: Workflow | None = None,
     clock: Clock | None = None,
     entry_points: bool = True,
+    calendar: CalendarSettings | None = None,
 ) -> Workspace:
     """Open a workspace on a storage URL (``memory://``, ``sqlite:///path`` …).
 
     ``plugins`` are registered in-process (after entry-point plugins, before the
     built-ins). ``clock`` replaces the system clock (see :mod:`postflow.testing`).
-    ``entry_points=False`` ignores installed plugins.
+    ``entry_points=False`` ignores installed plugins. ``calendar`` sets how the
+    calendar and its feeds are rendered.
     """
     hooks = Hooks(make_plugin_manager(plugins, entry_points=entry_points))
     storage = hooks.storage(url)
@@ -110,7 +113,8 @@ def open(
             f"no storage backend for {url!r}: no plugin handles scheme {scheme!r} "
             "(built in: memory://, sqlite:///path)"
         )
-    return Workspace(storage, workflow or Workflow.default(), hooks, clock or SystemClock())
+    return Workspace(storage, workflow or Workflow.default(), hooks, clock or SystemClock(),
+                     calendar)
 
 
 class Workspace:
@@ -122,7 +126,8 @@ class Workspace:
     concurrent change is merged by re-reading and re-checking the call.
     """
 
-    def __init__(self, storage: Storage, workflow: Workflow, hooks: Hooks, clock: Clock):
+    def __init__(self, storage: Storage, workflow: Workflow, hooks: Hooks, clock: Clock,
+                 calendar: CalendarSettings | None = None):
         self.storage = storage
         self.workflow = workflow
         self.hooks = hooks
@@ -131,6 +136,8 @@ class Workspace:
         self.channels = Channels(self)
         self.campaigns = Campaigns(self)
         self.posts = Posts(self)
+        self.calendar = Calendar(self, calendar or CalendarSettings())
+        self.feeds = Feeds(self)
         # Snapshots this workspace wrote, as a base for its next write. Safe because a
         # stale base fails the compare-and-set, and an error from a cached base is
         # re-checked against a fresh read before it is raised.

@@ -1,0 +1,656 @@
+"""The content calendar as iCalendar (RFC 5545): exports, feeds, imported planning.
+
+``ws.calendar.ical(...)`` renders the posts on the calendar (scheduled and published
+ones at their time, planned ones as tentative all-day events) and the imported planning
+entries, one VEVENT per post and channel. The bytes are deterministic for the same data:
+UIDs come from post and channel, DTSTAMP and LAST-MODIFIED are the post's last change,
+and SEQUENCE is the post's persisted :attr:`~postflow.Post.sequence`.
+
+Each post's events are cached as bytes by post version and the versions of the channels
+and campaigns, so a render after a change serialises only what changed. This module is
+also the built-in plugin that fills every event (``postflow_calendar_event``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import icalendar
+
+from postflow._time import to_utc
+from postflow.exceptions import ValidationFailed
+from postflow.hookspecs import hookimpl
+from postflow.models import (
+    Campaign,
+    Channel,
+    Feed,
+    PlanningEntry,
+    Post,
+    calendar_slot,
+)
+from postflow.storage import NewEntry
+
+if TYPE_CHECKING:
+    from postflow.workspace import Workspace
+
+__all__ = ["Calendar", "CalendarSettings", "Feeds", "ImportReport", "RenderedFeed"]
+
+PRODID = "-//postflow//postflow calendar//EN"
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+_FOOTER = b"END:VCALENDAR\r\n"
+_MAX_CACHED_POSTS = 200_000
+
+
+@attrs.frozen
+class CalendarSettings:
+    """How a workspace renders its calendar.
+
+    ``domain`` ends every UID (``post-<id>-<channel>@<domain>``); ``post_url`` is the
+    link to a post in the host app, with ``{id}`` in it; ``event_minutes`` is the
+    length given to a post's event; feeds show a rolling window of ``past_days`` before
+    today (UTC) and ``future_days`` after it (``None``: everything ahead).
+    """
+
+    name: str = "postflow"
+    domain: str = "postflow.invalid"
+    post_url: str | None = None
+    event_minutes: int = 15
+    refresh_minutes: int = 60
+    past_days: int = 30
+    future_days: int | None = None
+    planning_category: str = "planning"
+
+
+@attrs.frozen
+class RenderedFeed:
+    """A rendered feed and its HTTP validators."""
+
+    body: bytes
+    etag: str
+    """A strong ETag (quoted SHA-256 of the body, truncated)."""
+    last_modified: datetime
+    """The latest change of anything rendered, UTC, whole seconds."""
+
+
+@attrs.frozen
+class ImportReport:
+    """What :meth:`Calendar.import_ical` did."""
+
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+    """``(what, why)`` for each event that was not imported."""
+
+
+@attrs.frozen
+class _Filters:
+    channels: frozenset[str] | None = None
+    campaigns: frozenset[str] | None = None
+    states: frozenset[str] | None = None
+    authors: frozenset[str] | None = None
+
+    def admits(self, post: Post) -> bool:
+        return (
+            (self.states is None or post.state in self.states)
+            and (self.campaigns is None or post.campaign in self.campaigns)
+            and (self.authors is None or post.author in self.authors)
+        )
+
+
+class _CachedPost:
+    """A post's rendered events: bytes per channel, valid for one version of the data."""
+
+    __slots__ = ("events", "key", "post", "sort_key")
+
+    def __init__(self, key: tuple[Any, ...], post: Post, events: dict[str, bytes],
+                 sort_key: tuple[datetime, int]) -> None:
+        self.key = key
+        self.post = post
+        self.events = events
+        self.sort_key = sort_key
+
+
+class Calendar:
+    """``ws.calendar``: iCalendar exports, feeds and imported planning entries."""
+
+    def __init__(self, workspace: Workspace, settings: CalendarSettings) -> None:
+        self._ws = workspace
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._posts: dict[int, _CachedPost] = {}
+        self._planning: dict[str, tuple[int, bytes]] = {}
+        self._feeds: dict[str, tuple[tuple[Any, ...], RenderedFeed]] = {}
+        self._headers: dict[str, bytes] = {}
+
+    # -- exports -------------------------------------------------------------------
+
+    def ical(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        channels: Iterable[str] | None = None,
+        campaigns: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+        authors: Iterable[str] | None = None,
+        name: str | None = None,
+    ) -> bytes:
+        """The calendar as iCalendar bytes.
+
+        Events whose time (or planned day) lies in ``[start, end)``; by default the
+        rolling window of the settings. Filters take names; an unknown channel,
+        campaign, state or author, or a ``start`` not before ``end``, raises
+        :class:`~postflow.ValidationFailed`.
+        """
+        window_start, window_end = self._window(start, end)
+        filters = self._filters(channels, campaigns, states, authors)
+        return self._render(window_start, window_end, filters, name or self.settings.name)
+
+    def _window(
+        self, start: datetime | None, end: datetime | None
+    ) -> tuple[datetime, datetime | None]:
+        subject = "calendar"
+        default_start, default_end = self.rolling_window()
+        start_utc = default_start if start is None else \
+            to_utc(start, field="start", subject=subject)[0]
+        end_utc = (default_end if start is None else None) if end is None else \
+            to_utc(end, field="end", subject=subject)[0]
+        if end_utc is not None and start_utc >= end_utc:
+            raise ValidationFailed.single(
+                subject, "start-after-end",
+                f"start ({start_utc.isoformat()}) must be before end ({end_utc.isoformat()})",
+                field="start")
+        return start_utc, end_utc
+
+    def rolling_window(self) -> tuple[datetime, datetime | None]:
+        """Today (UTC) minus ``past_days`` to today plus ``future_days`` (or open)."""
+        today = datetime.combine(self._ws.clock.now().astimezone(UTC).date(), time(),
+                                 tzinfo=UTC)
+        end = None
+        if self.settings.future_days is not None:
+            end = today + timedelta(days=self.settings.future_days + 1)
+        return today - timedelta(days=self.settings.past_days), end
+
+    def _filters(
+        self, channels: Iterable[str] | None, campaigns: Iterable[str] | None,
+        states: Iterable[str] | None, authors: Iterable[str] | None,
+    ) -> _Filters:
+        storage = self._ws.storage
+        checks: tuple[tuple[str, Iterable[str] | None, Callable[[str], bool], str, str], ...] = (
+            ("channels", channels, lambda n: storage.get_channel(n) is not None,
+             "unknown-channel", "channel"),
+            ("campaigns", campaigns, lambda n: storage.get_campaign(n) is not None,
+             "unknown-campaign", "campaign"),
+            ("states", states, lambda n: n in self._ws.workflow.states,
+             "unknown-state", "state"),
+            ("authors", authors, lambda n: storage.get_member(n) is not None,
+             "unknown-author", "member"),
+        )
+        chosen: dict[str, frozenset[str] | None] = {}
+        for field, value, known, code, what in checks:
+            if value is None:
+                chosen[field] = None
+                continue
+            names = frozenset([value] if isinstance(value, str) else value)
+            for name in sorted(names, key=str):
+                if not isinstance(name, str) or not known(name):
+                    raise ValidationFailed.single(
+                        "calendar filter", code, f"no {what} called {name!r}", field=field)
+            chosen[field] = names or None
+        return _Filters(**chosen)
+
+    def _render(
+        self, start: datetime, end: datetime | None, filters: _Filters, name: str
+    ) -> bytes:
+        ws = self._ws
+        storage = ws.storage
+        channels = {c.name: c for c in storage.list_channels()}
+        campaigns = {c.name: c for c in storage.list_campaigns()}
+        directory = (tuple((c.name, c.version) for c in channels.values()),
+                     tuple((c.name, c.version) for c in campaigns.values()))
+        first_day = start.date()
+        last_day = None if end is None else (end - timedelta(microseconds=1)).date()
+        candidates = storage.calendar_candidates(start, end, first_day, last_day)
+        cache = self._posts
+        missing = [i for i, version in candidates
+                   if (hit := cache.get(i)) is None or hit.key != (version, directory)]
+        if missing:
+            for post in storage.get_posts(missing):
+                self._cache_post(post, directory, channels, campaigns)
+        chosen: list[tuple[tuple[datetime, int], int, bytes]] = []
+        for post_id, _ in candidates:
+            cached = cache.get(post_id)
+            if cached is None or not filters.admits(cached.post):
+                continue
+            sort_key = cached.sort_key
+            if not start <= sort_key[0] or (end is not None and sort_key[0] >= end):
+                continue
+            for channel, event in cached.events.items():
+                if filters.channels is None or channel in filters.channels:
+                    chosen.append((sort_key, post_id, event))
+        chosen.sort(key=lambda item: (item[0], item[1]))
+        planning = self._planning_events(start, end, filters)
+        if len(cache) > _MAX_CACHED_POSTS:
+            cache.clear()
+        return b"".join([self._header(name), *(e for _, _, e in chosen), *planning,
+                         _FOOTER])
+
+    def _cache_post(
+        self, post: Post, directory: tuple[Any, ...], channels: Mapping[str, Channel],
+        campaigns: Mapping[str, Campaign],
+    ) -> None:
+        slot = calendar_slot(post)
+        events: dict[str, bytes] = {}
+        sort_key = (datetime.min.replace(tzinfo=UTC), post.id)
+        if slot is not None:
+            start = slot[1]
+            if not isinstance(start, datetime):
+                start = datetime.combine(start, time(), tzinfo=UTC)
+            sort_key = (start, post.id)
+            hooks = self._ws.hooks
+            for name in post.channels:
+                channel = channels.get(name) or Channel(name, "unknown")
+                event = icalendar.Event()
+                hooks.calendar_event(self._ws, post, channel, event)
+                events[name] = event.to_ical()
+        self._posts[post.id] = _CachedPost((post.version, directory), post, events, sort_key)
+
+    def _planning_events(
+        self, start: datetime, end: datetime | None, filters: _Filters
+    ) -> list[bytes]:
+        if filters != _Filters():
+            return []  # imported entries belong to no channel, campaign, state or author
+        rendered = []
+        for entry in self._ws.storage.list_planning_entries():
+            entry_start, entry_end = _instant(entry.start), _instant(entry.end)
+            if entry_end <= start or (end is not None and entry_start >= end):
+                continue
+            cached = self._planning.get(entry.uid)
+            if cached is None or cached[0] != entry.version:
+                cached = (entry.version, self._planning_event(entry).to_ical())
+                self._planning[entry.uid] = cached
+            rendered.append((entry_start, entry.uid, cached[1]))
+        rendered.sort(key=lambda item: (item[0], item[1]))
+        return [event for _, _, event in rendered]
+
+    def _planning_event(self, entry: PlanningEntry) -> icalendar.Event:
+        event = icalendar.Event()
+        digest = hashlib.sha256(entry.uid.encode("utf-8", "replace")).hexdigest()[:24]
+        event.add("uid", f"planning-{digest}@{self.settings.domain}")
+        event.add("dtstart", entry.start)
+        event.add("dtend", entry.end)
+        stamp = entry.updated_at or datetime(1970, 1, 1, tzinfo=UTC)
+        event.add("dtstamp", stamp)
+        event.add("last-modified", stamp)
+        event.add("sequence", entry.sequence)
+        event.add("summary", clean_text(entry.summary))
+        if entry.description:
+            event.add("description", clean_text(entry.description))
+        event.add("status", "TENTATIVE")
+        event.add("transp", "TRANSPARENT")
+        event.add("categories", [clean_text(entry.category)])
+        return event
+
+    def _header(self, name: str) -> bytes:
+        header = self._headers.get(name)
+        if header is None:
+            calendar = icalendar.Calendar()
+            calendar.add("version", "2.0")
+            calendar.add("prodid", PRODID)
+            calendar.add("calscale", "GREGORIAN")
+            calendar.add("name", clean_text(name))
+            calendar.add("x-wr-calname", clean_text(name))
+            refresh = timedelta(minutes=self.settings.refresh_minutes)
+            calendar.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
+            calendar.add("x-published-ttl", icalendar.vDuration(refresh))
+            header = calendar.to_ical()
+            assert header.endswith(_FOOTER)
+            header = header[: -len(_FOOTER)]
+            self._headers[name] = header
+        return header
+
+    # -- feeds ---------------------------------------------------------------------
+
+    def render_feed(self, feed: Feed) -> RenderedFeed:
+        """The feed's current bytes and validators, re-rendered only when needed.
+
+        Its validators come from storage (the newest audit entry) and the rolling
+        window, so a feed whose data did not change is answered from memory.
+        """
+        key, last_change = self._feed_key(feed)
+        with self._lock:
+            cached = self._feeds.get(feed.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        window_start, window_end = self.rolling_window()
+        filters = _Filters(feed.channels or None, feed.campaigns or None,
+                           feed.states or None, feed.authors or None)
+        with self._lock:
+            body = self._render(window_start, window_end, filters,
+                                f"{self.settings.name}: {feed.name}")
+        # the window moves at midnight UTC: events may have left it then
+        moved = datetime.combine(self._ws.clock.now().astimezone(UTC).date(), time(),
+                                 tzinfo=UTC)
+        last_modified = max(last_change or moved, moved).replace(microsecond=0)
+        rendered = RenderedFeed(body, f'"{hashlib.sha256(body).hexdigest()[:40]}"',
+                                last_modified)
+        with self._lock:
+            self._feeds[feed.name] = (key, rendered)
+        return rendered
+
+    def _feed_key(self, feed: Feed) -> tuple[tuple[Any, ...], datetime | None]:
+        change_id, change_at = self._ws.storage.last_change()
+        return (change_id, self.rolling_window(), feed.channels, feed.campaigns,
+                feed.states, feed.authors), change_at
+
+    # -- imports -------------------------------------------------------------------
+
+    def import_ical(
+        self, data: bytes | str, *, category: str | None = None, by: str | None = None
+    ) -> ImportReport:
+        """Add the events of another calendar as tentative planning entries.
+
+        Entries are keyed by their UID: importing the same file again changes nothing,
+        and an event whose time changed is updated (its SEQUENCE goes up). Events
+        without a UID or a start, and recurring events, are skipped and reported. Data
+        that is not iCalendar raises :class:`~postflow.ValidationFailed` and imports
+        nothing.
+        """
+        ws = self._ws
+        actor = ws._manager(by)
+        category = category or self.settings.planning_category
+        events, skipped = _parse_events(data)
+        stored = {e.uid: e for e in ws.storage.list_planning_entries()}
+        now = ws.clock.now()
+        changed: list[PlanningEntry] = []
+        added: list[str] = []
+        updated: list[str] = []
+        unchanged: list[str] = []
+        for uid, summary, description, start, end in events:
+            old = stored.get(uid)
+            fresh = PlanningEntry(uid, summary, start, end, description, category, 0, now, 1)
+            if old is None:
+                changed.append(fresh)
+                added.append(uid)
+                continue
+            same = (old.summary, old.description, old.start, old.end, old.category) == (
+                summary, description, start, end, category)
+            if same:
+                unchanged.append(uid)
+                continue
+            moved = (old.start, old.end) != (start, end)
+            changed.append(attrs.evolve(fresh, sequence=old.sequence + int(moved),
+                                        version=old.version + 1))
+            updated.append(uid)
+        if changed:
+            entry = NewEntry("calendar.import", actor, now, _correlation(), data={
+                "category": category, "added": added, "updated": updated,
+                "skipped": [what for what, _ in skipped]})
+            ws.storage.save_planning_entries(changed, entry)
+        return ImportReport(tuple(added), tuple(updated), tuple(unchanged), tuple(skipped))
+
+
+def _correlation() -> str:
+    from postflow.workspace import new_correlation_id
+
+    return new_correlation_id()
+
+
+def _instant(value: datetime | date) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.combine(value, time(), tzinfo=UTC)
+
+
+def clean_text(text: str) -> str:
+    """``text`` with line breaks as ``\\n`` and no other control characters.
+
+    iCalendar TEXT may not carry raw control characters (RFC 5545 3.3.11); CR and CRLF
+    become LF so that the escaper turns every line break into ``\\n``.
+    """
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", text)
+
+
+def _summary(post: Post, channel: Channel) -> str:
+    first_line = clean_text(post.text).strip().split("\n", 1)[0]
+    if len(first_line) > 60:
+        first_line = first_line[:59].rstrip() + "…"
+    return f"[{channel.name}] {first_line}"
+
+
+def _description(workspace: Workspace, post: Post, channel: Channel) -> str:
+    lines = [clean_text(post.text), "", f"State: {post.state}",
+             f"Channel: {channel.name} ({channel.network}"
+             + (f", {channel.handle})" if channel.handle else ")")]
+    if post.campaign:
+        campaign = workspace.storage.get_campaign(post.campaign)
+        goal = f": {campaign.goal}" if campaign and campaign.goal else ""
+        lines.append(f"Campaign: {post.campaign}{goal}")
+    lines.append(f"Author: {post.author}")
+    if post.approvals:
+        lines.append("Approved by: " + ", ".join(
+            f"{a.member} ({a.stage})" for a in post.approvals))
+    template = workspace.calendar.settings.post_url
+    if template:
+        lines.append(f"Open in postflow: {template.format(id=post.id)}")
+    return "\n".join(clean_text(line) for line in lines)
+
+
+@hookimpl(tryfirst=True)
+def postflow_calendar_event(
+    workspace: Workspace, post: Post, channel: Channel, event: icalendar.Event
+) -> None:
+    """Fill the standard properties of a post's event on one channel."""
+    settings = workspace.calendar.settings
+    slot = calendar_slot(post)
+    assert slot is not None, "only posts on the calendar are rendered"
+    status, start = slot
+    event.add("uid", f"post-{post.id}-{channel.name}@{settings.domain}")
+    if isinstance(start, datetime):
+        event.add("dtstart", start.astimezone(UTC))
+        event.add("dtend", start.astimezone(UTC) + timedelta(minutes=settings.event_minutes))
+    else:
+        event.add("dtstart", start)
+        event.add("dtend", start + timedelta(days=1))
+    stamp = post.updated_at.astimezone(UTC)
+    event.add("dtstamp", stamp)
+    event.add("last-modified", stamp)
+    event.add("sequence", post.sequence)
+    event.add("status", status)
+    event.add("transp", "TRANSPARENT")
+    event.add("summary", _summary(post, channel))
+    event.add("description", _description(workspace, post, channel))
+    categories = [channel.name, channel.network]
+    if post.campaign:
+        categories.append(post.campaign)
+    event.add("categories", [clean_text(c) for c in categories])
+    url = post.published_urls.get(channel.name)
+    if url:
+        event.add("url", url)
+    for media in post.media:
+        event.add("attach", media)
+
+
+# -- feeds ---------------------------------------------------------------------------
+
+def hash_token(token: str) -> str:
+    """The stored form of a feed token (SHA-256, hex)."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def redact(token: str) -> str:
+    """A token as it may appear in logs: its first 4 characters."""
+    return f"{token[:4]}…"
+
+
+class Feeds:
+    """``ws.feeds``: subscribable calendar feeds, each behind a secret token."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+
+    def create(
+        self,
+        name: str,
+        *,
+        channels: Iterable[str] = (),
+        campaigns: Iterable[str] = (),
+        states: Iterable[str] = (),
+        authors: Iterable[str] = (),
+        by: str | None = None,
+    ) -> tuple[Feed, str]:
+        """Create a feed; return it and its token (shown only now: store it safely).
+
+        Empty filters admit everything. The token has 256 random bits.
+        """
+        from postflow.workspace import _insert_new, _slug
+
+        ws = self._ws
+        actor = ws._manager(by)
+        name = _slug(name, "feed")
+        ws.calendar._filters(list(channels) or None, list(campaigns) or None,
+                             list(states) or None, list(authors) or None)
+        token = secrets.token_urlsafe(32)
+        now = ws.clock.now()
+        feed = Feed(name, channels, campaigns, states, authors, hash_token(token), now)
+        entry = NewEntry("feed.create", actor, now, _correlation(), data={
+            "feed": name, "channels": sorted(feed.channels),
+            "campaigns": sorted(feed.campaigns), "states": sorted(feed.states),
+            "authors": sorted(feed.authors)})
+        _insert_new(ws.storage.save_feed, feed, entry, f"feed {name!r}")
+        return feed, token
+
+    def rotate(self, name: str, *, by: str | None = None) -> tuple[Feed, str]:
+        """Give a feed a new token (the old one stops working); return both."""
+        token = secrets.token_urlsafe(32)
+        feed = self._change(name, "feed.rotate", by, hash_token(token))
+        return feed, token
+
+    def revoke(self, name: str, *, by: str | None = None) -> Feed:
+        """Remove a feed's token: subscribers get 404 until it is rotated again."""
+        return self._change(name, "feed.revoke", by, None)
+
+    def _change(self, name: str, action: str, by: str | None, token_hash: str | None
+                ) -> Feed:
+        ws = self._ws
+        actor = ws._manager(by)
+        feed = self.get(name)
+        now = ws.clock.now()
+        changed = attrs.evolve(feed, token_hash=token_hash, rotated_at=now,
+                               version=feed.version + 1)
+        entry = NewEntry(action, actor, now, _correlation(), data={"feed": name})
+        ws.storage.save_feed(changed, entry, expected_version=feed.version)
+        return changed
+
+    def get(self, name: str) -> Feed:
+        """The feed called ``name``; :class:`~postflow.NotFound` otherwise."""
+        from postflow.exceptions import NotFound
+
+        feed = self._ws.storage.get_feed(name) if isinstance(name, str) else None
+        if feed is None:
+            raise NotFound(f"no feed called {name!r}")
+        return feed
+
+    def list(self) -> list[Feed]:
+        """Every feed, revoked ones too, by name."""
+        return self._ws.storage.list_feeds()
+
+    def find(self, token: str) -> Feed | None:
+        """The feed ``token`` opens, or ``None`` (unknown, rotated away or revoked).
+
+        The token is hashed before the lookup and the stored hash compared in
+        constant time, so the answer takes as long for any wrong token.
+        """
+        wanted = hash_token(token)
+        feed = self._ws.storage.find_feed(wanted)
+        if feed is None or feed.token_hash is None:
+            return None
+        return feed if hmac.compare_digest(feed.token_hash, wanted) else None
+
+
+# -- reading other calendars ------------------------------------------------------
+
+_Parsed = tuple[str, str, str, datetime | date, datetime | date]
+
+
+def _parse_events(
+    data: bytes | str,
+) -> tuple[list[_Parsed], list[tuple[str, str]]]:
+    """The importable events of an iCalendar document, and the skipped ones with why."""
+    subject = "calendar import"
+    try:
+        calendars = icalendar.Calendar.from_ical(data, multiple=True)
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        raise ValidationFailed.single(subject, "not-icalendar",
+                                      f"not an iCalendar file: {exc}", field="file") from exc
+    if not calendars or any(c.name != "VCALENDAR" for c in calendars):
+        raise ValidationFailed.single(subject, "not-icalendar",
+                                      "not an iCalendar file: no VCALENDAR", field="file")
+    events: list[_Parsed] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for calendar in calendars:
+        for number, component in enumerate(calendar.walk("VEVENT"), 1):
+            summary = clean_text(str(component.get("summary", ""))).strip()
+            what = f"event {number}" + (f" ({summary[:40]!r})" if summary else "")
+            uid = str(component.get("uid", "")).strip()
+            if not uid:
+                skipped.append((what, "it has no UID"))
+                continue
+            what = f"event {uid!r}"
+            if uid in seen:
+                skipped.append((what, "its UID appears twice (recurrence overrides are "
+                                      "not imported)"))
+                continue
+            seen.add(uid)
+            if "rrule" in component or "rdate" in component:
+                skipped.append((what, "recurring events are not imported"))
+                continue
+            try:
+                start, end = _event_times(component)
+            except ValueError as exc:
+                skipped.append((what, str(exc)))
+                continue
+            description = clean_text(str(component.get("description", ""))).strip()
+            events.append((uid, summary or "(untitled)", description, start, end))
+    return events, skipped
+
+
+def _event_times(component: Any) -> tuple[datetime | date, datetime | date]:
+    if "dtstart" not in component:
+        raise ValueError("it has no DTSTART")
+    start = _aware(component.decoded("dtstart"))
+    if "dtend" in component:
+        end = _aware(component.decoded("dtend"))
+    elif "duration" in component:
+        end = start + component.decoded("duration")
+    else:
+        end = start + timedelta(days=1) if not isinstance(start, datetime) else start
+    if type(start) is not type(end):
+        raise ValueError("DTSTART and DTEND mix a date and a date-time")
+    if end < start:
+        raise ValueError("it ends before it starts")
+    if end == start and not isinstance(start, datetime):
+        end = start + timedelta(days=1)
+    return start, end
+
+
+def _aware(value: object) -> datetime | date:
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("it has a floating time (no time zone)")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return value
+    raise ValueError(f"its time {value!r} is not a date or date-time")

@@ -1,0 +1,124 @@
+"""The calendar feed server: a WSGI app any WSGI server can host.
+
+``feed_app(ws)`` answers ``GET``/``HEAD /feeds/<token>.ics`` with the feed that token
+opens (``text/calendar; charset=utf-8``, a strong ETag, Last-Modified, and 304 for
+``If-None-Match`` or ``If-Modified-Since``). Unknown, rotated-away and revoked tokens
+all get the same 404. Tokens never reach a log in full.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socketserver
+from collections.abc import Callable, Iterable
+from datetime import UTC
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from postflow.calendar import RenderedFeed, redact
+
+if TYPE_CHECKING:
+    from postflow.workspace import Workspace
+
+__all__ = ["feed_app", "make_feed_server"]
+
+log = logging.getLogger("postflow.web")
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_TOKEN = re.compile(r"^/([A-Za-z0-9_-]{16,128})(?:\.ics)?$")
+_NOT_FOUND = b"No such feed.\n"
+_CACHE_CONTROL = "private, no-cache"
+
+
+def feed_app(ws: Workspace, *, prefix: str = "/feeds") -> WSGIApp:
+    """A WSGI app serving ``ws``'s feeds at ``<prefix>/<token>.ics``.
+
+    Mounted under a path of its own (Flask's ``DispatcherMiddleware``, a Django view),
+    pass ``prefix=""``.
+    """
+    prefix = prefix.rstrip("/")
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "") or "/"
+        match = _TOKEN.match(path[len(prefix):]) if path.startswith(prefix + "/") else None
+        if method not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [
+                ("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", "0")])
+            return [b""]
+        feed = ws.feeds.find(match.group(1)) if match else None
+        if feed is None:
+            log.info("feed request with an unknown token %s: 404",
+                     redact(match.group(1)) if match else "(none)")
+            start_response("404 Not Found", [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(_NOT_FOUND))), ("Cache-Control", "no-store")])
+            return [b"" if method == "HEAD" else _NOT_FOUND]
+        rendered = ws.calendar.render_feed(feed)
+        validators = [
+            ("ETag", rendered.etag),
+            ("Last-Modified", format_datetime(rendered.last_modified, usegmt=True)),
+            ("Cache-Control", _CACHE_CONTROL),
+        ]
+        if not_modified(environ, rendered):
+            log.info("feed %s: 304", feed.name)
+            start_response("304 Not Modified", validators)
+            return [b""]
+        log.info("feed %s: 200 (%d bytes)", feed.name, len(rendered.body))
+        start_response("200 OK", [
+            ("Content-Type", "text/calendar; charset=utf-8"),
+            ("Content-Length", str(len(rendered.body))),
+            ("Content-Disposition", f'inline; filename="{feed.name}.ics"'),
+            *validators,
+        ])
+        return [b"" if method == "HEAD" else rendered.body]
+
+    return app
+
+
+def not_modified(environ: dict[str, Any], rendered: RenderedFeed) -> bool:
+    """Whether the request's validators still match (RFC 9110 13.2.2).
+
+    ``If-None-Match`` takes precedence; otherwise ``If-Modified-Since`` is compared at
+    whole seconds, and a date that cannot be parsed is ignored.
+    """
+    if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+    if if_none_match is not None:
+        tags = [t.strip() for t in if_none_match.split(",")]
+        # weak comparison, as If-None-Match specifies
+        return "*" in tags or any(t.removeprefix("W/") == rendered.etag for t in tags)
+    if_modified_since = environ.get("HTTP_IF_MODIFIED_SINCE")
+    if if_modified_since is None:
+        return False
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError, IndexError):
+        return False
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return rendered.last_modified <= since.astimezone(UTC)
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _RedactingHandler(WSGIRequestHandler):
+    """Logs requests through the ``postflow.web`` logger with the token cut short."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        message = format % args
+        message = re.sub(r"/([A-Za-z0-9_-]{4})[A-Za-z0-9_-]{12,}", r"/\1…", message)
+        log.debug("%s %s", self.address_string(), message)
+
+
+def make_feed_server(ws: Workspace, host: str = "127.0.0.1", port: int = 8080
+                     ) -> WSGIServer:
+    """A threaded stdlib HTTP server for :func:`feed_app` (``postflow serve --feeds``)."""
+    return make_server(host, port, feed_app(ws), server_class=_ThreadingServer,
+                       handler_class=_RedactingHandler)
