@@ -36,4 +36,6 @@ class TestReadme:
         """.ci/run installs the test extra and runs pytest as the README says."""
         ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
         assert "pip install -q '.[test]'" in ci
+        assert "npm ci --prefix tests/icaljs" in ci
+        assert "npm ci --prefix tests/icaljs" in README.split("```sh", 1)[1].split("```")[0]
         assert "python -m pytest" in ci
