@@ -266,8 +266,9 @@ def calendar_slot(post: Post) -> tuple[str, datetime | date] | None:
     """Where ``post`` sits on the calendar: ``(status, start)``, or ``None`` when it is not
     on it.
 
-    Scheduled and published posts are ``CONFIRMED`` at their time; any other post with a
-    planned date (except archived and failed ones) is ``TENTATIVE`` on that day. A post's
+    Scheduled and published posts are ``CONFIRMED`` at their scheduled time (a post
+    published without a schedule: when it was published); any other post with a planned
+    date (except archived and failed ones) is ``TENTATIVE`` on that day. A post's
     ``sequence`` goes up whenever this value changes.
     """
     state = post.state

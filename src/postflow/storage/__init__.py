@@ -211,8 +211,9 @@ class Storage(abc.ABC):
     ) -> list[tuple[int, int]]:
         """``(id, version)`` of every post that may be on the calendar in a window.
 
-        That is every post whose ``scheduled_at`` lies in ``[start, end)`` and every post
-        whose ``planned_for`` lies in ``[first_day, last_day]`` (``None``: no upper
+        That is every post whose ``scheduled_at`` lies in ``[start, end)``, every
+        ``published`` post without one whose ``state_changed_at`` lies there, and every
+        post whose ``planned_for`` lies in ``[first_day, last_day]`` (``None``: no upper
         bound), whatever its state, each once, ordered by id. Reads only an index: the
         calendar fetches the full posts it has not cached with :meth:`get_posts`.
         """

@@ -258,6 +258,11 @@ class MemoryStorage(Storage):
             ids.update(i for i, day in self._planned.items()
                        if day >= first_day and (last_day is None or day <= last_day))
             posts = self._posts
+            for i in self._by_state.get("published", ()):
+                post = posts[i]
+                if post.scheduled_at is None and start <= post.state_changed_at and (
+                        end is None or post.state_changed_at < end):
+                    ids.add(i)
             return [(i, posts[i].version) for i in sorted(ids)]
 
     def save_planning_entries(

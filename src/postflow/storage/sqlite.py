@@ -567,16 +567,20 @@ class SQLiteStorage(Storage):
         self, start: datetime, end: datetime | None, first_day: date, last_day: date | None
     ) -> list[tuple[int, int]]:
         timed = "scheduled_at >= ?" + ("" if end is None else " AND scheduled_at < ?")
+        published = "state = 'published' AND scheduled_at IS NULL AND " + timed.replace(
+            "scheduled_at", "state_changed_at")
         planned = "planned_for >= ?" + ("" if last_day is None else " AND planned_for <= ?")
-        params: list[Any] = [start.astimezone(UTC).isoformat()]
+        window = [start.astimezone(UTC).isoformat()]
         if end is not None:
-            params.append(end.astimezone(UTC).isoformat())
-        params.append(first_day.isoformat())
+            window.append(end.astimezone(UTC).isoformat())
+        days = [first_day.isoformat()]
         if last_day is not None:
-            params.append(last_day.isoformat())
+            days.append(last_day.isoformat())
         rows = self._read(
             f"SELECT id, version FROM posts WHERE {timed} "
-            f"UNION SELECT id, version FROM posts WHERE {planned} ORDER BY id", params)
+            f"UNION SELECT id, version FROM posts WHERE {published} "
+            f"UNION SELECT id, version FROM posts WHERE {planned} ORDER BY id",
+            [*window, *window, *days])
         return [(r[0], r[1]) for r in rows]
 
     # -- calendar: planning entries and feeds --------------------------------------
