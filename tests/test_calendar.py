@@ -218,6 +218,31 @@ class TestIcal:
         clock.advance(days=35)  # soon is 34 days old: out of the 30-day default window
         assert set(events(ws.calendar.ical())) == {uid(later)}
 
+    def test_planned_day_overlapping_the_start_is_in(self, ws: postflow.Workspace) -> None:
+        """An all-day event whose day contains the window's start is in the window."""
+        post = ws.plan(ws.posts.create(author="ana", text="p", channels=["acme-x"]).id,
+                       on=date(2030, 1, 10), by="ana")
+        noon = datetime(2030, 1, 10, 12, tzinfo=UTC)
+        assert set(events(ws.calendar.ical(start=noon))) == {uid(post)}
+        assert events(ws.calendar.ical(start=noon + timedelta(days=1))) == {}
+        assert events(ws.calendar.ical(start=noon - timedelta(days=2),
+                                       end=noon - timedelta(hours=12))) == {}
+
+    def test_planning_entries_follow_the_planning_flag(
+        self, ws: postflow.Workspace, clock: FixedClock
+    ) -> None:
+        """Imported entries show beside filtered posts unless planning=False."""
+        post = scheduled(ws, clock)
+        ws.calendar.import_ical(HOLIDAYS)
+        with_planning = events(ws.calendar.ical(channels=["acme-x"]))
+        assert len(with_planning) == 3
+        assert uid(post) in with_planning
+        assert set(events(ws.calendar.ical(planning=False))) == {uid(post)}
+        feed, _ = ws.feeds.create("posts-only", planning=False)
+        assert ws.feeds.get("posts-only").planning is False
+        body = ws.calendar.render_feed(feed).body
+        assert set(events(body)) == {uid(post)}
+
     def test_plugins_change_events_after_the_builtin(
         self, url: str, make_ws: MakeWs, clock: FixedClock
     ) -> None:

@@ -835,7 +835,7 @@ class TestFeeds:
         """Filters, times and the hash come back; the hash finds the feed."""
         feed = Feed("team", channels={"acme-x"}, campaigns={"spring"},
                     states={"scheduled"}, authors={"ana"}, token_hash="h1",
-                    created_at=T0, rotated_at=T0 + timedelta(days=1))
+                    created_at=T0, rotated_at=T0 + timedelta(days=1), planning=False)
         storage.save_feed(feed, make_entry("feed.create"), expected_version=0)
         assert storage.get_feed("team") == feed
         assert storage.find_feed("h1") == feed

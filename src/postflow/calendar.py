@@ -97,6 +97,7 @@ class _Filters:
     campaigns: frozenset[str] | None = None
     states: frozenset[str] | None = None
     authors: frozenset[str] | None = None
+    planning: bool = True
 
     def admits(self, post: Post) -> bool:
         return (
@@ -109,14 +110,16 @@ class _Filters:
 class _CachedPost:
     """A post's rendered events: bytes per channel, valid for one version of the data."""
 
-    __slots__ = ("events", "key", "post", "sort_key")
+    __slots__ = ("events", "key", "last_instant", "post", "sort_key")
 
     def __init__(self, key: tuple[Any, ...], post: Post, events: dict[str, bytes],
-                 sort_key: tuple[datetime, int]) -> None:
+                 sort_key: tuple[datetime, int], last_instant: datetime) -> None:
         self.key = key
         self.post = post
         self.events = events
         self.sort_key = sort_key
+        # the last instant that puts it in a window: its time, or its day's last moment
+        self.last_instant = last_instant
 
 
 class Calendar:
@@ -125,7 +128,7 @@ class Calendar:
     def __init__(self, workspace: Workspace, settings: CalendarSettings) -> None:
         self._ws = workspace
         self.settings = settings
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._posts: dict[int, _CachedPost] = {}
         self._planning: dict[str, tuple[int, bytes]] = {}
         self._feeds: dict[str, tuple[tuple[Any, ...], RenderedFeed]] = {}
@@ -142,17 +145,21 @@ class Calendar:
         campaigns: Iterable[str] | None = None,
         states: Iterable[str] | None = None,
         authors: Iterable[str] | None = None,
+        planning: bool = True,
         name: str | None = None,
     ) -> bytes:
         """The calendar as iCalendar bytes.
 
-        Events whose time (or planned day) lies in ``[start, end)``; by default the
-        rolling window of the settings. Filters take names; an unknown channel,
-        campaign, state or author, or a ``start`` not before ``end``, raises
-        :class:`~postflow.ValidationFailed`.
+        Posts whose time lies in ``[start, end)`` or whose planned day overlaps it, and
+        (unless ``planning=False``) the imported planning entries overlapping it; by
+        default the rolling window of the settings. Filters take names and apply to
+        posts; an unknown channel, campaign, state or author, or a ``start`` not before
+        ``end``, raises :class:`~postflow.ValidationFailed`. ``name`` overrides the
+        calendar's name.
         """
         window_start, window_end = self._window(start, end)
-        filters = self._filters(channels, campaigns, states, authors)
+        filters = attrs.evolve(self._filters(channels, campaigns, states, authors),
+                               planning=planning)
         return self._render(window_start, window_end, filters, name or self.settings.name)
 
     def _window(
@@ -206,9 +213,16 @@ class Calendar:
                     raise ValidationFailed.single(
                         "calendar filter", code, f"no {what} called {name!r}", field=field)
             chosen[field] = names or None
-        return _Filters(**chosen)
+        return _Filters(chosen["channels"], chosen["campaigns"], chosen["states"],
+                        chosen["authors"])
 
     def _render(
+        self, start: datetime, end: datetime | None, filters: _Filters, name: str
+    ) -> bytes:
+        with self._lock:
+            return self._render_locked(start, end, filters, name)
+
+    def _render_locked(
         self, start: datetime, end: datetime | None, filters: _Filters, name: str
     ) -> bytes:
         ws = self._ws
@@ -232,7 +246,7 @@ class Calendar:
             if cached is None or not filters.admits(cached.post):
                 continue
             sort_key = cached.sort_key
-            if not start <= sort_key[0] or (end is not None and sort_key[0] >= end):
+            if cached.last_instant < start or (end is not None and sort_key[0] >= end):
                 continue
             for channel, event in cached.events.items():
                 if filters.channels is None or channel in filters.channels:
@@ -251,10 +265,12 @@ class Calendar:
         slot = calendar_slot(post)
         events: dict[str, bytes] = {}
         sort_key = (datetime.min.replace(tzinfo=UTC), post.id)
+        last_instant = sort_key[0]
         if slot is not None:
-            start = slot[1]
+            start = last_instant = slot[1]  # type: ignore[assignment]
             if not isinstance(start, datetime):
                 start = datetime.combine(start, time(), tzinfo=UTC)
+                last_instant = start + timedelta(days=1) - timedelta(microseconds=1)
             sort_key = (start, post.id)
             hooks = self._ws.hooks
             for name in post.channels:
@@ -262,13 +278,14 @@ class Calendar:
                 event = icalendar.Event()
                 hooks.calendar_event(self._ws, post, channel, event)
                 events[name] = event.to_ical()
-        self._posts[post.id] = _CachedPost((post.version, directory), post, events, sort_key)
+        self._posts[post.id] = _CachedPost((post.version, directory), post, events, sort_key,
+                                           last_instant)
 
     def _planning_events(
         self, start: datetime, end: datetime | None, filters: _Filters
     ) -> list[bytes]:
-        if filters != _Filters():
-            return []  # imported entries belong to no channel, campaign, state or author
+        if not filters.planning:
+            return []
         rendered = []
         for entry in self._ws.storage.list_planning_entries():
             entry_start, entry_end = _instant(entry.start), _instant(entry.end)
@@ -333,10 +350,9 @@ class Calendar:
             return cached[1]
         window_start, window_end = self.rolling_window()
         filters = _Filters(feed.channels or None, feed.campaigns or None,
-                           feed.states or None, feed.authors or None)
-        with self._lock:
-            body = self._render(window_start, window_end, filters,
-                                f"{self.settings.name}: {feed.name}")
+                           feed.states or None, feed.authors or None, feed.planning)
+        body = self._render(window_start, window_end, filters,
+                            f"{self.settings.name}: {feed.name}")
         # the window moves at midnight UTC: events may have left it then
         moved = datetime.combine(self._ws.clock.now().astimezone(UTC).date(), time(),
                                  tzinfo=UTC)
@@ -350,7 +366,7 @@ class Calendar:
     def _feed_key(self, feed: Feed) -> tuple[tuple[Any, ...], datetime | None]:
         change_id, change_at = self._ws.storage.last_change()
         return (change_id, self.rolling_window(), feed.channels, feed.campaigns,
-                feed.states, feed.authors), change_at
+                feed.states, feed.authors, feed.planning), change_at
 
     # -- imports -------------------------------------------------------------------
 
@@ -508,11 +524,13 @@ class Feeds:
         campaigns: Iterable[str] = (),
         states: Iterable[str] = (),
         authors: Iterable[str] = (),
+        planning: bool = True,
         by: str | None = None,
     ) -> tuple[Feed, str]:
         """Create a feed; return it and its token (shown only now: store it safely).
 
-        Empty filters admit everything. The token has 256 random bits.
+        Empty filters admit every post; ``planning`` adds the imported planning
+        entries. The token has 256 random bits.
         """
         from postflow.workspace import _insert_new, _slug
 
@@ -523,11 +541,12 @@ class Feeds:
                              list(states) or None, list(authors) or None)
         token = secrets.token_urlsafe(32)
         now = ws.clock.now()
-        feed = Feed(name, channels, campaigns, states, authors, hash_token(token), now)
+        feed = Feed(name, channels, campaigns, states, authors, hash_token(token), now,
+                    planning=planning)
         entry = NewEntry("feed.create", actor, now, _correlation(), data={
             "feed": name, "channels": sorted(feed.channels),
             "campaigns": sorted(feed.campaigns), "states": sorted(feed.states),
-            "authors": sorted(feed.authors)})
+            "authors": sorted(feed.authors), "planning": planning})
         _insert_new(ws.storage.save_feed, feed, entry, f"feed {name!r}")
         return feed, token
 

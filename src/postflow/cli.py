@@ -154,6 +154,8 @@ filter_options = (
                  help="Only this campaign (repeat)."),
     click.option("--state", "states", multiple=True, help="Only this state (repeat)."),
     click.option("--author", "authors", multiple=True, help="Only this author (repeat)."),
+    click.option("--planning/--no-planning", default=True, show_default=True,
+                 help="Include the imported planning entries."),
 )
 
 
@@ -182,14 +184,14 @@ def calendar() -> None:
 def calendar_export(url: str, workflow_file: Path | None, calendar_name: str, domain: str,
                     post_url: str | None, channels: tuple[str, ...],
                     campaigns: tuple[str, ...], states: tuple[str, ...],
-                    authors: tuple[str, ...], start: str | None, end: str | None,
-                    output: Any) -> None:
+                    authors: tuple[str, ...], planning: bool, start: str | None,
+                    end: str | None, output: Any) -> None:
     """Write the calendar as an iCalendar (.ics) file."""
     with _open(url, workflow_file, _settings(calendar_name, domain, post_url)) as ws:
         data = ws.calendar.ical(
             start=_when(start, "--from"), end=_when(end, "--to"),
             channels=channels or None, campaigns=campaigns or None,
-            states=states or None, authors=authors or None)
+            states=states or None, authors=authors or None, planning=planning)
     output.write(data)
 
 
@@ -243,12 +245,13 @@ def feed() -> None:
 @click.argument("name")
 @click.option("--by", default=None, help="Admin member (default: system).")
 def feed_create(url: str, channels: tuple[str, ...], campaigns: tuple[str, ...],
-                states: tuple[str, ...], authors: tuple[str, ...], base_url: str, name: str,
-                by: str | None) -> None:
+                states: tuple[str, ...], authors: tuple[str, ...], planning: bool,
+                base_url: str, name: str, by: str | None) -> None:
     """Create feed NAME and print its private links."""
     with _open(url, None) as ws:
         created, token = ws.feeds.create(name, channels=channels, campaigns=campaigns,
-                                         states=states, authors=authors, by=by)
+                                         states=states, authors=authors, planning=planning,
+                                         by=by)
     _print_links(created, token, base_url)
 
 
@@ -284,6 +287,8 @@ def feed_list(url: str) -> None:
             filters = [f"{kind}={','.join(sorted(values))}" for kind, values in (
                 ("channels", item.channels), ("campaigns", item.campaigns),
                 ("states", item.states), ("authors", item.authors)) if values]
+            if not item.planning:
+                filters.append("no planning entries")
             status = "revoked" if item.revoked else "active"
             click.echo(f"{item.name}  {status}  {' '.join(filters) or 'everything'}")
 

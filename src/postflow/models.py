@@ -317,6 +317,8 @@ class Feed:
     created_at: datetime | None = None
     rotated_at: datetime | None = None
     version: int = 1
+    planning: bool = True
+    """Whether imported planning entries are in the feed (filters apply to posts)."""
 
     @property
     def revoked(self) -> bool:

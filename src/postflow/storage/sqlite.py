@@ -617,7 +617,8 @@ class SQLiteStorage(Storage):
                   ) -> None:
         filters = json.dumps({
             "channels": sorted(feed.channels), "campaigns": sorted(feed.campaigns),
-            "states": sorted(feed.states), "authors": sorted(feed.authors)})
+            "states": sorted(feed.states), "authors": sorted(feed.authors),
+            "planning": feed.planning})
         with self._write() as db:
             _check_version(db, "feeds", feed.name, expected_version, "feed")
             owner = db.execute("SELECT name FROM feeds WHERE token_hash = ?",
@@ -767,7 +768,7 @@ def _feed(r: Sequence[Any]) -> Feed:
     filters = json.loads(r[1])
     return Feed(r[0], filters["channels"], filters["campaigns"], filters["states"],
                 filters["authors"], r[2], _from_ts(r[3]) if r[3] else None,
-                _from_ts(r[4]) if r[4] else None, r[5])
+                _from_ts(r[4]) if r[4] else None, r[5], filters.get("planning", True))
 
 
 def _entry(r: Sequence[Any]) -> AuditEntry:
