@@ -243,6 +243,30 @@ class TestIcal:
         body = ws.calendar.render_feed(feed).body
         assert set(events(body)) == {uid(post)}
 
+    def test_events_are_in_time_order(self, ws: postflow.Workspace, clock: FixedClock
+                                      ) -> None:
+        """Posts and planning entries interleave by start time."""
+        late = scheduled(ws, clock, days=20)
+        early = scheduled(ws, clock, days=1)
+        ws.calendar.import_ical(HOLIDAYS)  # 2030-01-15 and 2030-12-25
+        found = [str(e["uid"]) for e in
+                 icalendar.Calendar.from_ical(ws.calendar.ical()).walk("VEVENT")]
+        assert found[:2] == [uid(early), found[1]]
+        assert found[1].startswith("planning-")  # the launch on 2030-01-15
+        assert found[2] == uid(late)
+        assert found[3].startswith("planning-")
+
+    def test_blocked_builtin_builder_is_a_clear_error(
+        self, url: str, make_ws: MakeWs, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without the built-in event builder the render fails instead of emitting husks."""
+        monkeypatch.setenv("POSTFLOW_DISABLE_PLUGINS", "postflow.calendar")
+        ws = make_ws(url)
+        add_team(ws)
+        post = scheduled(ws, clock)
+        with pytest.raises(postflow.ConfigError, match=f"post {post.id} on 'acme-x'"):
+            ws.calendar.ical()
+
     def test_plugins_change_events_after_the_builtin(
         self, url: str, make_ws: MakeWs, clock: FixedClock
     ) -> None:
@@ -374,6 +398,20 @@ class TestImport:
         launch = [e for e in ws.storage.list_planning_entries() if e.uid == "launch@acme.test"]
         assert (launch[0].sequence, launch[0].version) == (1, 2)
         assert launch[0].start == datetime(2030, 1, 16, 16, tzinfo=UTC)
+
+    def test_prune_removes_what_the_file_no_longer_has(self, ws: postflow.Workspace) -> None:
+        """With prune=True, entries of that category missing from the file go; others stay."""
+        ws.calendar.import_ical(HOLIDAYS)
+        ws.calendar.import_ical(HOLIDAYS.replace(b"xmas-2030", b"other-cal"), category="x")
+        only_launch = HOLIDAYS.replace(b"UID:xmas-2030@holidays.test", b"")
+        kept = ws.calendar.import_ical(only_launch)
+        assert (kept.removed, len(ws.storage.list_planning_entries())) == ((), 3)
+        pruned = ws.calendar.import_ical(only_launch, prune=True)
+        assert pruned.removed == ("xmas-2030@holidays.test",)
+        assert sorted(e.uid for e in ws.storage.list_planning_entries()) == [
+            "launch@acme.test", "other-cal@holidays.test"]
+        assert ws.calendar.ical().count(b"SUMMARY:Christmas Day") == 1  # the other category
+        assert ws.audit_log()[-1].data["removed"] == ("xmas-2030@holidays.test",)
 
     @pytest.mark.parametrize("data", [b"", b"hello world", b"BEGIN:VCARD\r\nEND:VCARD\r\n",
                                       b"\x89PNG\r\n\x1a\n\x00\x00"])

@@ -26,7 +26,7 @@ import attrs
 import icalendar
 
 from postflow._time import to_utc
-from postflow.exceptions import ValidationFailed
+from postflow.exceptions import ConfigError, ValidationFailed
 from postflow.hookspecs import hookimpl
 from postflow.models import (
     Campaign,
@@ -87,6 +87,8 @@ class ImportReport:
     added: tuple[str, ...] = ()
     updated: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    """Entries of the category that the file no longer has (with ``prune=True``)."""
     skipped: tuple[tuple[str, str], ...] = ()
     """``(what, why)`` for each event that was not imported."""
 
@@ -240,7 +242,7 @@ class Calendar:
         if missing:
             for post in storage.get_posts(missing):
                 self._cache_post(post, directory, channels, campaigns)
-        chosen: list[tuple[tuple[datetime, int], int, bytes]] = []
+        chosen: list[tuple[datetime, int, int, str, bytes]] = []
         for post_id, _ in candidates:
             cached = cache.get(post_id)
             if cached is None or not filters.admits(cached.post):
@@ -250,13 +252,13 @@ class Calendar:
                 continue
             for channel, event in cached.events.items():
                 if filters.channels is None or channel in filters.channels:
-                    chosen.append((sort_key, post_id, event))
-        chosen.sort(key=lambda item: (item[0], item[1]))
-        planning = self._planning_events(start, end, filters)
+                    chosen.append((sort_key[0], 0, post_id, "", event))
+        chosen.extend(self._planning_events(start, end, filters))
+        # by time; posts before planning entries at the same time; stable per channel
+        chosen.sort(key=lambda item: item[:4])
         if len(cache) > _MAX_CACHED_POSTS:
             cache.clear()
-        return b"".join([self._header(name), *(e for _, _, e in chosen), *planning,
-                         _FOOTER])
+        return b"".join([self._header(name), *(item[4] for item in chosen), _FOOTER])
 
     def _cache_post(
         self, post: Post, directory: tuple[Any, ...], channels: Mapping[str, Channel],
@@ -277,13 +279,17 @@ class Calendar:
                 channel = channels.get(name) or Channel(name, "unknown")
                 event = icalendar.Event()
                 hooks.calendar_event(self._ws, post, channel, event)
+                if "UID" not in event:
+                    raise ConfigError(
+                        f"no plugin built the calendar event of post {post.id} on {name!r}: "
+                        "is the built-in plugin 'postflow.calendar' blocked?")
                 events[name] = event.to_ical()
         self._posts[post.id] = _CachedPost((post.version, directory), post, events, sort_key,
                                            last_instant)
 
     def _planning_events(
         self, start: datetime, end: datetime | None, filters: _Filters
-    ) -> list[bytes]:
+    ) -> list[tuple[datetime, int, int, str, bytes]]:
         if not filters.planning:
             return []
         rendered = []
@@ -295,9 +301,8 @@ class Calendar:
             if cached is None or cached[0] != entry.version:
                 cached = (entry.version, self._planning_event(entry).to_ical())
                 self._planning[entry.uid] = cached
-            rendered.append((entry_start, entry.uid, cached[1]))
-        rendered.sort(key=lambda item: (item[0], item[1]))
-        return [event for _, _, event in rendered]
+            rendered.append((entry_start, 1, 0, entry.uid, cached[1]))
+        return rendered
 
     def _planning_event(self, entry: PlanningEntry) -> icalendar.Event:
         event = icalendar.Event()
@@ -371,15 +376,17 @@ class Calendar:
     # -- imports -------------------------------------------------------------------
 
     def import_ical(
-        self, data: bytes | str, *, category: str | None = None, by: str | None = None
+        self, data: bytes | str, *, category: str | None = None, prune: bool = False,
+        by: str | None = None,
     ) -> ImportReport:
         """Add the events of another calendar as tentative planning entries.
 
         Entries are keyed by their UID: importing the same file again changes nothing,
-        and an event whose time changed is updated (its SEQUENCE goes up). Events
-        without a UID or a start, and recurring events, are skipped and reported. Data
-        that is not iCalendar raises :class:`~postflow.ValidationFailed` and imports
-        nothing.
+        and an event whose time changed is updated (its SEQUENCE goes up). With
+        ``prune=True``, entries of ``category`` that the file no longer has are
+        removed. Events without a UID or a start, and recurring events, are skipped and
+        reported. Data that is not iCalendar raises :class:`~postflow.ValidationFailed`
+        and imports nothing.
         """
         ws = self._ws
         actor = ws._manager(by)
@@ -407,12 +414,16 @@ class Calendar:
             changed.append(attrs.evolve(fresh, sequence=old.sequence + int(moved),
                                         version=old.version + 1))
             updated.append(uid)
-        if changed:
+        in_file = {uid for uid, *_ in events}
+        removed = sorted(uid for uid, old in stored.items()
+                         if prune and old.category == category and uid not in in_file)
+        if changed or removed:
             entry = NewEntry("calendar.import", actor, now, _correlation(), data={
                 "category": category, "added": added, "updated": updated,
-                "skipped": [what for what, _ in skipped]})
-            ws.storage.save_planning_entries(changed, entry)
-        return ImportReport(tuple(added), tuple(updated), tuple(unchanged), tuple(skipped))
+                "removed": removed, "skipped": [what for what, _ in skipped]})
+            ws.storage.save_planning_entries(changed, entry, remove=removed)
+        return ImportReport(tuple(added), tuple(updated), tuple(unchanged), tuple(removed),
+                            tuple(skipped))
 
 
 def _correlation() -> str:

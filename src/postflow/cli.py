@@ -199,13 +199,18 @@ def calendar_export(url: str, workflow_file: Path | None, calendar_name: str, do
 @db_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--category", default=None, help="Category of the entries (default: planning).")
+@click.option("--prune", is_flag=True,
+              help="Remove entries of the category that the file no longer has.")
 @click.option("--by", default=None, help="Admin member doing the import (default: system).")
-def calendar_import(url: str, file: Path, category: str | None, by: str | None) -> None:
+def calendar_import(url: str, file: Path, category: str | None, prune: bool,
+                    by: str | None) -> None:
     """Add the events of an .ics file as tentative planning entries (by UID)."""
     with _open(url, None) as ws:
-        report = ws.calendar.import_ical(file.read_bytes(), category=category, by=by)
+        report = ws.calendar.import_ical(file.read_bytes(), category=category, prune=prune,
+                                         by=by)
+    removed = f", {len(report.removed)} removed" if prune else ""
     click.echo(f"{len(report.added)} added, {len(report.updated)} updated, "
-               f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped")
+               f"{len(report.unchanged)} unchanged{removed}, {len(report.skipped)} skipped")
     for what, why in report.skipped:
         click.echo(f"  skipped {what}: {why}")
 
@@ -240,15 +245,16 @@ def feed() -> None:
 
 @feed.command("create")
 @db_option
+@workflow_option
 @with_filters
 @base_url_option
 @click.argument("name")
 @click.option("--by", default=None, help="Admin member (default: system).")
-def feed_create(url: str, channels: tuple[str, ...], campaigns: tuple[str, ...],
-                states: tuple[str, ...], authors: tuple[str, ...], planning: bool,
-                base_url: str, name: str, by: str | None) -> None:
+def feed_create(url: str, workflow_file: Path | None, channels: tuple[str, ...],
+                campaigns: tuple[str, ...], states: tuple[str, ...], authors: tuple[str, ...],
+                planning: bool, base_url: str, name: str, by: str | None) -> None:
     """Create feed NAME and print its private links."""
-    with _open(url, None) as ws:
+    with _open(url, workflow_file) as ws:
         created, token = ws.feeds.create(name, channels=channels, campaigns=campaigns,
                                          states=states, authors=authors, planning=planning,
                                          by=by)

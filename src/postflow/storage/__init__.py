@@ -222,12 +222,15 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def save_planning_entries(
-        self, entries: Sequence[PlanningEntry], entry: NewEntry
+        self, entries: Sequence[PlanningEntry], entry: NewEntry, *,
+        remove: Sequence[str] = (),
     ) -> None:
-        """Insert or replace planning entries by ``uid``, appending ``entry`` with them.
+        """Insert or replace planning entries by ``uid`` and delete those whose uid is in
+        ``remove``, appending ``entry``, all in one transaction.
 
         Each entry's ``version`` must be 1 for a new ``uid`` or the stored version + 1;
         otherwise :class:`~postflow.ConflictError` is raised and nothing is written.
+        Unknown uids in ``remove`` are ignored.
         """
 
     @abc.abstractmethod

@@ -266,7 +266,8 @@ class MemoryStorage(Storage):
             return [(i, posts[i].version) for i in sorted(ids)]
 
     def save_planning_entries(
-        self, entries: Sequence[PlanningEntry], entry: NewEntry
+        self, entries: Sequence[PlanningEntry], entry: NewEntry, *,
+        remove: Sequence[str] = (),
     ) -> None:
         with self._lock:
             for planned in entries:
@@ -280,6 +281,8 @@ class MemoryStorage(Storage):
                         actual=0 if stored is None else stored.version)
             for planned in entries:
                 self._planning[planned.uid] = planned
+            for uid in remove:
+                self._planning.pop(uid, None)
             self._append([entry])
 
     def list_planning_entries(self) -> list[PlanningEntry]:

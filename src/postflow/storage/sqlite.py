@@ -586,7 +586,8 @@ class SQLiteStorage(Storage):
     # -- calendar: planning entries and feeds --------------------------------------
 
     def save_planning_entries(
-        self, entries: Sequence[PlanningEntry], entry: NewEntry
+        self, entries: Sequence[PlanningEntry], entry: NewEntry, *,
+        remove: Sequence[str] = (),
     ) -> None:
         with self._write() as db:
             for planned in entries:
@@ -605,6 +606,8 @@ class SQLiteStorage(Storage):
                      planned.sequence,
                      self._ts(planned.updated_at) if planned.updated_at else None,
                      planned.version))
+            db.executemany("DELETE FROM planning_entries WHERE uid = ?",
+                           [(uid,) for uid in remove])
             self._append(db, [entry])
 
     def list_planning_entries(self) -> list[PlanningEntry]:
