@@ -329,8 +329,9 @@ class Calendar:
             calendar.add("version", "2.0")
             calendar.add("prodid", PRODID)
             calendar.add("calscale", "GREGORIAN")
-            calendar.add("name", clean_text(name))
-            calendar.add("x-wr-calname", clean_text(name))
+            # TEXT values (RFC 7986): escaped like SUMMARY, never raw
+            calendar.add("name", icalendar.vText(clean_text(name)))
+            calendar.add("x-wr-calname", icalendar.vText(clean_text(name)))
             refresh = timedelta(minutes=self.settings.refresh_minutes)
             calendar.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
             calendar.add("x-published-ttl", icalendar.vDuration(refresh))
@@ -442,17 +443,21 @@ def clean_text(text: str) -> str:
     """``text`` with line breaks as ``\\n`` and no other control characters.
 
     iCalendar TEXT may not carry raw control characters (RFC 5545 3.3.11); CR and CRLF
-    become LF so that the escaper turns every line break into ``\\n``.
+    become LF so that the escaper turns every line break into ``\\n``. Leading
+    U+FEFF characters are dropped too: readers take one for a byte-order mark.
     """
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub("", text)
+    return _CONTROL.sub("", text).lstrip("\ufeff")
 
 
 def _summary(post: Post, channel: Channel) -> str:
     first_line = clean_text(post.text).strip().split("\n", 1)[0]
     if len(first_line) > 60:
-        first_line = first_line[:59].rstrip() + "…"
+        cut = first_line[:59]
+        if " " in cut[30:]:  # end at a word rather than inside one (or an emoji sequence)
+            cut = cut.rsplit(" ", 1)[0]
+        first_line = cut.rstrip() + "…"
     return f"[{channel.name}] {first_line}"
 
 
