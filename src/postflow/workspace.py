@@ -384,8 +384,9 @@ class Workspace:
                         return post
                     post, fresh = self._fetch(post_id), True
                     continue
-                slot = calendar_slot(changed)
-                if slot != calendar_slot(post):
+                if (changed.state != post.state or changed.scheduled_at != post.scheduled_at
+                        or changed.planned_for != post.planned_for) and (
+                        calendar_slot(changed) != calendar_slot(post)):
                     changed = replace(changed, sequence=post.sequence + 1)
                 if hooks.vetoes:
                     hooks.before_transition(self, post, action, post.state, changed.state,
@@ -664,7 +665,8 @@ class Workspace:
                     f"{member.name} may not {trigger} post {post.id}: only its author "
                     f"({post.author}) or an admin may", member=member.name, action=trigger,
                     roles_needed={"admin"})
-        self._deny_by_plugins(member, trigger, post)
+        if self.hooks.authorizes:
+            self._deny_by_plugins(member, trigger, post)
         return stage_name
 
     def _validate_content(
