@@ -19,6 +19,10 @@ Modules (each states what it measures and how):
 * :mod:`benchmarks.memory`: bytes retained per post on ``memory://`` (target < 3 KB);
 * :mod:`benchmarks.list_scaling`: ``posts.list(state=…, between=…, limit=100)`` at
   10k and 1M SQLite posts (target: flat, ≤ 2x) with the query plan;
+* :mod:`benchmarks.calendar_feed`: ``ws.calendar.ical()`` of 10k scheduled SQLite posts,
+  cold vs the same events built directly with ``icalendar`` (target ≤ 1.2x), warm after
+  one post changed (target ≤ 0.1x the direct build), and a 304 of the feed server at 10
+  vs 15,000 events (target: flat, ≤ 1.5x);
 * :mod:`benchmarks.floor` (run on its own): the essential work of the memory lifecycle
   alone, to show how much room the ≤ 1.0x target leaves for postflow's bookkeeping.
 

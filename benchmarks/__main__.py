@@ -16,7 +16,8 @@ from typing import Any
 
 from benchmarks._common import Result, gc_note, settings
 
-BENCHMARKS = ("lifecycle_memory", "lifecycle_sqlite", "memory", "list_scaling")
+BENCHMARKS = ("lifecycle_memory", "lifecycle_sqlite", "memory", "list_scaling",
+              "calendar_feed")
 
 
 def main(argv: list[str] | None = None) -> int:
