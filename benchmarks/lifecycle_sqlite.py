@@ -103,8 +103,8 @@ def sqlite3_baseline(path: Path, bodies: list[str], at: datetime) -> None:
                 1, "draft", "ana", text, channels, 1, now, now, now, None, None, None,
                 None, "[]")).lastrowid
             db.execute("INSERT INTO post_channels VALUES (?, ?)", ("acme-x", post_id))
-            db.execute("INSERT INTO revisions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (post_id, 1, text, channels, None, "ana", now))
+            db.execute("INSERT INTO revisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (post_id, 1, text, channels, None, "ana", now, "[]"))
             db.execute(_INSERT_AUDIT, (
                 post_id, "create", "ana", now, next(ids), None, "draft", 1,
                 None, json.dumps({"text": text, "channels": ["acme-x"]})))

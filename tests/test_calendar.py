@@ -267,6 +267,25 @@ class TestIcal:
         with pytest.raises(postflow.ConfigError, match=f"post {post.id} on 'acme-x'"):
             ws.calendar.ical()
 
+    def test_a_plugin_can_replace_the_builtin_builder(
+        self, url: str, make_ws: MakeWs, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With the built-in blocked, a sole builder taking only some arguments is used."""
+
+        class MinimalBuilder:
+            @hookimpl
+            def postflow_calendar_event(self, post: postflow.Post,
+                                        event: icalendar.Event) -> None:
+                event.add("uid", f"mine-{post.id}")
+                event.add("dtstart", post.scheduled_at)
+                event.add("summary", "minimal")
+
+        monkeypatch.setenv("POSTFLOW_DISABLE_PLUGINS", "postflow.calendar")
+        ws = make_ws(url, plugins=[MinimalBuilder()])
+        add_team(ws)
+        post = scheduled(ws, clock)
+        assert str(events(ws.calendar.ical())[f"mine-{post.id}"]["summary"]) == "minimal"
+
     def test_plugins_change_events_after_the_builtin(
         self, url: str, make_ws: MakeWs, clock: FixedClock
     ) -> None:

@@ -278,7 +278,8 @@ class Calendar:
             for name in post.channels:
                 channel = channels.get(name) or Channel(name, "unknown")
                 event = icalendar.Event()
-                hooks.calendar_event(self._ws, post, channel, event)
+                campaign = campaigns.get(post.campaign) if post.campaign else None
+                hooks.calendar_event(self._ws, post, channel, campaign, event)
                 if "UID" not in event:
                     raise ConfigError(
                         f"no plugin built the calendar event of post {post.id} on {name!r}: "
@@ -461,12 +462,12 @@ def _summary(post: Post, channel: Channel) -> str:
     return f"[{channel.name}] {first_line}"
 
 
-def _description(workspace: Workspace, post: Post, channel: Channel) -> str:
-    lines = [clean_text(post.text), "", f"State: {post.state}",
+def _description(workspace: Workspace, post: Post, channel: Channel,
+                 campaign: Campaign | None) -> str:
+    lines = [f"State: {post.state}",
              f"Channel: {channel.name} ({channel.network}"
              + (f", {channel.handle})" if channel.handle else ")")]
     if post.campaign:
-        campaign = workspace.storage.get_campaign(post.campaign)
         goal = f": {campaign.goal}" if campaign and campaign.goal else ""
         lines.append(f"Campaign: {post.campaign}{goal}")
     lines.append(f"Author: {post.author}")
@@ -476,12 +477,13 @@ def _description(workspace: Workspace, post: Post, channel: Channel) -> str:
     template = workspace.calendar.settings.post_url
     if template:
         lines.append(f"Open in postflow: {template.format(id=post.id)}")
-    return "\n".join(clean_text(line) for line in lines)
+    return f"{clean_text(post.text)}\n\n{clean_text(chr(10).join(lines))}"
 
 
 @hookimpl(tryfirst=True)
 def postflow_calendar_event(
-    workspace: Workspace, post: Post, channel: Channel, event: icalendar.Event
+    workspace: Workspace, post: Post, channel: Channel, campaign: Campaign | None,
+    event: icalendar.Event,
 ) -> None:
     """Fill the standard properties of a post's event on one channel."""
     settings = workspace.calendar.settings
@@ -502,7 +504,7 @@ def postflow_calendar_event(
     event.add("status", status)
     event.add("transp", "TRANSPARENT")
     event.add("summary", _summary(post, channel))
-    event.add("description", _description(workspace, post, channel))
+    event.add("description", _description(workspace, post, channel, campaign))
     categories = [channel.name, channel.network]
     if post.campaign:
         categories.append(post.campaign)

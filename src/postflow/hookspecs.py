@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import click
     import icalendar
 
-    from postflow.models import AuditEntry, Channel, Member, Post
+    from postflow.models import AuditEntry, Campaign, Channel, Member, Post
     from postflow.storage import Storage
     from postflow.workspace import Workspace
 
@@ -101,9 +101,12 @@ def postflow_after_transition(
 
 @hookspec
 def postflow_calendar_event(
-    workspace: Workspace, post: Post, channel: Channel, event: icalendar.Event
+    workspace: Workspace, post: Post, channel: Channel, campaign: Campaign | None,
+    event: icalendar.Event,
 ) -> None:
     """Add or change properties of the calendar event of ``post`` on ``channel``.
+
+    ``campaign`` is the post's campaign, if it has one.
 
     Called for every event a calendar or feed renders, in place on ``event`` (an
     :class:`icalendar.Event`). The built-in implementation runs first and sets UID,
