@@ -271,13 +271,20 @@ def calendar_slot(post: Post) -> tuple[str, datetime | date] | None:
     date (except archived and failed ones) is ``TENTATIVE`` on that day. A post's
     ``sequence`` goes up whenever this value changes.
     """
-    state = post.state
+    return slot_of(post.state, post.scheduled_at, post.planned_for, post.state_changed_at)
+
+
+def slot_of(
+    state: str, scheduled_at: datetime | None, planned_for: date | None,
+    state_changed_at: datetime,
+) -> tuple[str, datetime | date] | None:
+    """:func:`calendar_slot` from the fields it reads (before the post is built)."""
     if state in CONFIRMED_STATES:
-        at = post.scheduled_at or (post.state_changed_at if state == "published" else None)
+        at = scheduled_at or (state_changed_at if state == "published" else None)
         if at is not None:
             return ("CONFIRMED", at)
-    if post.planned_for is not None and state not in OFF_CALENDAR_STATES:
-        return ("TENTATIVE", post.planned_for)
+    if planned_for is not None and state not in OFF_CALENDAR_STATES:
+        return ("TENTATIVE", planned_for)
     return None
 
 

@@ -41,6 +41,7 @@ from postflow.models import (
     calendar_slot,
     freeze,
     replace,
+    slot_of,
 )
 from postflow.storage import NewEntry, PostQuery, Storage
 from postflow.workflow import EDIT, TransitionRule, Workflow
@@ -291,7 +292,9 @@ class Workspace:
         planned = _planned_date(on, post.id)
         if planned == post.planned_for:
             return post, self._entry("plan", member.name, now, post, NO_DATA)
-        changed = replace(post, version=post.version + 1, planned_for=planned, updated_at=now)
+        changed = replace(post, version=post.version + 1, planned_for=planned, updated_at=now,
+                          sequence=_next_sequence(post, post.state, post.scheduled_at,
+                                                  planned, post.state_changed_at))
         entry = self._entry("plan", member.name, now, post,
                             {"planned_for": planned.isoformat() if planned else None})
         return changed, entry
@@ -384,10 +387,6 @@ class Workspace:
                         return post
                     post, fresh = self._fetch(post_id), True
                     continue
-                if (changed.state != post.state or changed.scheduled_at != post.scheduled_at
-                        or changed.planned_for != post.planned_for) and (
-                        calendar_slot(changed) != calendar_slot(post)):
-                    changed = replace(changed, sequence=post.sequence + 1)
                 if hooks.vetoes:
                     hooks.before_transition(self, post, action, post.state, changed.state,
                                             member.name, entry.data)
@@ -491,16 +490,17 @@ class Workspace:
         if scheduled_at != post.scheduled_at or zone != post.scheduled_zone:
             data["scheduled_at"] = scheduled_at.isoformat() if scheduled_at else None
             data["scheduled_zone"] = zone
+        state_changed_at = now if dest != state else post.state_changed_at
+        sequence = _next_sequence(post, dest, scheduled_at, post.planned_for, state_changed_at)
         published_urls = post.published_urls
         if "published_urls" in data:
             published_urls = _published_urls(data["published_urls"], post)
             data["published_urls"] = published_urls
         changed = Post(
             post.id, post.version + 1, dest, post.author, post.text, post.channels,
-            post.revision, post.created_at, now,
-            now if dest != state else post.state_changed_at, post.campaign, post.planned_for,
-            scheduled_at, zone, approvals, post.revised_by, post.media, published_urls,
-            post.sequence,
+            post.revision, post.created_at, now, state_changed_at, post.campaign,
+            post.planned_for, scheduled_at, zone, approvals, post.revised_by, post.media,
+            published_urls, sequence,
         )
         entry = NewEntry(trigger, member.name, now, new_correlation_id(), post.id, state,
                          dest, post.revision, comment, freeze(data) if data else NO_DATA)
@@ -577,8 +577,11 @@ class Workspace:
             # a new revision under review starts its approval (and due times) afresh
             state_changed_at = now
             data["review_restarted"] = True
+        scheduled_at = changes.get("scheduled_at", post.scheduled_at)
+        sequence = _next_sequence(post, dest, scheduled_at, post.planned_for, state_changed_at)
         changed = replace(
             post, version=post.version + 1, state=dest, text=new_text, channels=new_channels,
+            sequence=sequence,
             campaign=new_campaign, media=new_media, revision=post.revision + 1, approvals=(),
             updated_at=now,
             state_changed_at=state_changed_at, revised_by=member.name, **changes,
@@ -710,6 +713,18 @@ class Workspace:
             return "system"
         self._check_action(self._member(by, "manage"), "manage", None)
         return by
+
+
+def _next_sequence(
+    post: Post, state: str, scheduled_at: datetime | None, planned_for: date | None,
+    state_changed_at: datetime,
+) -> int:
+    """``post.sequence``, plus one if these new values move it on the calendar."""
+    if state == post.state and scheduled_at == post.scheduled_at and (
+            planned_for == post.planned_for):
+        return post.sequence
+    moved = slot_of(state, scheduled_at, planned_for, state_changed_at) != calendar_slot(post)
+    return post.sequence + moved
 
 
 def _create_data(
