@@ -566,3 +566,13 @@ class TestRenderFeed:
         midnight = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
         assert later.last_modified == midnight
         assert b"BEGIN:VEVENT" not in later.body
+
+
+def test_importing_postflow_does_not_import_icalendar() -> None:
+    """icalendar (about 0.1 s to import) loads only when a calendar is rendered or read."""
+    import subprocess
+    import sys
+
+    code = ("import sys, postflow; postflow.open('memory://', entry_points=False); "
+            "assert 'icalendar' not in sys.modules, 'imported too early'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -23,7 +23,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import icalendar
 
 from postflow._time import to_utc
 from postflow.exceptions import ConfigError, ValidationFailed
@@ -39,6 +38,8 @@ from postflow.models import (
 from postflow.storage import NewEntry
 
 if TYPE_CHECKING:
+    import icalendar
+
     from postflow.workspace import Workspace
 
 __all__ = ["Calendar", "CalendarSettings", "Feeds", "ImportReport", "RenderedFeed"]
@@ -275,6 +276,7 @@ class Calendar:
                 last_instant = start + timedelta(days=1) - timedelta(microseconds=1)
             sort_key = (start, post.id)
             hooks = self._ws.hooks
+            icalendar = _icalendar()
             for name in post.channels:
                 channel = channels.get(name) or Channel(name, "unknown")
                 event = icalendar.Event()
@@ -306,7 +308,7 @@ class Calendar:
         return rendered
 
     def _planning_event(self, entry: PlanningEntry) -> icalendar.Event:
-        event = icalendar.Event()
+        event: icalendar.Event = _icalendar().Event()
         digest = hashlib.sha256(entry.uid.encode("utf-8", "replace")).hexdigest()[:24]
         event.add("uid", f"planning-{digest}@{self.settings.domain}")
         event.add("dtstart", entry.start)
@@ -326,6 +328,7 @@ class Calendar:
     def _header(self, name: str) -> bytes:
         header = self._headers.get(name)
         if header is None:
+            icalendar = _icalendar()
             calendar = icalendar.Calendar()
             calendar.add("version", "2.0")
             calendar.add("prodid", PRODID)
@@ -426,6 +429,14 @@ class Calendar:
             ws.storage.save_planning_entries(changed, entry, remove=removed)
         return ImportReport(tuple(added), tuple(updated), tuple(unchanged), tuple(removed),
                             tuple(skipped))
+
+
+def _icalendar() -> Any:
+    """The ``icalendar`` module, imported on first use: it costs about 0.1 s to import,
+    which every CLI command would pay otherwise."""
+    import icalendar
+
+    return icalendar
 
 
 def _correlation() -> str:
@@ -627,7 +638,7 @@ def _parse_events(
     """The importable events of an iCalendar document, and the skipped ones with why."""
     subject = "calendar import"
     try:
-        calendars = icalendar.Calendar.from_ical(data, multiple=True)
+        calendars = _icalendar().Calendar.from_ical(data, multiple=True)
     except (ValueError, IndexError, KeyError, TypeError) as exc:
         raise ValidationFailed.single(subject, "not-icalendar",
                                       f"not an iCalendar file: {exc}", field="file") from exc
