@@ -286,6 +286,14 @@ class TestIcal:
         post = scheduled(ws, clock)
         assert str(events(ws.calendar.ical())[f"mine-{post.id}"]["summary"]) == "minimal"
 
+    def test_backslash_n_is_text_not_a_line_break(self, ws: postflow.Workspace,
+                                                  clock: FixedClock) -> None:
+        """A literal backslash before N survives (icalendar's own escaper loses it)."""
+        post = scheduled(ws, clock, text="Saved to C:\\New folder\\Notes")
+        event = events(ws.calendar.ical())[uid(post)]
+        assert str(event["description"]).startswith("Saved to C:\\New folder\\Notes\n")
+        assert b"C:\\\\New folder" in ws.calendar.ical()
+
     def test_plugins_change_events_after_the_builtin(
         self, url: str, make_ws: MakeWs, clock: FixedClock
     ) -> None:

@@ -317,9 +317,9 @@ class Calendar:
         event.add("dtstamp", stamp)
         event.add("last-modified", stamp)
         event.add("sequence", entry.sequence)
-        event.add("summary", clean_text(entry.summary))
+        event.add("summary", text_value(clean_text(entry.summary)))
         if entry.description:
-            event.add("description", clean_text(entry.description))
+            event.add("description", text_value(clean_text(entry.description)))
         event.add("status", "TENTATIVE")
         event.add("transp", "TRANSPARENT")
         event.add("categories", [clean_text(entry.category)])
@@ -334,8 +334,8 @@ class Calendar:
             calendar.add("prodid", PRODID)
             calendar.add("calscale", "GREGORIAN")
             # TEXT values (RFC 7986): escaped like SUMMARY, never raw
-            calendar.add("name", icalendar.vText(clean_text(name)))
-            calendar.add("x-wr-calname", icalendar.vText(clean_text(name)))
+            calendar.add("name", text_value(clean_text(name)))
+            calendar.add("x-wr-calname", text_value(clean_text(name)))
             refresh = timedelta(minutes=self.settings.refresh_minutes)
             calendar.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
             calendar.add("x-published-ttl", icalendar.vDuration(refresh))
@@ -439,6 +439,28 @@ def _icalendar() -> Any:
     return icalendar
 
 
+_TEXT_TYPE: list[type] = []
+
+
+def text_value(text: str) -> Any:
+    """``text`` as an iCalendar TEXT value, escaped exactly as RFC 5545 3.3.11 says.
+
+    icalendar 7.3's escaper turns a literal backslash followed by ``N`` into ``\\n``,
+    which every reader takes for a line break; this value escapes the backslash first.
+    """
+    if not _TEXT_TYPE:
+        icalendar = _icalendar()
+
+        class RfcText(icalendar.vText):  # type: ignore[misc, name-defined]
+            def to_ical(self) -> bytes:
+                escaped = (str(self).replace("\\", "\\\\").replace(";", "\\;")
+                           .replace(",", "\\,").replace("\n", "\\n"))
+                return escaped.encode(self.encoding)
+
+        _TEXT_TYPE.append(RfcText)
+    return _TEXT_TYPE[0](text)
+
+
 def _correlation() -> str:
     from postflow.workspace import new_correlation_id
 
@@ -514,8 +536,8 @@ def postflow_calendar_event(
     event.add("sequence", post.sequence)
     event.add("status", status)
     event.add("transp", "TRANSPARENT")
-    event.add("summary", _summary(post, channel))
-    event.add("description", _description(workspace, post, channel, campaign))
+    event.add("summary", text_value(_summary(post, channel)))
+    event.add("description", text_value(_description(workspace, post, channel, campaign)))
     categories = [channel.name, channel.network]
     if post.campaign:
         categories.append(post.campaign)
