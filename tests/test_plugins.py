@@ -800,7 +800,8 @@ class TestTypedFacade:
         hooks = sorted(n for n in dir(hookspecs) if n.startswith("postflow_"))
         assert hooks == ["postflow_after_transition", "postflow_authorize",
                          "postflow_before_transition", "postflow_calendar_event",
-                         "postflow_register_commands", "postflow_storage"]
+                         "postflow_register_commands", "postflow_register_publishers",
+                         "postflow_storage"]
         for name in hooks:
             assert callable(getattr(Hooks, name.removeprefix("postflow_")))
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import icalendar
 
     from postflow.models import AuditEntry, Campaign, Channel, Member, Post
+    from postflow.publishing import Publisher
     from postflow.storage import Storage
     from postflow.workspace import Workspace
 
@@ -158,6 +159,22 @@ class Hooks:
             return
         self.pm.hook.postflow_calendar_event(
             workspace=workspace, post=post, channel=channel, campaign=campaign, event=event)
+
+    def register_publishers(self) -> dict[str, Publisher]:
+        """Every registered publisher by name; a name registered twice is refused."""
+        found: dict[str, Publisher] = {}
+
+        def register(name: str, publisher: Publisher) -> None:
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"a publisher needs a name, got {name!r}")
+            if name in found:
+                raise ConfigError(f"two plugins register a publisher called {name!r}")
+            if not callable(getattr(publisher, "publish", None)):
+                raise ConfigError(f"publisher {name!r} has no publish() method")
+            found[name] = publisher
+
+        self.pm.hook.postflow_register_publishers(register=register)
+        return found
 
     def register_commands(self, cli: click.Group) -> None:
         """Let plugins add CLI commands."""

@@ -13,10 +13,12 @@ __all__ = ["POST_ACTIONS", "TEAM_ACTIONS", "replay"]
 TEAM_ACTIONS = frozenset({
     "member.add", "member.update", "channel.add", "channel.update", "campaign.add",
     "campaign.update", "feed.create", "feed.rotate", "feed.revoke", "calendar.import",
+    "pause", "resume",
 })
 """Actions of entries that concern no post."""
 
-POST_ACTIONS = frozenset({"create", "edit", "comment", "plan"})
+POST_ACTIONS = frozenset({"create", "edit", "comment", "plan", "claim", "retry_wait",
+                          "delivery.resolve"})
 """Post actions that are not workflow triggers (every trigger name is an action too)."""
 
 
@@ -42,11 +44,16 @@ def replay(entries: Iterable[AuditEntry]) -> Post:
                 media=tuple(data.get("media", ())),
             )
             continue
-        if entry.action == "comment":
+        if entry.action in ("comment", "delivery.resolve"):
+            continue
+        if entry.action == "claim":  # a worker's lease: the post itself is unchanged
+            post = _evolve(post, {"version": post.version + 1, "claimed_by": entry.actor,
+                                  "claimed_until": _datetime(data.get("claimed_until"))})
             continue
         changes: dict[str, object] = {
             "version": post.version + 1, "updated_at": entry.at,
             "revision": entry.revision if entry.revision is not None else post.revision,
+            "claimed_by": None, "claimed_until": _datetime(data.get("retry_at")),
         }
         if entry.to_state is not None and entry.to_state != post.state:
             changes["state"] = entry.to_state

@@ -16,9 +16,13 @@ __all__ = [
     "ConflictError",
     "InvalidTransition",
     "NotFound",
+    "OutcomeUnknownError",
+    "PermanentError",
     "PermissionDenied",
     "PostflowError",
     "Problem",
+    "PublishError",
+    "RetryableError",
     "StorageError",
     "ValidationFailed",
 ]
@@ -129,3 +133,29 @@ class ConfigError(PostflowError, ValueError):
 
 class StorageError(PostflowError):
     """The storage backend failed or holds data postflow cannot use."""
+
+
+class PublishError(PostflowError):
+    """What a publisher raises when a post did not go out; one of the three below."""
+
+
+class RetryableError(PublishError):
+    """Nothing was published and trying again later is safe (a rate limit, the network
+    down before anything was sent). ``retry_after`` is the delay the network asked for,
+    in seconds, if it named one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PermanentError(PublishError):
+    """The network refused the post for good (rejected content, a revoked token)."""
+
+
+class OutcomeUnknownError(PublishError):
+    """The request may or may not have been published (a timeout after sending).
+
+    postflow never resends such a delivery by itself: it is marked ``unconfirmed``
+    until the publisher's status check or a person settles it.
+    """

@@ -8,7 +8,7 @@ arguments, by name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import icalendar
 
     from postflow.models import AuditEntry, Campaign, Channel, Member, Post
+    from postflow.publishing import Publisher
     from postflow.storage import Storage
     from postflow.workspace import Workspace
 
@@ -115,6 +116,25 @@ def postflow_calendar_event(
     The rendered bytes are cached per post version, channel version and campaign
     version, so the result must depend only on those arguments. An error propagates to
     the caller of the render.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def postflow_register_publishers(register: Callable[[str, Publisher], None]) -> None:
+    """Register publishers: ``register(name, publisher)`` for each network you serve.
+
+    A channel is published by the publisher named by its ``publisher`` setting, or else
+    by the one registered under its ``network``. ``publisher`` implements
+    :class:`postflow.publishing.Publisher`: ``publish(item)`` receives an
+    :class:`~postflow.publishing.Outgoing` (the post's text, media and links for that
+    channel, and an idempotency key derived from post, channel and revision) and returns
+    a :class:`~postflow.publishing.Published`, or raises
+    :class:`~postflow.RetryableError`, :class:`~postflow.PermanentError` or
+    :class:`~postflow.OutcomeUnknownError`. Any other exception is recorded as a
+    retryable failure. Called once per workspace, when publishing first needs the
+    publishers; a name registered twice is a :class:`~postflow.ConfigError`.
 
     .. versionadded:: 0.2
     """

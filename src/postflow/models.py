@@ -15,7 +15,9 @@ __all__ = [
     "AuditEntry",
     "Campaign",
     "Channel",
+    "Delivery",
     "Feed",
+    "Hold",
     "Member",
     "PlanningEntry",
     "Post",
@@ -137,6 +139,10 @@ class Channel:
     timezone: str = "UTC"
     active: bool = True
     version: int = 1
+    publisher: str | None = None
+    """The publisher that sends its posts (default: the one registered for ``network``)."""
+    settings: Mapping[str, str] = attrs.field(default=NO_DATA, hash=False)
+    """Publisher settings, e.g. a webhook's ``url`` and ``secret_env``."""
 
 
 @attrs.frozen
@@ -189,6 +195,10 @@ class Post:
     media: tuple[str, ...] = ()
     published_urls: Mapping[str, str] = attrs.field(default=NO_DATA, hash=False)
     sequence: int = 0
+    claimed_by: str | None = None
+    """The worker holding this post's publishing lease, if any."""
+    claimed_until: datetime | None = None
+    """When that lease ends; also the earliest next attempt after a retryable error."""
 
     @property
     def scheduled_local(self) -> datetime | None:
@@ -335,3 +345,34 @@ class Feed:
     def __repr__(self) -> str:
         status = "revoked" if self.revoked else "active"
         return f"<Feed {self.name!r} {status} v{self.version}>"
+
+
+DELIVERY_STATES = ("pending", "sending", "sent", "failed", "unconfirmed")
+"""What a delivery can be: not tried yet (or waiting to retry), handed to the publisher
+(the outcome not yet recorded), sent, failed for good, or of unknown outcome."""
+
+
+@attrs.frozen
+class Delivery:
+    """One post's revision on one channel, as far as publishing got."""
+
+    post_id: int
+    channel: str
+    revision: int
+    status: str
+    idempotency_key: str
+    attempts: int = 0
+    remote_id: str | None = None
+    url: str | None = None
+    last_error: str | None = None
+    updated_at: datetime | None = None
+
+
+@attrs.frozen
+class Hold:
+    """A crisis pause: all publishing (``scope == "*"``) or one channel's."""
+
+    scope: str
+    reason: str
+    by: str
+    at: datetime

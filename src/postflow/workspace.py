@@ -33,7 +33,9 @@ from postflow.models import (
     AuditEntry,
     Campaign,
     Channel,
+    Delivery,
     FrozenData,
+    Hold,
     Member,
     Post,
     Revision,
@@ -43,6 +45,7 @@ from postflow.models import (
     replace,
     slot_of,
 )
+from postflow.publishing import Outcome, Publishing, PublishingSettings
 from postflow.storage import NewEntry, PostQuery, Storage
 from postflow.workflow import EDIT, TransitionRule, Workflow
 
@@ -63,6 +66,7 @@ ACTION_ROLES: Mapping[str, frozenset[str]] = {
 RESERVED_DATA_KEYS = frozenset({
     "text", "channels", "campaign", "planned_for", "scheduled_at", "scheduled_zone",
     "approvals_voided", "review_restarted", "stage", "at", "media", "published_urls",
+    "retry_at", "claimed_until",
 })
 """Keys of audit entry data that postflow writes and :func:`postflow.replay` reads."""
 
@@ -98,13 +102,14 @@ def open(
     clock: Clock | None = None,
     entry_points: bool = True,
     calendar: CalendarSettings | None = None,
+    publishing: PublishingSettings | None = None,
 ) -> Workspace:
     """Open a workspace on a storage URL (``memory://``, ``sqlite:///path`` …).
 
     ``plugins`` are registered in-process (after entry-point plugins, before the
     built-ins). ``clock`` replaces the system clock (see :mod:`postflow.testing`).
     ``entry_points=False`` ignores installed plugins. ``calendar`` sets how the
-    calendar and its feeds are rendered.
+    calendar and its feeds are rendered, ``publishing`` how due posts are published.
     """
     hooks = Hooks(make_plugin_manager(plugins, entry_points=entry_points))
     storage = hooks.storage(url)
@@ -115,7 +120,7 @@ def open(
             "(built in: memory://, sqlite:///path)"
         )
     return Workspace(storage, workflow or Workflow.default(), hooks, clock or SystemClock(),
-                     calendar)
+                     calendar, publishing)
 
 
 class Workspace:
@@ -128,7 +133,8 @@ class Workspace:
     """
 
     def __init__(self, storage: Storage, workflow: Workflow, hooks: Hooks, clock: Clock,
-                 calendar: CalendarSettings | None = None):
+                 calendar: CalendarSettings | None = None,
+                 publishing: PublishingSettings | None = None):
         self.storage = storage
         self.workflow = workflow
         self.hooks = hooks
@@ -139,6 +145,7 @@ class Workspace:
         self.posts = Posts(self)
         self.calendar = Calendar(self, calendar or CalendarSettings())
         self.feeds = Feeds(self)
+        self.publishing = Publishing(self, publishing or PublishingSettings())
         # Snapshots this workspace wrote, as a base for its next write. Safe because a
         # stale base fails the compare-and-set, and an error from a cached base is
         # re-checked against a fresh read before it is raised.
@@ -311,6 +318,39 @@ class Workspace:
                             comment=text)
         return self.storage.append_audit([entry])[0]
 
+    # -- publishing ----------------------------------------------------------------
+
+    def publish_due(self, now: datetime | None = None, *, worker: str | None = None,
+                    limit: int | None = None) -> list[Outcome]:
+        """Publish the posts due at ``now`` (default: the clock's now); see
+        :meth:`postflow.publishing.Publishing.publish_due`."""
+        return self.publishing.publish_due(now, worker=worker, limit=limit)
+
+    def pause(self, *, by: str, reason: str, channels: Sequence[str] | None = None
+              ) -> list[Hold]:
+        """Hold all publishing, or ``channels``' (crisis pause); posts stay scheduled."""
+        return self.publishing.pause(by=by, reason=reason, channels=channels)
+
+    def resume(self, *, by: str, channels: Sequence[str] | None = None) -> list[str]:
+        """Lift a pause (all publishing, or ``channels``'); resuming what is not paused
+        raises :class:`~postflow.InvalidTransition`."""
+        return self.publishing.resume(by=by, channels=channels)
+
+    def holds(self) -> list[Hold]:
+        """The pauses in force."""
+        return self.storage.holds()
+
+    def deliveries(self, post_id: int) -> list[Delivery]:
+        """A post's deliveries per channel and revision."""
+        self.posts.get(post_id)
+        return self.storage.deliveries(post_id)
+
+    def resolve_delivery(self, post_id: int, channel: str, *, by: str, published: bool,
+                         remote_id: str | None = None, url: str | None = None) -> Delivery:
+        """Settle an unconfirmed delivery (see :meth:`Publishing.resolve`)."""
+        return self.publishing.resolve(post_id, channel, by=by, published=published,
+                                       remote_id=remote_id, url=url)
+
     # -- questions -----------------------------------------------------------------
 
     def allowed(self, post_id: int, *, by: str) -> tuple[str, ...]:
@@ -381,7 +421,17 @@ class Workspace:
                 )
             try:
                 member = self._member(by, action, post)
-                changed, entry = plan(post, member, self.clock.now(), *args)
+                now = self.clock.now()
+                if post.claimed_by is not None and post.claimed_until is not None and (
+                        post.claimed_until > now):
+                    raise InvalidTransition(
+                        f"post {post_id} is being published by {post.claimed_by} (lease "
+                        f"until {post.claimed_until.isoformat()}); try again after that",
+                        post_id=post_id, trigger=action, state=post.state)
+                changed, entry = plan(post, member, now, *args)
+                if changed.claimed_until is not None and changed is not post:
+                    # a person's change ends any lease or retry wait the post had
+                    changed = replace(changed, claimed_by=None, claimed_until=None)
                 if changed is post:  # nothing to change: answer from a fresh read only
                     if fresh:
                         return post

@@ -19,7 +19,9 @@ from postflow.models import (
     AuditEntry,
     Campaign,
     Channel,
+    Delivery,
     Feed,
+    Hold,
     Member,
     PlanningEntry,
     Post,
@@ -176,6 +178,7 @@ class Storage(abc.ABC):
         entries: Sequence[NewEntry],
         revision: Revision | None = None,
         previous: Post | None = None,
+        deliveries: Sequence[Delivery] = (),
     ) -> list[AuditEntry]:
         """Replace the stored post if its version is still ``expected_version``.
 
@@ -183,7 +186,9 @@ class Storage(abc.ABC):
         stored. ``previous``, when given, is the snapshot ``post`` replaces (as read at
         ``expected_version``): a backend may use it to write only what changed, since a
         successful compare-and-set proves the stored post equals it. Appends
-        ``entries`` (and the new ``revision``, if given) in the same transaction and
+        ``entries`` (and the new ``revision`` and ``deliveries``, if given; deliveries
+        replace the stored ones of the same post, channel and revision) in the same
+        transaction and
         returns the entries as stored (with their ids). Raises
         :class:`~postflow.ConflictError` when the stored version differs and
         :class:`~postflow.NotFound` when there is no such post; nothing is written then.
@@ -217,6 +222,51 @@ class Storage(abc.ABC):
         bound), whatever its state, each once, ordered by id. Reads only an index: the
         calendar fetches the full posts it has not cached with :meth:`get_posts`.
         """
+
+    # -- publishing ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim_due(
+        self, now: datetime, worker: str, until: datetime, limit: int,
+        held_channels: frozenset[str], correlation_id: str,
+    ) -> list[Post]:
+        """Atomically lease up to ``limit`` due posts to ``worker`` until ``until``.
+
+        Due: ``scheduled``, ``scheduled_at <= now``, no lease that is still running
+        (``claimed_until`` empty or ``<= now``), and no channel in ``held_channels``;
+        earliest first. Each claimed post is stored one version on with ``claimed_by``
+        and ``claimed_until`` set (``updated_at`` unchanged) and an audit entry
+        ``claim`` by ``worker`` (data: ``claimed_until``), all in one transaction, so
+        two workers never claim the same post. Returns the claimed snapshots.
+        """
+
+    @abc.abstractmethod
+    def deliveries(self, post_id: int) -> list[Delivery]:
+        """Every delivery of a post (all revisions), by revision then channel."""
+
+    @abc.abstractmethod
+    def save_deliveries(
+        self, post_id: int, deliveries: Sequence[Delivery], *, worker: str | None,
+        now: datetime, entries: Sequence[NewEntry] = (),
+    ) -> bool:
+        """Insert or replace deliveries by (post, channel, revision), with ``entries``.
+
+        With ``worker``, only while that worker holds the post's lease at ``now``;
+        returns ``False`` (writing nothing) when it does not.
+        """
+
+    @abc.abstractmethod
+    def holds(self) -> list[Hold]:
+        """The crisis pauses in force, by scope (``"*"`` first)."""
+
+    @abc.abstractmethod
+    def save_hold(self, hold: Hold, entry: NewEntry) -> None:
+        """Add or replace the hold on ``hold.scope``, appending ``entry``."""
+
+    @abc.abstractmethod
+    def remove_hold(self, scope: str, entry: NewEntry) -> bool:
+        """Lift the hold on ``scope`` and append ``entry``; ``False`` (and nothing
+        written) when there was none."""
 
     # -- calendar: planning entries and feeds --------------------------------------
 

@@ -16,7 +16,9 @@ from postflow.models import (
     AuditEntry,
     Campaign,
     Channel,
+    Delivery,
     Feed,
+    Hold,
     Member,
     PlanningEntry,
     Post,
@@ -59,6 +61,8 @@ class MemoryStorage(Storage):
         self._planning: dict[str, PlanningEntry] = {}
         self._feeds: dict[str, Feed] = {}
         self._feeds_by_token: dict[str, str] = {}
+        self._deliveries: dict[int, dict[tuple[str, int], Delivery]] = defaultdict(dict)
+        self._holds: dict[str, Hold] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStorage({len(self._posts)} posts)"
@@ -138,6 +142,7 @@ class MemoryStorage(Storage):
         entries: Sequence[NewEntry],
         revision: Revision | None = None,
         previous: Post | None = None,
+        deliveries: Sequence[Delivery] = (),
     ) -> list[AuditEntry]:
         with self._lock:
             stored = self._posts.get(post.id)
@@ -153,7 +158,74 @@ class MemoryStorage(Storage):
             self._posts[post.id] = post
             if revision is not None:
                 self._revisions[post.id].append(revision)
+            if deliveries:
+                self._put_deliveries(post.id, deliveries)
             return self._append(entries)
+
+    # -- publishing ----------------------------------------------------------------
+
+    def claim_due(
+        self, now: datetime, worker: str, until: datetime, limit: int,
+        held_channels: frozenset[str], correlation_id: str,
+    ) -> list[Post]:
+        with self._lock:
+            line = self._timeline.get("scheduled", [])
+            claimed: list[Post] = []
+            for _at, post_id in line[: bisect.bisect_right(line, (now, float("inf")))]:
+                if len(claimed) >= limit:
+                    break
+                post = self._posts[post_id]
+                if (post.claimed_until is not None and post.claimed_until > now) or (
+                        held_channels.intersection(post.channels)):
+                    continue
+                new = replace(post, version=post.version + 1, claimed_by=worker,
+                              claimed_until=until)
+                self._posts[post_id] = new
+                self._append([NewEntry("claim", worker, now, correlation_id, post_id,
+                                       post.state, post.state, post.revision, None,
+                                       freeze({"claimed_until": until.isoformat()}))])
+                claimed.append(new)
+            return claimed
+
+    def deliveries(self, post_id: int) -> list[Delivery]:
+        with self._lock:
+            found = self._deliveries.get(post_id, {})
+            return [found[k] for k in sorted(found, key=lambda k: (k[1], k[0]))]
+
+    def save_deliveries(
+        self, post_id: int, deliveries: Sequence[Delivery], *, worker: str | None,
+        now: datetime, entries: Sequence[NewEntry] = (),
+    ) -> bool:
+        with self._lock:
+            if worker is not None:
+                post = self._posts.get(post_id)
+                if post is None or post.claimed_by != worker or (
+                        post.claimed_until is None or post.claimed_until <= now):
+                    return False
+            self._put_deliveries(post_id, deliveries)
+            self._append(entries)
+            return True
+
+    def _put_deliveries(self, post_id: int, deliveries: Sequence[Delivery]) -> None:
+        stored = self._deliveries[post_id]
+        for delivery in deliveries:
+            stored[(delivery.channel, delivery.revision)] = delivery
+
+    def holds(self) -> list[Hold]:
+        with self._lock:
+            return [self._holds[s] for s in sorted(self._holds, key=lambda s: (s != "*", s))]
+
+    def save_hold(self, hold: Hold, entry: NewEntry) -> None:
+        with self._lock:
+            self._holds[hold.scope] = hold
+            self._append([entry])
+
+    def remove_hold(self, scope: str, entry: NewEntry) -> bool:
+        with self._lock:
+            if self._holds.pop(scope, None) is None:
+                return False
+            self._append([entry])
+            return True
 
     def list_posts(self, query: PostQuery) -> list[Post]:
         with self._lock:

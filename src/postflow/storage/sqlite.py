@@ -25,8 +25,10 @@ from postflow.models import (
     AuditEntry,
     Campaign,
     Channel,
+    Delivery,
     Feed,
     FrozenData,
+    Hold,
     Member,
     PlanningEntry,
     Post,
@@ -40,7 +42,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
 log = logging.getLogger("postflow")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this postflow writes; older files are migrated forward on open."""
 
 _SCHEMA_V1 = """
@@ -95,6 +97,21 @@ CREATE TABLE feeds (
 """
 
 
+_SCHEMA_V3 = """
+ALTER TABLE posts ADD COLUMN claimed_by TEXT;
+ALTER TABLE posts ADD COLUMN claimed_until TEXT;
+ALTER TABLE channels ADD COLUMN publisher TEXT;
+ALTER TABLE channels ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE deliveries (
+    post_id INTEGER NOT NULL, channel TEXT NOT NULL, revision INTEGER NOT NULL,
+    status TEXT NOT NULL, idempotency_key TEXT NOT NULL, attempts INTEGER NOT NULL,
+    remote_id TEXT, url TEXT, last_error TEXT, updated_at TEXT,
+    PRIMARY KEY (post_id, channel, revision)) WITHOUT ROWID;
+CREATE TABLE holds (scope TEXT PRIMARY KEY, reason TEXT NOT NULL, by_member TEXT NOT NULL,
+    at TEXT NOT NULL);
+"""
+
+
 def _run_script(db: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
@@ -103,6 +120,7 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: lambda db: _run_script(db, _SCHEMA_V2),  # media, published URLs, calendar
+    3: lambda db: _run_script(db, _SCHEMA_V3),  # leases, publishers, deliveries, holds
 }
 """``MIGRATIONS[n]`` upgrades a schema at version ``n - 1`` to ``n`` (inside a transaction).
 
@@ -113,7 +131,7 @@ every test that opens a fresh database.
 _POST_COLUMNS = (
     "id, version, state, author, text, channels, revision, created_at, updated_at, "
     "state_changed_at, campaign, planned_for, scheduled_at, scheduled_zone, approvals, "
-    "revised_by, media, published_urls, sequence"
+    "revised_by, media, published_urls, sequence, claimed_by, claimed_until"
 )
 _AUDIT_COLUMNS = (
     "id, post_id, action, actor, at, correlation_id, from_state, to_state, revision, "
@@ -331,9 +349,10 @@ class SQLiteStorage(Storage):
     ) -> None:
         with self._write() as db:
             _check_version(db, "channels", channel.name, expected_version, "channel")
-            db.execute("INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (channel.name, channel.network, channel.handle, channel.timezone,
-                        int(channel.active), channel.version))
+                        int(channel.active), channel.version, channel.publisher,
+                        _urls_json(channel.settings)))
             self._append(db, [entry])
         self._directory.pop(("channels", channel.name), None)
 
@@ -370,13 +389,14 @@ class SQLiteStorage(Storage):
         with self._write() as db:
             cursor = db.execute(
                 f"INSERT INTO posts ({_POST_COLUMNS}) "
-                "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (post.version, post.state, post.author, post.text,
                  self._channels_json(post.channels), post.revision,
                  self._ts(post.created_at), self._ts(post.updated_at),
                  self._ts(post.state_changed_at), *self._mutable_tail(post),
                  post.revised_by, _media_json(post.media), _urls_json(post.published_urls),
-                 post.sequence),
+                 post.sequence, post.claimed_by,
+                 self._ts(post.claimed_until) if post.claimed_until else None),
             )
             post_id = cursor.lastrowid
             assert post_id is not None
@@ -398,6 +418,7 @@ class SQLiteStorage(Storage):
         entries: Sequence[NewEntry],
         revision: Revision | None = None,
         previous: Post | None = None,
+        deliveries: Sequence[Delivery] = (),
     ) -> list[AuditEntry]:
         columns, values = self._changed_columns(post, previous, expected_version)
         with self._write() as db:
@@ -415,6 +436,8 @@ class SQLiteStorage(Storage):
                 )
             if revision is not None:
                 self._insert_revision(db, post.id, revision)
+            if deliveries:
+                self._put_deliveries(db, deliveries)
             if "channels" in columns:
                 old = {r[0] for r in db.execute(
                     "SELECT channel FROM post_channels WHERE post_id = ?", (post.id,))}
@@ -468,6 +491,11 @@ class SQLiteStorage(Storage):
         if old is None or post.sequence != old.sequence:
             columns.append("sequence")
             values.append(post.sequence)
+        if old is None or (post.claimed_by, post.claimed_until) != (
+                old.claimed_by, old.claimed_until):
+            columns += ("claimed_by", "claimed_until")
+            values += (post.claimed_by,
+                       self._ts(post.claimed_until) if post.claimed_until else None)
         return tuple(columns), values
 
     def _update_sql(self, columns: tuple[str, ...]) -> str:
@@ -582,6 +610,81 @@ class SQLiteStorage(Storage):
             f"UNION SELECT id, version FROM posts WHERE {planned} ORDER BY id",
             [*window, *window, *days])
         return [(r[0], r[1]) for r in rows]
+
+    # -- publishing ----------------------------------------------------------------
+
+    def claim_due(
+        self, now: datetime, worker: str, until: datetime, limit: int,
+        held_channels: frozenset[str], correlation_id: str,
+    ) -> list[Post]:
+        now_text = self._ts(now)
+        held = sorted(held_channels)
+        not_held = "" if not held else (
+            " AND NOT EXISTS (SELECT 1 FROM post_channels c WHERE c.post_id = posts.id "
+            f"AND c.channel IN ({', '.join('?' * len(held))}))")
+        data = _to_json({"claimed_until": until.isoformat()})
+        with self._write() as db:
+            rows = db.execute(
+                f"SELECT {_POST_COLUMNS} FROM posts WHERE state = 'scheduled' "
+                "AND scheduled_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?)"
+                f"{not_held} ORDER BY scheduled_at, id LIMIT ?",
+                (now_text, now_text, *held, limit)).fetchall()
+            claimed = []
+            for row in rows:
+                post = _post(row)
+                db.execute("UPDATE posts SET version = ?, claimed_by = ?, claimed_until = ? "
+                           "WHERE id = ? AND version = ?",
+                           (post.version + 1, worker, self._ts(until), post.id, post.version))
+                db.execute(_INSERT_AUDIT, (post.id, "claim", worker, now_text, correlation_id,
+                                           post.state, post.state, post.revision, None, data))
+                claimed.append(replace(post, version=post.version + 1, claimed_by=worker,
+                                       claimed_until=until))
+            return claimed
+
+    def deliveries(self, post_id: int) -> list[Delivery]:
+        rows = self._read("SELECT * FROM deliveries WHERE post_id = ? "
+                          "ORDER BY revision, channel", (post_id,))
+        return [Delivery(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+                         _from_ts(r[9]) if r[9] else None) for r in rows]
+
+    def save_deliveries(
+        self, post_id: int, deliveries: Sequence[Delivery], *, worker: str | None,
+        now: datetime, entries: Sequence[NewEntry] = (),
+    ) -> bool:
+        with self._write() as db:
+            if worker is not None:
+                row = db.execute("SELECT claimed_by, claimed_until FROM posts WHERE id = ?",
+                                 (post_id,)).fetchone()
+                if row is None or row[0] != worker or not row[1] or \
+                        _from_ts(row[1]) <= now:
+                    return False
+            self._put_deliveries(db, deliveries)
+            self._append(db, entries)
+            return True
+
+    def _put_deliveries(self, db: sqlite3.Connection, deliveries: Sequence[Delivery]) -> None:
+        db.executemany("INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(d.post_id, d.channel, d.revision, d.status, d.idempotency_key,
+                         d.attempts, d.remote_id, d.url, d.last_error,
+                         self._ts(d.updated_at) if d.updated_at else None) for d in deliveries])
+
+    def holds(self) -> list[Hold]:
+        rows = self._read("SELECT scope, reason, by_member, at FROM holds "
+                          "ORDER BY scope != '*', scope")
+        return [Hold(r[0], r[1], r[2], _from_ts(r[3])) for r in rows]
+
+    def save_hold(self, hold: Hold, entry: NewEntry) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO holds VALUES (?, ?, ?, ?)",
+                       (hold.scope, hold.reason, hold.by, self._ts(hold.at)))
+            self._append(db, [entry])
+
+    def remove_hold(self, scope: str, entry: NewEntry) -> bool:
+        with self._write() as db:
+            if db.execute("DELETE FROM holds WHERE scope = ?", (scope,)).rowcount == 0:
+                return False
+            self._append(db, [entry])
+            return True
 
     # -- calendar: planning entries and feeds --------------------------------------
 
@@ -746,7 +849,8 @@ def _post(r: Sequence[Any]) -> Post:
         tuple(Approval(a[0], a[1], a[2], _from_ts(a[3]), a[4]) for a in json.loads(r[14]))
         if r[14] != "[]" else (),
         r[15], tuple(json.loads(r[16])) if r[16] != "[]" else (),
-        FrozenData(json.loads(r[17])) if r[17] != "{}" else NO_DATA, r[18],
+        FrozenData(json.loads(r[17])) if r[17] != "{}" else NO_DATA, r[18], r[19],
+        _from_ts(r[20]) if r[20] else None,
     )
 
 
@@ -785,7 +889,8 @@ def _member(r: Sequence[Any]) -> Member:
 
 
 def _channel(r: Sequence[Any]) -> Channel:
-    return Channel(r[0], r[1], r[2], r[3], bool(r[4]), r[5])
+    return Channel(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6],
+                   FrozenData(json.loads(r[7])) if r[7] != "{}" else NO_DATA)
 
 
 def _campaign(r: Sequence[Any]) -> Campaign:

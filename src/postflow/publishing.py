@@ -1,0 +1,477 @@
+"""Publishing due posts exactly once: publishers, deliveries, leases, retries, holds.
+
+A worker step (:meth:`Publishing.publish_due`, behind ``ws.publish_due`` and
+``postflow worker``) claims due posts with a lease, then for each post and channel:
+
+1. records the delivery as ``sending`` (only while it still holds the lease), so that a
+   worker that dies mid-call leaves a trace;
+2. calls the channel's publisher with an idempotency key derived from post, channel and
+   revision;
+3. records the result and moves the post (``publish`` when every channel is sent,
+   ``fail`` when one failed for good or ran out of attempts, otherwise it waits for its
+   next attempt), in one transaction.
+
+A delivery found ``sending`` by a later worker has an unknown outcome: it is never sent
+again blindly, but checked with the publisher (if it can) or marked ``unconfirmed`` for
+a person to settle with ``ws.resolve_delivery``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import re
+import socket
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from postflow.exceptions import (
+    ConfigError,
+    InvalidTransition,
+    NotFound,
+    OutcomeUnknownError,
+    PermanentError,
+    RetryableError,
+    ValidationFailed,
+)
+from postflow.models import Channel, Delivery, FrozenData, Hold, Post, freeze, replace
+from postflow.storage import NewEntry
+
+if TYPE_CHECKING:
+    from postflow.workspace import Workspace
+
+__all__ = [
+    "Outcome",
+    "Outgoing",
+    "Published",
+    "Publisher",
+    "Publishing",
+    "PublishingSettings",
+    "RetryPolicy",
+    "idempotency_key",
+]
+
+log = logging.getLogger("postflow.publishing")
+
+_LINK = re.compile(r"https?://[^\s<>\"']+")
+ALL_CHANNELS = "*"
+
+
+@attrs.frozen
+class Outgoing:
+    """What a publisher sends: one post's revision on one channel."""
+
+    post_id: int
+    revision: int
+    channel: Channel
+    text: str
+    media: tuple[str, ...]
+    links: tuple[str, ...]
+    """The URLs found in the text, in order."""
+    idempotency_key: str
+    """The same for every attempt at this post, channel and revision."""
+    scheduled_at: datetime | None
+
+
+@attrs.frozen
+class Published:
+    """Where a publisher put the post."""
+
+    remote_id: str
+    url: str | None = None
+
+
+class Publisher(Protocol):
+    """Sends posts to one network. Register one with ``postflow_register_publishers``.
+
+    ``publish`` returns :class:`Published` or raises
+    :class:`~postflow.RetryableError`, :class:`~postflow.PermanentError` or
+    :class:`~postflow.OutcomeUnknownError`. A publisher that can look a post up by its
+    idempotency key may also define ``check(item) -> Published | None`` (``None``: it
+    was not published); postflow then settles unknown outcomes by itself.
+    """
+
+    def publish(self, item: Outgoing) -> Published:
+        """Send ``item``; return where it went."""
+        ...
+
+
+def idempotency_key(post_id: int, channel: str, revision: int) -> str:
+    """The key a network can deduplicate on: from post id, channel and revision."""
+    return hashlib.sha256(f"postflow:{post_id}:{channel}:{revision}".encode()).hexdigest()[:32]
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Exponential backoff with jitter for retryable failures.
+
+    Attempt ``n`` failed: wait ``first_delay * 2**(n-1)`` seconds (at most
+    ``max_delay``), scaled by a random factor in [0.5, 1], and at least the network's
+    ``retry_after``. After ``max_attempts`` the post fails.
+    """
+
+    max_attempts: int = 5
+    first_delay: float = 30.0
+    max_delay: float = 3600.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_attempts < 1 or self.first_delay < 0 or self.max_delay < 0:
+            raise ConfigError(f"retry policy needs max_attempts >= 1 and delays >= 0: {self}")
+
+    def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait after ``attempts`` failed attempts."""
+        computed = min(self.max_delay, self.first_delay * 2.0 ** max(attempts - 1, 0))
+        return float(max(computed * rng.uniform(0.5, 1.0), retry_after or 0.0))
+
+
+@attrs.frozen
+class PublishingSettings:
+    """How a workspace publishes: lease length, retries, and the missed cut-off.
+
+    A post due longer ago than ``missed_after`` when a worker first sees it (downtime)
+    fails with reason ``missed``; a later one is published late, its delay recorded.
+    """
+
+    lease: timedelta = timedelta(minutes=5)
+    retry: RetryPolicy = RetryPolicy()
+    missed_after: timedelta = timedelta(hours=24)
+    batch: int = 50
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.lease, timedelta) or self.lease <= timedelta(0):
+            raise ConfigError(f"the lease time must be positive, got {self.lease!r}")
+        if self.missed_after <= timedelta(0):
+            raise ConfigError(f"missed_after must be positive, got {self.missed_after!r}")
+        if self.batch < 1:
+            raise ConfigError(f"batch must be at least 1, got {self.batch!r}")
+
+
+@attrs.frozen
+class Outcome:
+    """What one worker step did with one post."""
+
+    post_id: int
+    result: str
+    """``published``, ``waiting`` (a retry is due later), ``failed``, ``missed``,
+    ``unconfirmed`` (the post failed on an unknown outcome) or ``lost-lease``."""
+    deliveries: tuple[Delivery, ...] = ()
+    detail: str = ""
+    late_by: float = 0.0
+    """Seconds between the post's due time and this attempt."""
+
+
+def default_worker_id() -> str:
+    """``host:pid``, unique among running workers."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Publishing:
+    """The publishing side of a workspace (``ws.publishing``)."""
+
+    def __init__(self, workspace: Workspace, settings: PublishingSettings) -> None:
+        self._ws = workspace
+        self.settings = settings
+        self._publishers: dict[str, Any] | None = None
+        self._rng = random.Random()
+
+    @property
+    def publishers(self) -> Mapping[str, Any]:
+        """The registered publishers by name (loaded from the plugins on first use)."""
+        if self._publishers is None:
+            self._publishers = self._ws.hooks.register_publishers()
+        return self._publishers
+
+    def publisher_for(self, channel: Channel) -> Any | None:
+        """The publisher of ``channel``: its ``publisher`` setting, else its network's."""
+        return self.publishers.get(channel.publisher or channel.network)
+
+    # -- the worker step ------------------------------------------------------------
+
+    def publish_due(self, now: datetime | None = None, *, worker: str | None = None,
+                    limit: int | None = None) -> list[Outcome]:
+        """Claim the posts due at ``now`` and publish them; return what happened.
+
+        Nothing is claimed while all publishing is paused; posts with a paused channel
+        wait. Safe to run in many processes at once.
+        """
+        from postflow._time import to_utc
+        from postflow.workspace import new_correlation_id
+
+        ws = self._ws
+        now = ws.clock.now() if now is None else to_utc(now, field="now",
+                                                         subject="publish_due")[0]
+        worker = worker or default_worker_id()
+        holds = ws.storage.holds()
+        if any(h.scope == ALL_CHANNELS for h in holds):
+            return []
+        held = frozenset(h.scope for h in holds)
+        claimed = ws.storage.claim_due(
+            now, worker, now + self.settings.lease, limit or self.settings.batch, held,
+            new_correlation_id())
+        return [self._publish_one(post, now, worker) for post in claimed]
+
+    def _publish_one(self, post: Post, now: datetime, worker: str) -> Outcome:
+        ws = self._ws
+        due_since = max(post.scheduled_at or now, post.state_changed_at)
+        late_by = max((now - due_since).total_seconds(), 0.0)
+        if now - due_since > self.settings.missed_after:
+            self._finish(post, "fail", now, worker, (), {
+                "reason": "missed", "late_by_seconds": round(late_by, 3)})
+            return Outcome(post.id, "missed", (), f"due {late_by:.0f} s ago", late_by)
+        channels = {c.name: c for c in ws.storage.list_channels()}
+        current = self._current_deliveries(post)
+        for name, delivery in list(current.items()):
+            if delivery.status in ("sending", "unconfirmed"):
+                current[name] = self._settle_unknown(post, channels.get(name), delivery, now)
+        to_send = [d for d in current.values() if d.status == "pending"]
+        sending = [replace(d, status="sending", attempts=d.attempts + 1, updated_at=now)
+                   for d in to_send]
+        if sending and not ws.storage.save_deliveries(post.id, sending, worker=worker,
+                                                      now=now):
+            return Outcome(post.id, "lost-lease", (), "another worker holds the post")
+        retry_after: list[float] = []
+        for delivery in sending:
+            result, after = self._send(post, channels.get(delivery.channel), delivery, now)
+            current[delivery.channel] = result
+            if after is not None:
+                retry_after.append(after)
+        return self._conclude(post, now, worker, current, late_by, retry_after)
+
+    def _current_deliveries(self, post: Post) -> dict[str, Delivery]:
+        """Per channel: the delivery that counts (a sent one of any revision wins)."""
+        stored = self._ws.storage.deliveries(post.id)
+        result: dict[str, Delivery] = {}
+        for name in post.channels:
+            mine = [d for d in stored if d.channel == name]
+            sent = [d for d in mine if d.status == "sent"]
+            same = [d for d in mine if d.revision == post.revision]
+            if sent:
+                result[name] = sent[-1]  # never sent twice, whatever the revision
+            elif same:
+                delivery = same[-1]
+                if delivery.status == "failed":  # a person retried the failed post
+                    delivery = replace(delivery, status="pending", attempts=0)
+                result[name] = delivery
+            else:
+                result[name] = Delivery(post.id, name, post.revision, "pending",
+                                        idempotency_key(post.id, name, post.revision))
+        return result
+
+    def _settle_unknown(self, post: Post, channel: Channel | None, delivery: Delivery,
+                        now: datetime) -> Delivery:
+        """Ask the publisher about a delivery whose outcome is unknown, if it can say."""
+        publisher = self.publisher_for(channel) if channel else None
+        check = getattr(publisher, "check", None)
+        if check is None:
+            return replace(delivery, status="unconfirmed", updated_at=now,
+                           last_error=delivery.last_error or "a worker stopped mid-publish")
+        try:
+            found = check(self._outgoing(post, channel, delivery))  # type: ignore[arg-type]
+        except Exception as exc:  # still unknown
+            return replace(delivery, status="unconfirmed", updated_at=now,
+                           last_error=f"status check failed: {exc}")
+        if found is None:
+            return replace(delivery, status="pending", updated_at=now)
+        return replace(delivery, status="sent", remote_id=found.remote_id, url=found.url,
+                       updated_at=now, last_error=None)
+
+    def _outgoing(self, post: Post, channel: Channel, delivery: Delivery) -> Outgoing:
+        return Outgoing(post.id, delivery.revision, channel, post.text, post.media,
+                        tuple(_LINK.findall(post.text)), delivery.idempotency_key,
+                        post.scheduled_at)
+
+    def _send(self, post: Post, channel: Channel | None, delivery: Delivery, now: datetime
+              ) -> tuple[Delivery, float | None]:
+        """Hand one delivery to its publisher; the recorded result and any retry-after."""
+        if channel is None:
+            return replace(delivery, status="failed",
+                           last_error=f"channel {delivery.channel!r} no longer exists"), None
+        publisher = self.publisher_for(channel)
+        if publisher is None:
+            return replace(delivery, status="failed", last_error=(
+                f"no publisher for network {channel.network!r}"
+                + (f" (publisher {channel.publisher!r})" if channel.publisher else "")
+                + f" of channel {channel.name!r}: install or register one")), None
+        try:
+            published = publisher.publish(self._outgoing(post, channel, delivery))
+        except RetryableError as exc:
+            return replace(delivery, status="pending", last_error=f"retryable: {exc}"), \
+                exc.retry_after
+        except PermanentError as exc:
+            return replace(delivery, status="failed", last_error=f"rejected: {exc}"), None
+        except OutcomeUnknownError as exc:
+            return replace(delivery, status="unconfirmed", last_error=f"unknown: {exc}"), None
+        except Exception as exc:  # a publisher bug must not stop the worker
+            log.exception("publisher %r raised unexpectedly for post %s on %s",
+                          channel.publisher or channel.network, post.id, channel.name)
+            return replace(delivery, status="pending",
+                           last_error=f"unexpected {type(exc).__name__}: {exc}"), None
+        if not isinstance(published, Published):
+            return replace(delivery, status="unconfirmed", last_error=(
+                f"publisher returned {published!r}, not a Published")), None
+        return replace(delivery, status="sent", remote_id=published.remote_id,
+                       url=published.url, last_error=None), None
+
+    def _conclude(self, post: Post, now: datetime, worker: str, current: dict[str, Delivery],
+                  late_by: float, retry_after: list[float]) -> Outcome:
+        deliveries = tuple(replace(d, updated_at=now) for d in current.values())
+        summary = {d.channel: d.status for d in deliveries}
+        errors = {d.channel: d.last_error for d in deliveries if d.last_error}
+        policy = self.settings.retry
+        if all(d.status == "sent" for d in deliveries):
+            urls = {d.channel: d.url for d in deliveries if d.url}
+            self._finish(post, "publish", now, worker, deliveries, {
+                "deliveries": summary, "late_by_seconds": round(late_by, 3)}, urls)
+            return Outcome(post.id, "published", deliveries, "", late_by)
+        exhausted = [d for d in deliveries
+                     if d.status == "pending" and d.attempts >= policy.max_attempts]
+        failed = [d for d in deliveries if d.status == "failed"] + exhausted
+        unconfirmed = [d for d in deliveries if d.status == "unconfirmed"]
+        if failed or (unconfirmed and not any(d.status == "pending" for d in deliveries)):
+            reason = "unconfirmed" if not failed else (
+                "attempts exhausted" if exhausted and len(failed) == len(exhausted)
+                else "rejected")
+            self._finish(post, "fail", now, worker, deliveries, {
+                "reason": reason, "deliveries": summary, "errors": errors})
+            result = "unconfirmed" if reason == "unconfirmed" else "failed"
+            return Outcome(post.id, result, deliveries, reason, late_by)
+        attempts = max((d.attempts for d in deliveries if d.status == "pending"), default=1)
+        wait = policy.delay(attempts, max(retry_after, default=None), self._rng)
+        retry_at = now + timedelta(seconds=wait)
+        self._finish(post, None, now, worker, deliveries, {
+            "retry_at": retry_at.isoformat(), "deliveries": summary, "errors": errors},
+            retry_at=retry_at)
+        return Outcome(post.id, "waiting", deliveries, f"next attempt in {wait:.0f} s",
+                       late_by)
+
+    def _finish(self, post: Post, trigger: str | None, now: datetime, worker: str,
+                deliveries: Sequence[Delivery], data: dict[str, Any],
+                urls: Mapping[str, str] | None = None, retry_at: datetime | None = None
+                ) -> None:
+        """Store the step's result: the post (moved by ``trigger``, or waiting until
+        ``retry_at``), its deliveries and one audit entry, in one transaction."""
+        from postflow.workspace import _next_sequence, new_correlation_id
+
+        ws = self._ws
+        state = post.state
+        if trigger is not None:
+            dest = ws.workflow.fire(trigger, state, post.approvals) \
+                if trigger in ws.workflow.rules and state in ws.workflow.rules[trigger].sources \
+                else None
+            if dest is None:
+                raise InvalidTransition(
+                    f"post {post.id}: workflow {ws.workflow.name!r} has no {trigger!r} from "
+                    f"{state!r}; the worker needs it", post_id=post.id, trigger=trigger,
+                    state=state)
+        else:
+            dest = state
+        published_urls = post.published_urls
+        if urls:
+            published_urls = FrozenData({**post.published_urls, **urls})
+        state_changed_at = now if dest != state else post.state_changed_at
+        changed = replace(
+            post, version=post.version + 1, state=dest, updated_at=now,
+            state_changed_at=state_changed_at, published_urls=published_urls,
+            claimed_by=None, claimed_until=retry_at,
+            sequence=_next_sequence(post, dest, post.scheduled_at, post.planned_for,
+                                    state_changed_at))
+        if urls:
+            data = {**data, "published_urls": published_urls}
+        entry = NewEntry(trigger or "retry_wait", worker, now, new_correlation_id(), post.id,
+                         state, dest, post.revision, None, freeze(data))
+        ws.storage.update_post(changed, expected_version=post.version, entries=(entry,),
+                               previous=post, deliveries=deliveries)
+        ws._recent.pop(post.id, None)
+        log.info("post %s: %s by %s", post.id, trigger or "waiting", worker,
+                 extra={"post_id": post.id, "worker": worker, "result": trigger or "waiting"})
+
+    # -- people's side --------------------------------------------------------------
+
+    def pause(self, *, by: str, reason: str, channels: Sequence[str] | None = None
+              ) -> list[Hold]:
+        """Hold all publishing (``channels=None``) or those channels', at once."""
+        ws = self._ws
+        member = self._publisher_member(by, "pause")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValidationFailed.single("pause", "reason-required",
+                                          "a pause needs a reason", field="reason")
+        scopes = self._scopes(channels)
+        now = ws.clock.now()
+        holds = []
+        for scope in scopes:
+            hold = Hold(scope, reason.strip(), member, now)
+            ws.storage.save_hold(hold, ws._entry("pause", member, now, None, {
+                "scope": scope, "reason": hold.reason}))
+            holds.append(hold)
+        return holds
+
+    def resume(self, *, by: str, channels: Sequence[str] | None = None) -> list[str]:
+        """Lift the holds on all publishing or on those channels; return the scopes."""
+        ws = self._ws
+        member = self._publisher_member(by, "resume")
+        scopes = self._scopes(channels)
+        held = {h.scope for h in ws.storage.holds()}
+        missing = [s for s in scopes if s not in held]
+        if missing:
+            what = "publishing is not paused" if missing == [ALL_CHANNELS] else \
+                f"not paused: {', '.join(missing)}"
+            raise InvalidTransition(f"cannot resume: {what} (paused: "
+                                    f"{', '.join(sorted(held)) or 'nothing'})")
+        now = ws.clock.now()
+        for scope in scopes:
+            ws.storage.remove_hold(scope, ws._entry("resume", member, now, None,
+                                                    {"scope": scope}))
+        return scopes
+
+    def _scopes(self, channels: Sequence[str] | None) -> list[str]:
+        if channels is None:
+            return [ALL_CHANNELS]
+        names = [channels] if isinstance(channels, str) else list(channels)
+        if not names:
+            raise ValidationFailed.single("pause", "no-channels", "name at least one channel "
+                                          "or pass channels=None for all", field="channels")
+        for name in names:
+            if not isinstance(name, str) or self._ws.storage.get_channel(name) is None:
+                raise ValidationFailed.single("pause", "unknown-channel",
+                                              f"no channel called {name!r}", field="channels")
+        return sorted(set(names))
+
+    def _publisher_member(self, by: str, action: str) -> str:
+        from postflow.exceptions import PermissionDenied
+
+        member = self._ws._member(by, action)
+        if not {"publisher", "admin"} & member.roles:
+            raise PermissionDenied(
+                f"{member.name} may not {action} publishing: needs the role publisher or "
+                "admin", member=member.name, action=action,
+                roles_needed={"publisher", "admin"})
+        self._ws._deny_by_plugins(member, action, None)
+        return member.name
+
+    def resolve(self, post_id: int, channel: str, *, by: str, published: bool,
+                remote_id: str | None = None, url: str | None = None) -> Delivery:
+        """Settle an ``unconfirmed`` delivery: it went out (``published=True``, with
+        where), or it did not and may be sent again (after ``ws.retry``)."""
+        ws = self._ws
+        member = self._publisher_member(by, "resolve")
+        post = ws.posts.get(post_id)
+        current = {d.channel: d for d in ws.storage.deliveries(post_id)
+                   if d.status == "unconfirmed"}
+        delivery = current.get(channel)
+        if delivery is None:
+            raise NotFound(f"post {post_id} has no unconfirmed delivery on {channel!r}")
+        now = ws.clock.now()
+        settled = replace(delivery, status="sent" if published else "pending",
+                          remote_id=remote_id if published else None,
+                          url=url if published else None, updated_at=now,
+                          last_error=f"resolved by {member}")
+        ws.storage.save_deliveries(post_id, [settled], worker=None, now=now, entries=[
+            ws._entry("delivery.resolve", member, now, post, {
+                "channel": channel, "published": bool(published), "remote_id": remote_id,
+                "url": url})])
+        return settled
