@@ -349,3 +349,30 @@ class TestSettings:
             delay = policy.delay(attempt, None, rng)
             assert step * 0.5 <= delay <= step
         assert policy.delay(1, 500.0, rng) == 500.0
+
+
+class TestChannelPublisher:
+    """Channels name their publisher and its settings."""
+
+    def test_publisher_setting_overrides_the_network(
+        self, pws: postflow.Workspace, network: Network, clock: FixedClock
+    ) -> None:
+        """A channel with publisher='x' on network 'mastodon' is published by 'x'."""
+        channel = pws.channels.add("acme-md", network="mastodon", publisher="x",
+                                   settings={"url": "https://social.example"})
+        assert pws.channels.get("acme-md") == channel
+        assert dict(channel.settings) == {"url": "https://social.example"}
+        post = due(pws, clock, channels=("acme-md",))
+        clock.advance(minutes=11)
+        assert [o.result for o in pws.publish_due()] == ["published"]
+        assert network.calls[0].channel.settings["url"] == "https://social.example"
+        updated = pws.channels.update("acme-md", publisher=None, settings={"a": "b"})
+        assert (updated.publisher, dict(updated.settings)) == (None, {"a": "b"})
+        assert pws.audit_log()[-1].data["settings"] == ("a",)  # names, not values
+        assert post.id in network.sent()
+
+    def test_settings_must_be_text(self, pws: postflow.Workspace) -> None:
+        """Settings that are not text to text are refused."""
+        with pytest.raises(postflow.ValidationFailed):
+            pws.channels.add("bad", network="x", settings={"port": 8080})  # type: ignore
+        assert pws.storage.get_channel("bad") is None

@@ -879,6 +879,18 @@ def _optional_text(value: object, subject: str, field: str) -> str | None:
                                   f"{field} must be text, got {value!r}", field=field)
 
 
+def _settings(value: object, subject: str) -> FrozenData:
+    """Publisher settings: a mapping of text to text."""
+    if value is None:
+        return FrozenData()
+    if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValidationFailed.single(subject, "bad-settings",
+                                      f"settings must map text to text, got {value!r}",
+                                      field="settings")
+    return FrozenData(value)
+
+
 def _zone(name: object, subject: str) -> str:
     try:
         if not isinstance(name, str):
@@ -1042,8 +1054,14 @@ class Channels(_Directory[Channel]):
         return self._ws.storage.list_channels()
 
     def add(self, name: str, *, network: str, handle: str = "", timezone: str = "UTC",
+            publisher: str | None = None, settings: Mapping[str, str] | None = None,
             by: str | None = None) -> Channel:
-        """Add a channel on ``network`` with the time zone its cadence is planned in."""
+        """Add a channel on ``network`` with the time zone its cadence is planned in.
+
+        ``publisher`` names the publisher that sends its posts (default: the one
+        registered for ``network``); ``settings`` are that publisher's settings (for
+        the webhook publisher: ``url`` and ``secret_env``).
+        """
         ws = self._ws
         actor = ws._manager(by)
         subject = f"channel {name!r}"
@@ -1052,15 +1070,19 @@ class Channels(_Directory[Channel]):
             raise ValidationFailed.single(subject, "no-network", "network is required",
                                           field="network")
         channel = Channel(name, network, _optional_text(handle, name, "handle") or "",
-                          _zone(timezone, subject))
+                          _zone(timezone, subject), True, 1,
+                          _optional_text(publisher, subject, "publisher"),
+                          _settings(settings, subject))
         entry = ws._entry("channel.add", actor, ws.clock.now(), None,
                           {"channel": name, "network": network, "handle": channel.handle,
-                           "timezone": timezone})
+                           "timezone": timezone, "publisher": channel.publisher,
+                           "settings": sorted(channel.settings)})
         _insert_new(ws.storage.save_channel, channel, entry, subject)
         return channel
 
     def update(self, name: str, *, handle: str | None = None, timezone: str | None = None,
-               active: bool | None = None, by: str | None = None,
+               active: bool | None = None, publisher: str | None = _UNSET,
+               settings: Mapping[str, str] | None = None, by: str | None = None,
                expected_version: int | None = None) -> Channel:
         """Change a channel's handle or time zone, or retire it (``active=False``).
 
@@ -1076,10 +1098,16 @@ class Channels(_Directory[Channel]):
             changes["timezone"] = _zone(timezone, f"channel {name!r}")
         if active is not None:
             changes["active"] = bool(active)
+        if publisher is not _UNSET:
+            changes["publisher"] = _optional_text(publisher, name, "publisher")
+        if settings is not None:
+            changes["settings"] = _settings(settings, f"channel {name!r}")
+        # setting values may be secrets' names or URLs: the trail records which changed
+        logged = {k: (sorted(v) if k == "settings" else v) for k, v in changes.items()}
 
         def change(channel: Channel) -> tuple[Channel, NewEntry]:
             return attrs.evolve(channel, version=channel.version + 1, **changes), ws._entry(
-                "channel.update", actor, ws.clock.now(), None, {"channel": name, **changes})
+                "channel.update", actor, ws.clock.now(), None, {"channel": name, **logged})
 
         return _save_changed(lambda: self.get(name), change, ws.storage.save_channel,
                              expected_version, f"channel {name!r}")
