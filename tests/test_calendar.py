@@ -584,3 +584,154 @@ def test_importing_postflow_does_not_import_icalendar() -> None:
     code = ("import sys, postflow; postflow.open('memory://', entry_points=False); "
             "assert 'icalendar' not in sys.modules, 'imported too early'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+class TestReviewFindings:
+    """Defects an independent review found, each pinned."""
+
+    def test_last_modified_never_goes_back(self, ws: postflow.Workspace,
+                                           clock: FixedClock) -> None:
+        """A change committed after a later-stamped one still moves Last-Modified on."""
+        scheduled(ws, clock)
+        feed, _ = ws.feeds.create("team")
+        clock.advance(minutes=10)
+        ws.comment(ws.posts.list()[0].id, by="ben", text="later writer")
+        first = ws.calendar.render_feed(feed)
+        clock.advance(minutes=-5)  # a writer whose clock read came earlier commits now
+        scheduled(ws, clock, days=2)
+        second = ws.calendar.render_feed(feed)
+        assert second.etag != first.etag
+        assert second.last_modified > first.last_modified
+
+    @pytest.mark.parametrize(("lines", "reason"), [
+        ("DTSTART:20300101T090000Z\r\nDURATION:garbage", "cannot be read"),
+        ("DTSTART;VALUE=DATE:99991231", "cannot be read"),
+        ("DTSTART:99991231T230000Z\r\nDURATION:PT2H", "cannot be read"),
+        ("DTSTART:20300101T090000Z\r\nRECURRENCE-ID:20300101T090000Z",
+         "recurrence overrides"),
+        ("UID:second\r\nDTSTART:20300101T090000Z", "twice"),
+    ])
+    def test_unreadable_events_are_skipped_not_fatal(
+        self, ws: postflow.Workspace, lines: str, reason: str
+    ) -> None:
+        """Bad times, overrides and doubled properties skip one event, not the file."""
+        data = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:bad\r\n"
+                f"SUMMARY:Bad\r\n{lines}\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:good\r\n"
+                "SUMMARY:Good\r\nDTSTART;VALUE=DATE:20300105\r\nEND:VEVENT\r\n"
+                "END:VCALENDAR\r\n").encode()
+        report = ws.calendar.import_ical(data)
+        assert report.added == ("good",)
+        assert len(report.skipped) == 1
+        assert reason in report.skipped[0][1]
+
+    def test_timed_entry_without_end_gets_the_event_length(self, ws: postflow.Workspace
+                                                           ) -> None:
+        """A timed event with no DTEND or DURATION lasts event_minutes, not zero."""
+        ws.calendar.import_ical(b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\n"
+                                b"BEGIN:VEVENT\r\nUID:u\r\nSUMMARY:s\r\n"
+                                b"DTSTART:20300105T090000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+        [entry] = ws.storage.list_planning_entries()
+        assert entry.end - entry.start == timedelta(minutes=15)  # type: ignore[operator]
+
+    def test_custom_workflow_states_with_a_schedule_are_confirmed(
+        self, url: str, make_ws: MakeWs, clock: FixedClock
+    ) -> None:
+        """A workflow that calls its states 'queued' and 'live' still puts posts on it."""
+        import copy
+        import json
+
+        from postflow.workflow import DEFAULT_WORKFLOW
+        definition = json.loads(json.dumps(copy.deepcopy(DEFAULT_WORKFLOW))
+                                .replace('"scheduled"', '"queued"')
+                                .replace('"published"', '"live"'))
+        ws = make_ws(url, workflow=postflow.Workflow.from_dict(definition))
+        add_team(ws)
+        post = ws.plan(ws.posts.create(author="ana", text="t", channels=["acme-x"]).id,
+                       on=date(2030, 1, 9), by="ana")
+        ws.submit(post.id, by="ana")
+        ws.approve(post.id, by="ben")
+        queued = ws.schedule(post.id, at=clock.now() + timedelta(days=1), by="cy")
+        event = events(ws.calendar.ical())[uid(queued)]
+        assert str(event["status"]) == "CONFIRMED"
+        assert event.decoded("dtstart") == queued.scheduled_at
+        assert queued.sequence == 2
+
+    def test_settings_are_checked_and_fixed(self, ws: postflow.Workspace) -> None:
+        """Bad settings are a ConfigError; the settings of an open workspace are fixed."""
+        for bad in ({"event_minutes": 0}, {"post_url": "https://a/p"},
+                    {"domain": "a b"}, {"past_days": -1}):
+            with pytest.raises(postflow.ConfigError):
+                CalendarSettings(**bad)  # type: ignore[arg-type]
+        with pytest.raises(AttributeError):
+            ws.calendar.settings = CalendarSettings()  # type: ignore[misc]
+
+    def test_post_url_may_hold_other_braces(self, url: str, make_ws: MakeWs,
+                                            clock: FixedClock) -> None:
+        """Only {id} is filled in; other braces are kept."""
+        ws = make_ws(url, calendar=CalendarSettings(
+            post_url="https://app.test/p/{id}?utm={source}"))
+        add_team(ws)
+        post = scheduled(ws, clock)
+        assert f"https://app.test/p/{post.id}?utm={{source}}" in str(
+            events(ws.calendar.ical())[uid(post)]["description"])
+
+    @pytest.mark.parametrize("kwargs", [{"states": 5}, {"channels": [["acme-x"]]},
+                                        {"name": 5}])
+    def test_bad_argument_types_are_validation_errors(
+        self, ws: postflow.Workspace, kwargs: dict[str, Any]
+    ) -> None:
+        """Wrong types get ValidationFailed, not a TypeError."""
+        with pytest.raises(postflow.ValidationFailed):
+            ws.calendar.ical(**kwargs)
+        assert ws.feeds.find(5) is None  # type: ignore[arg-type]
+
+    def test_zoneinfo_utc_clock_is_fine(self, url: str, make_ws: MakeWs) -> None:
+        """A clock answering in ZoneInfo('UTC') still gives GMT validators."""
+        from zoneinfo import ZoneInfo
+
+        from postflow.web import feed_app
+
+        class ZoneClock:
+            def now(self) -> datetime:
+                return datetime(2030, 1, 1, 9, tzinfo=ZoneInfo("UTC"))
+
+        ws = make_ws(url, clock=ZoneClock())
+        add_team(ws)
+        _, token = ws.feeds.create("team")
+        statuses: list[str] = []
+        feed_app(ws)({"REQUEST_METHOD": "GET", "PATH_INFO": f"/feeds/{token}.ics"},
+                     lambda status, headers: statuses.append(status))
+        assert statuses == ["200 OK"]
+
+    def test_v1_file_gets_the_sequence_its_trail_implies(self, tmp_path: Path,
+                                                         make_ws: MakeWs) -> None:
+        """Migrating a v1 file computes each post's sequence by replaying its trail."""
+        import sqlite3
+
+        from postflow.storage import sqlite as backend
+        path = tmp_path / "v1.db"
+        ws = make_ws(f"sqlite:///{path}")
+        add_team(ws)
+        post = ws.plan(ws.posts.create(author="ana", text="t", channels=["acme-x"]).id,
+                       on=date(2030, 3, 1), by="ana")
+        post = ws.plan(post.id, on=date(2030, 3, 2), by="ana")
+        assert post.sequence == 2
+        ws.close()
+        db = sqlite3.connect(path)  # pretend it was written before the calendar existed
+        db.execute("UPDATE posts SET sequence = 0")
+        db.execute("UPDATE postflow_meta SET value = '1'")
+        for column in ("media", "published_urls", "sequence", "claimed_by", "claimed_until"):
+            db.execute(f"ALTER TABLE posts DROP COLUMN {column}")
+        db.execute("ALTER TABLE revisions DROP COLUMN media")
+        for table in ("planning_entries", "feeds", "deliveries", "holds"):
+            db.execute(f"DROP TABLE {table}")
+        db.execute("DROP INDEX posts_planned")
+        for column in ("publisher", "settings"):
+            db.execute(f"ALTER TABLE channels DROP COLUMN {column}")
+        db.commit()
+        db.close()
+        again = make_ws(f"sqlite:///{path}")
+        assert again.storage.schema_version() == backend.SCHEMA_VERSION  # type: ignore
+        migrated = again.posts.get(post.id)
+        assert migrated.sequence == 2
+        assert postflow.replay(again.history(post.id)) == migrated

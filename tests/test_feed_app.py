@@ -135,6 +135,24 @@ class TestConditionalGet:
         assert len(counter.calls) == rendered_events  # no event was serialised again
         assert get(path, If_None_Match='"other"').status == 200
 
+    def test_304_carries_the_length_of_the_200(
+        self, served: tuple[postflow.Workspace, str, int], get: Get
+    ) -> None:
+        """A 304's Content-Length (if any) is the body's, never 0 (RFC 9110 8.6)."""
+        path = f"/feeds/{served[1]}.ics"
+        first = get(path)
+        response = get(path, If_None_Match=first.getheader("ETag", ""))
+        assert response.status == 304
+        assert response.getheader("Content-Length") == first.getheader("Content-Length")
+
+    def test_absurd_dates_are_ignored(self, served: tuple[postflow.Workspace, str, int],
+                                      get: Get) -> None:
+        """If-Modified-Since values that overflow are treated as unparsable: 200."""
+        path = f"/feeds/{served[1]}.ics"
+        for value in ("Mon, 01 Jan 2026 99999999999999999999:00:00 GMT",
+                      "Fri, 31 Dec 9999 23:59:59 -0100"):
+            assert get(path, If_Modified_Since=value).status == 200, value
+
     def test_if_none_match_takes_precedence(
         self, served: tuple[postflow.Workspace, str, int], get: Get
     ) -> None:
@@ -199,12 +217,15 @@ class TestTokens:
         with caplog.at_level(logging.DEBUG, logger="postflow"):
             get(f"/feeds/{token}.ics")
             get(f"/feeds/{token[::-1]}.ics")
+            encoded = token[:10] + "%" + format(ord(token[10]), "02X") + token[11:]
+            assert get(f"/feeds/{encoded}.ics").status in (200, 404)
             time.sleep(0.1)  # the server thread logs after answering
         text = "\n".join(r.getMessage() for r in caplog.records)
         assert "feed team: 200" in text
         assert "404" in text
         assert token not in text
         assert token[::-1] not in text
+        assert token[11:] not in text  # the percent-encoded request is cut short too
 
 
 class TestMounting:

@@ -69,6 +69,22 @@ class CalendarSettings:
     future_days: int | None = None
     planning_category: str = "planning"
 
+    def __attrs_post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.name, str) or not self.name.strip():
+            problems.append("name must be non-empty text")
+        if not isinstance(self.domain, str) or not re.fullmatch(r"[A-Za-z0-9.-]+",
+                                                                  self.domain or ""):
+            problems.append(f"domain must be a host name, got {self.domain!r}")
+        if self.post_url is not None and "{id}" not in self.post_url:
+            problems.append(f"post_url must contain {{id}}, got {self.post_url!r}")
+        if self.event_minutes < 1 or self.refresh_minutes < 1:
+            problems.append("event_minutes and refresh_minutes must be at least 1")
+        if self.past_days < 0 or (self.future_days is not None and self.future_days < 0):
+            problems.append("past_days and future_days cannot be negative")
+        if problems:
+            raise ConfigError("calendar settings: " + "; ".join(problems))
+
 
 @attrs.frozen
 class RenderedFeed:
@@ -130,12 +146,17 @@ class Calendar:
 
     def __init__(self, workspace: Workspace, settings: CalendarSettings) -> None:
         self._ws = workspace
-        self.settings = settings
+        self._settings = settings
         self._lock = threading.RLock()
         self._posts: dict[int, _CachedPost] = {}
         self._planning: dict[str, tuple[int, bytes]] = {}
         self._feeds: dict[str, tuple[tuple[Any, ...], RenderedFeed]] = {}
         self._headers: dict[str, bytes] = {}
+
+    @property
+    def settings(self) -> CalendarSettings:
+        """How this workspace renders (fixed when it opens: the caches depend on it)."""
+        return self._settings
 
     # -- exports -------------------------------------------------------------------
 
@@ -160,6 +181,9 @@ class Calendar:
         ``end``, raises :class:`~postflow.ValidationFailed`. ``name`` overrides the
         calendar's name.
         """
+        if name is not None and not isinstance(name, str):
+            raise ValidationFailed.single("calendar", "bad-name",
+                                          f"name must be text, got {name!r}", field="name")
         window_start, window_end = self._window(start, end)
         filters = attrs.evolve(self._filters(channels, campaigns, states, authors),
                                planning=planning)
@@ -210,12 +234,18 @@ class Calendar:
             if value is None:
                 chosen[field] = None
                 continue
-            names = frozenset([value] if isinstance(value, str) else value)
-            for name in sorted(names, key=str):
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, Iterable):
+                raise ValidationFailed.single("calendar filter", f"bad-{field}",
+                                              f"{field} must be names, got {value!r}",
+                                              field=field)
+            listed = list(value)
+            for name in listed:
                 if not isinstance(name, str) or not known(name):
                     raise ValidationFailed.single(
                         "calendar filter", code, f"no {what} called {name!r}", field=field)
-            chosen[field] = names or None
+            chosen[field] = frozenset(listed) or None
         return _Filters(chosen["channels"], chosen["campaigns"], chosen["states"],
                         chosen["authors"])
 
@@ -364,11 +394,18 @@ class Calendar:
         body = self._render(window_start, window_end, filters,
                             f"{self.settings.name}: {feed.name}")
         # the window moves at midnight UTC: events may have left it then
-        moved = datetime.combine(self._ws.clock.now().astimezone(UTC).date(), time(),
-                                 tzinfo=UTC)
-        last_modified = max(last_change or moved, moved).replace(microsecond=0)
-        rendered = RenderedFeed(body, f'"{hashlib.sha256(body).hexdigest()[:40]}"',
-                                last_modified)
+        now = self._ws.clock.now().astimezone(UTC)
+        moved = datetime.combine(now.date(), time(), tzinfo=UTC)
+        last_modified = max(last_change.astimezone(UTC) if last_change else moved, moved)
+        etag = f'"{hashlib.sha256(body).hexdigest()[:40]}"'
+        if cached is not None:
+            previous = cached[1]
+            # a writer whose clock read came earlier may commit later: never go back,
+            # and a changed body always gets a later date than the one clients hold
+            last_modified = max(last_modified, previous.last_modified)
+            if etag != previous.etag and last_modified <= previous.last_modified:
+                last_modified = max(now, previous.last_modified + timedelta(seconds=1))
+        rendered = RenderedFeed(body, etag, last_modified.replace(microsecond=0))
         with self._lock:
             self._feeds[feed.name] = (key, rendered)
         return rendered
@@ -396,7 +433,8 @@ class Calendar:
         ws = self._ws
         actor = ws._manager(by)
         category = category or self.settings.planning_category
-        events, skipped = _parse_events(data)
+        events, skipped = _parse_events(
+            data, timedelta(minutes=self.settings.event_minutes))
         stored = {e.uid: e for e in ws.storage.list_planning_entries()}
         now = ws.clock.now()
         changed: list[PlanningEntry] = []
@@ -509,7 +547,7 @@ def _description(workspace: Workspace, post: Post, channel: Channel,
             f"{a.member} ({a.stage})" for a in post.approvals))
     template = workspace.calendar.settings.post_url
     if template:
-        lines.append(f"Open in postflow: {template.format(id=post.id)}")
+        lines.append(f"Open in postflow: {template.replace('{id}', str(post.id))}")
     return f"{clean_text(post.text)}\n\n{clean_text(chr(10).join(lines))}"
 
 
@@ -642,6 +680,8 @@ class Feeds:
         The token is hashed before the lookup and the stored hash compared in
         constant time, so the answer takes as long for any wrong token.
         """
+        if not isinstance(token, str):
+            return None  # type: ignore[unreachable]
         wanted = hash_token(token)
         feed = self._ws.storage.find_feed(wanted)
         if feed is None or feed.token_hash is None:
@@ -655,7 +695,7 @@ _Parsed = tuple[str, str, str, datetime | date, datetime | date]
 
 
 def _parse_events(
-    data: bytes | str,
+    data: bytes | str, default_length: timedelta,
 ) -> tuple[list[_Parsed], list[tuple[str, str]]]:
     """The importable events of an iCalendar document, and the skipped ones with why."""
     subject = "calendar import"
@@ -674,6 +714,12 @@ def _parse_events(
         for number, component in enumerate(calendar.walk("VEVENT"), 1):
             summary = clean_text(str(component.get("summary", ""))).strip()
             what = f"event {number}" + (f" ({summary[:40]!r})" if summary else "")
+            if "recurrence-id" in component:
+                skipped.append((what, "recurrence overrides are not imported"))
+                continue
+            if any(isinstance(component.get(p), list) for p in ("uid", "summary", "dtstart")):
+                skipped.append((what, "it has a property (UID, SUMMARY, DTSTART) twice"))
+                continue
             uid = str(component.get("uid", "")).strip()
             if not uid:
                 skipped.append((what, "it has no UID"))
@@ -688,16 +734,19 @@ def _parse_events(
                 skipped.append((what, "recurring events are not imported"))
                 continue
             try:
-                start, end = _event_times(component)
-            except ValueError as exc:
-                skipped.append((what, str(exc)))
+                start, end = _event_times(component, default_length)
+            except (ValueError, TypeError, OverflowError) as exc:
+                reason = str(exc) if isinstance(exc, ValueError) else \
+                    f"its times cannot be read ({type(exc).__name__}: {exc})"
+                skipped.append((what, reason))
                 continue
             description = clean_text(str(component.get("description", ""))).strip()
             events.append((uid, summary or "(untitled)", description, start, end))
     return events, skipped
 
 
-def _event_times(component: Any) -> tuple[datetime | date, datetime | date]:
+def _event_times(component: Any, default_length: timedelta
+                 ) -> tuple[datetime | date, datetime | date]:
     if "dtstart" not in component:
         raise ValueError("it has no DTSTART")
     start = _aware(component.decoded("dtstart"))
@@ -705,14 +754,16 @@ def _event_times(component: Any) -> tuple[datetime | date, datetime | date]:
         end = _aware(component.decoded("dtend"))
     elif "duration" in component:
         end = start + component.decoded("duration")
+        if not isinstance(end, date):
+            raise ValueError("its DURATION is not a duration")
     else:
-        end = start + timedelta(days=1) if not isinstance(start, datetime) else start
+        end = start + (default_length if isinstance(start, datetime) else timedelta(days=1))
     if type(start) is not type(end):
         raise ValueError("DTSTART and DTEND mix a date and a date-time")
     if end < start:
         raise ValueError("it ends before it starts")
-    if end == start and not isinstance(start, datetime):
-        end = start + timedelta(days=1)
+    if end == start:  # give it an end: zero-length events show badly
+        end = start + (default_length if isinstance(start, datetime) else timedelta(days=1))
     return start, end
 
 

@@ -265,9 +265,6 @@ class StageStatus:
         return len(self.approved_by) >= self.needed
 
 
-CONFIRMED_STATES = frozenset({"scheduled", "published"})
-"""States whose posts are on the calendar at their scheduled time (``CONFIRMED``)."""
-
 OFF_CALENDAR_STATES = frozenset({"archived", "failed"})
 """States whose posts are never on the calendar, planned date or not."""
 
@@ -276,9 +273,9 @@ def calendar_slot(post: Post) -> tuple[str, datetime | date] | None:
     """Where ``post`` sits on the calendar: ``(status, start)``, or ``None`` when it is not
     on it.
 
-    Scheduled and published posts are ``CONFIRMED`` at their scheduled time (a post
-    published without a schedule: when it was published); any other post with a planned
-    date (except archived and failed ones) is ``TENTATIVE`` on that day. A post's
+    Archived and failed posts are never on it. Any other post with a scheduled time is
+    ``CONFIRMED`` then (a post published without a schedule: when it was published);
+    one with only a planned date is ``TENTATIVE`` on that day. A post's
     ``sequence`` goes up whenever this value changes.
     """
     return slot_of(post.state, post.scheduled_at, post.planned_for, post.state_changed_at)
@@ -289,11 +286,13 @@ def slot_of(
     state_changed_at: datetime,
 ) -> tuple[str, datetime | date] | None:
     """:func:`calendar_slot` from the fields it reads (before the post is built)."""
-    if state in CONFIRMED_STATES:
-        at = scheduled_at or (state_changed_at if state == "published" else None)
-        if at is not None:
-            return ("CONFIRMED", at)
-    if planned_for is not None and state not in OFF_CALENDAR_STATES:
+    if state in OFF_CALENDAR_STATES:
+        return None
+    # any state with a schedule (custom workflows name theirs freely) is confirmed
+    at = scheduled_at or (state_changed_at if state == "published" else None)
+    if at is not None:
+        return ("CONFIRMED", at)
+    if planned_for is not None:
         return ("TENTATIVE", planned_for)
     return None
 

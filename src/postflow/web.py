@@ -67,8 +67,10 @@ def feed_app(ws: Workspace, *, prefix: str = "/feeds") -> WSGIApp:
         ]
         if not_modified(environ, rendered):
             log.info("feed %s: 304", feed.name)
-            start_response("304 Not Modified", validators)
-            return [b""]
+            # the length a 200 would have (a server must not add Content-Length: 0)
+            start_response("304 Not Modified", [
+                *validators, ("Content-Length", str(len(rendered.body)))])
+            return []
         log.info("feed %s: 200 (%d bytes)", feed.name, len(rendered.body))
         start_response("200 OK", [
             ("Content-Type", "text/calendar; charset=utf-8"),
@@ -97,11 +99,11 @@ def not_modified(environ: dict[str, Any], rendered: RenderedFeed) -> bool:
         return False
     try:
         since = parsedate_to_datetime(if_modified_since)
-    except (TypeError, ValueError, IndexError):
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        return rendered.last_modified <= since.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return False
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
-    return rendered.last_modified <= since.astimezone(UTC)
 
 
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -113,7 +115,8 @@ class _RedactingHandler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         message = format % args
-        message = re.sub(r"/([A-Za-z0-9_-]{4})[A-Za-z0-9_-]{12,}", r"/\1…", message)
+        # whatever follows /feeds/ (percent-encoded or not) is a token or a guess at one
+        message = re.sub(r"(/feeds/[^/\s?]{0,4})[^\s?]*", r"\1…", message)
         log.debug("%s %s", self.address_string(), message)
 
 

@@ -118,8 +118,26 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
             db.execute(statement)
 
 
+def _migrate_to_2(db: sqlite3.Connection) -> None:
+    """Media, published URLs, the calendar's tables, and each post's calendar sequence
+    as its audit trail implies (what :func:`postflow.replay` would compute)."""
+    from postflow.audit import replay
+    from postflow.exceptions import PostflowError
+
+    _run_script(db, _SCHEMA_V2)
+    for (post_id,) in db.execute("SELECT id FROM posts").fetchall():
+        rows = db.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE post_id = ? "
+                          "ORDER BY id", (post_id,)).fetchall()
+        try:
+            sequence = replay(_entry(r) for r in rows).sequence
+        except (PostflowError, KeyError, ValueError, TypeError):
+            continue  # a trail replay cannot read: the post keeps sequence 0
+        if sequence:
+            db.execute("UPDATE posts SET sequence = ? WHERE id = ?", (sequence, post_id))
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    2: lambda db: _run_script(db, _SCHEMA_V2),  # media, published URLs, calendar
+    2: _migrate_to_2,  # media, published URLs, calendar
     3: lambda db: _run_script(db, _SCHEMA_V3),  # leases, publishers, deliveries, holds
 }
 """``MIGRATIONS[n]`` upgrades a schema at version ``n - 1`` to ``n`` (inside a transaction).
