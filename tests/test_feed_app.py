@@ -283,7 +283,7 @@ class TestServeCommand:
                            created.stdout)
         token = links[0][1]
         assert f"webcal://cal.acme.test/feeds/{token}.ics" in created.stdout
-        assert ("https://calendar.google.com/calendar/r?cid=webcal%3A%2F%2Fcal.acme.test"
+        assert ("https://calendar.google.com/calendar/r?cid=https%3A%2F%2Fcal.acme.test"
                 f"%2Ffeeds%2F{token}.ics") in created.stdout
         server = subprocess.Popen(
             [str(postflow_exe), "serve", "--feeds", "--port", "0"], env=env,

@@ -308,8 +308,9 @@ def feed_links(base_url: str, token: str) -> dict[str, str]:
     """The https (or http), ``webcal://`` and Google "add by URL" links of a feed."""
     url = f"{base_url.rstrip('/')}/feeds/{token}.ics"
     webcal = "webcal://" + url.split("://", 1)[1]
+    # the feed's own URL, not webcal://: Google would fetch that over plain http
     google = "https://calendar.google.com/calendar/r?cid=" + urllib.parse.quote(
-        webcal, safe="")
+        url, safe="")
     return {"url": url, "webcal": webcal, "google": google}
 
 
