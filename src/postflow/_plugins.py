@@ -31,6 +31,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "postflow.storage.memory",
     "postflow.storage.sqlite",
     "postflow.calendar",
+    "postflow.publishers",
 )
 """Modules registered as plugins in every workspace, after external plugins."""
 
