@@ -23,6 +23,10 @@ Modules (each states what it measures and how):
   cold vs the same events built directly with ``icalendar`` (target ≤ 1.2x), warm after
   one post changed (target ≤ 0.1x the direct build), and a 304 of the feed server at 10
   vs 15,000 events (target: flat, ≤ 1.5x);
+* :mod:`benchmarks.publishing`: ``ws.publish_due`` draining 5,000 due SQLite posts with a
+  no-op publisher, one worker (target ≥ 1,000 posts/s) and 4 worker processes (ratio
+  reported), each post published exactly once; ``claim_due`` at 10k vs 1M posts, 100 due
+  (target: flat, ≤ 2x) with the query plan;
 * :mod:`benchmarks.floor` (run on its own): the essential work of the memory lifecycle
   alone, to show how much room the ≤ 1.0x target leaves for postflow's bookkeeping.
 

@@ -17,7 +17,7 @@ from typing import Any
 from benchmarks._common import Result, gc_note, settings
 
 BENCHMARKS = ("lifecycle_memory", "lifecycle_sqlite", "memory", "list_scaling",
-              "calendar_feed")
+              "calendar_feed", "publishing")
 
 
 def main(argv: list[str] | None = None) -> int:
