@@ -329,7 +329,8 @@ class TestMisc:
         lines = done.stdout.splitlines()
         hooks = {"postflow.storage.memory": "postflow_storage",
                  "postflow.storage.sqlite": "postflow_storage",
-                 "postflow.calendar": "postflow_calendar_event"}
+                 "postflow.calendar": "postflow_calendar_event",
+                 "postflow.publishers": "postflow_register_publishers"}
         assert set(hooks) == set(BUILTIN_PLUGINS)
         for name in BUILTIN_PLUGINS:
             i = lines.index(f"{name}  (built-in)")

@@ -764,8 +764,9 @@ class TestPluginsCommand:
         out = capsys.readouterr().out.splitlines()
         for name in BUILTIN_PLUGINS:
             i = out.index(f"{name}  (built-in)")
-            expected = "postflow_calendar_event" if name == "postflow.calendar" \
-                else "postflow_storage"
+            expected = {"postflow.calendar": "postflow_calendar_event",
+                        "postflow.publishers": "postflow_register_publishers"}.get(
+                name, "postflow_storage")
             assert out[i + 1] == f"    {expected}"
         i = out.index("recorder  (postflow-recorder 2.5)")
         assert out[i + 1:i + 3] == ["    postflow_after_transition",

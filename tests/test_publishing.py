@@ -340,7 +340,8 @@ class TestSettings:
             PublishingSettings(**kwargs)
 
     def test_backoff_grows_with_jitter_and_respects_retry_after(self) -> None:
-        """Delays double per attempt within [0.5, 1] of the step, never below retry_after."""
+        """Delays double per attempt within [0.5, 1] of the step; Retry-After is honoured up
+        to max_delay."""
         import random
 
         policy = RetryPolicy(first_delay=10, max_delay=100)
@@ -348,7 +349,8 @@ class TestSettings:
         for attempt, step in ((1, 10), (2, 20), (3, 40), (5, 100), (9, 100)):
             delay = policy.delay(attempt, None, rng)
             assert step * 0.5 <= delay <= step
-        assert policy.delay(1, 500.0, rng) == 500.0
+        assert policy.delay(1, 80.0, rng) == 80.0  # the network asked for longer
+        assert policy.delay(1, 5000.0, rng) == 100.0  # but not beyond max_delay
 
 
 class TestChannelPublisher:
@@ -376,3 +378,38 @@ class TestChannelPublisher:
         with pytest.raises(postflow.ValidationFailed):
             pws.channels.add("bad", network="x", settings={"port": 8080})  # type: ignore
         assert pws.storage.get_channel("bad") is None
+
+
+class TestPublishingReviewFindings:
+    """Defects found while building the publishers, each pinned."""
+
+    def test_an_unknown_outcome_blocks_a_new_revision(
+        self, pws: postflow.Workspace, network: Network, clock: FixedClock
+    ) -> None:
+        """Editing a post whose delivery is unconfirmed does not send the new revision."""
+        post = due(pws, clock)
+        network.script["acme-x"] = [postflow.OutcomeUnknownError("timeout")]
+        clock.advance(minutes=11)
+        assert [o.result for o in pws.publish_due()] == ["unconfirmed"]
+        pws.fire(post.id, "retry", by="cy")
+        pws.unschedule(post.id, by="cy")
+        pws.edit(post.id, by="ana", text="second take")
+        pws.submit(post.id, by="ana")
+        pws.approve(post.id, by="ben")
+        pws.schedule(post.id, at=clock.now() + timedelta(minutes=1), by="cy")
+        clock.advance(minutes=2)
+        assert [o.result for o in pws.publish_due()] == ["unconfirmed"]
+        assert len(network.calls) == 1
+
+    def test_long_retry_waits_are_not_missed(
+        self, pws: postflow.Workspace, network: Network, clock: FixedClock
+    ) -> None:
+        """A post that was tried is retried after a day's waits, not failed as missed."""
+        post = due(pws, clock)
+        network.script["acme-x"] = [postflow.RetryableError("down")] * 2
+        clock.advance(minutes=11)
+        for _ in range(2):
+            assert [o.result for o in pws.publish_due()] == ["waiting"]
+            clock.advance(hours=20)
+        assert [o.result for o in pws.publish_due()] == ["published"]
+        assert pws.posts.get(post.id).state == "published"

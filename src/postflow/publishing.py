@@ -112,7 +112,8 @@ class RetryPolicy:
 
     Attempt ``n`` failed: wait ``first_delay * 2**(n-1)`` seconds (at most
     ``max_delay``), scaled by a random factor in [0.5, 1], and at least the network's
-    ``retry_after``. After ``max_attempts`` the post fails.
+    ``retry_after`` (itself capped at ``max_delay``). After ``max_attempts`` the post
+    fails.
     """
 
     max_attempts: int = 5
@@ -126,7 +127,9 @@ class RetryPolicy:
     def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait after ``attempts`` failed attempts."""
         computed = min(self.max_delay, self.first_delay * 2.0 ** max(attempts - 1, 0))
-        return float(max(computed * rng.uniform(0.5, 1.0), retry_after or 0.0))
+        # the network's Retry-After is honoured up to max_delay, so none can park a post
+        honoured = min(retry_after or 0.0, self.max_delay)
+        return float(max(computed * rng.uniform(0.5, 1.0), honoured))
 
 
 @attrs.frozen
@@ -219,12 +222,14 @@ class Publishing:
         ws = self._ws
         due_since = max(post.scheduled_at or now, post.state_changed_at)
         late_by = max((now - due_since).total_seconds(), 0.0)
-        if now - due_since > self.settings.missed_after:
+        stored = ws.storage.deliveries(post.id)
+        # missed means never tried: a post waiting out long retries is not missed
+        if not stored and now - due_since > self.settings.missed_after:
             self._finish(post, "fail", now, worker, (), {
                 "reason": "missed", "late_by_seconds": round(late_by, 3)})
             return Outcome(post.id, "missed", (), f"due {late_by:.0f} s ago", late_by)
         channels = {c.name: c for c in ws.storage.list_channels()}
-        current = self._current_deliveries(post)
+        current = self._current_deliveries(post, stored)
         for name, delivery in list(current.items()):
             if delivery.status in ("sending", "unconfirmed"):
                 current[name] = self._settle_unknown(post, channels.get(name), delivery, now)
@@ -242,16 +247,20 @@ class Publishing:
                 retry_after.append(after)
         return self._conclude(post, now, worker, current, late_by, retry_after)
 
-    def _current_deliveries(self, post: Post) -> dict[str, Delivery]:
-        """Per channel: the delivery that counts (a sent one of any revision wins)."""
-        stored = self._ws.storage.deliveries(post.id)
+    def _current_deliveries(self, post: Post, stored: list[Delivery]
+                            ) -> dict[str, Delivery]:
+        """Per channel: the delivery that counts. A sent one of any revision wins; then
+        one of unknown outcome of any revision (settled before anything new is sent)."""
         result: dict[str, Delivery] = {}
         for name in post.channels:
             mine = [d for d in stored if d.channel == name]
             sent = [d for d in mine if d.status == "sent"]
+            unknown = [d for d in mine if d.status in ("sending", "unconfirmed")]
             same = [d for d in mine if d.revision == post.revision]
             if sent:
                 result[name] = sent[-1]  # never sent twice, whatever the revision
+            elif unknown:
+                result[name] = unknown[-1]  # an earlier revision may have gone out
             elif same:
                 delivery = same[-1]
                 if delivery.status == "failed":  # a person retried the failed post
