@@ -29,6 +29,7 @@ from postflow.hookspecs import hookimpl
 from postflow.models import (
     Approval,
     AuditEntry,
+    Cadence,
     Campaign,
     Channel,
     Delivery,
@@ -53,6 +54,7 @@ __all__ = [
     "ACTION_ROLES",
     "Approval",
     "AuditEntry",
+    "Cadence",
     "Campaign",
     "Channel",
     "Clock",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any, NoReturn, TypeVar
 
 import attrs
@@ -13,6 +13,7 @@ from postflow._time import zone_of
 __all__ = [
     "Approval",
     "AuditEntry",
+    "Cadence",
     "Campaign",
     "Channel",
     "Delivery",
@@ -130,6 +131,50 @@ class Member:
 
 
 @attrs.frozen
+class Cadence:
+    """A channel's posting rules: at most ``max_per_day`` posts a day, at least
+    ``min_gap`` between two, none in the quiet hours ``quiet_start`` to ``quiet_end``
+    (local times in the channel's zone; the range may wrap midnight)."""
+
+    max_per_day: int | None = None
+    min_gap: timedelta | None = None
+    quiet_start: time | None = None
+    quiet_end: time | None = None
+
+    def __attrs_post_init__(self) -> None:
+        from postflow.exceptions import ConfigError
+
+        if self.max_per_day is not None and (
+                not isinstance(self.max_per_day, int) or self.max_per_day < 1):
+            raise ConfigError(f"max_per_day must be at least 1, got {self.max_per_day!r}")
+        if self.min_gap is not None and (
+                not isinstance(self.min_gap, timedelta) or self.min_gap <= timedelta(0)):
+            raise ConfigError(f"min_gap must be a positive timedelta, got {self.min_gap!r}")
+        if (self.quiet_start is None) != (self.quiet_end is None) or (
+                self.quiet_start is not None and self.quiet_start == self.quiet_end):
+            raise ConfigError("quiet hours need a start and a different end")
+        for value in (self.quiet_start, self.quiet_end):
+            if value is not None and (not isinstance(value, time) or value.tzinfo):
+                raise ConfigError(f"quiet hours are local times without a zone, got {value!r}")
+
+    @property
+    def empty(self) -> bool:
+        """Whether the channel has no rules."""
+        return self.max_per_day is None and self.min_gap is None and self.quiet_start is None
+
+    def is_quiet(self, local: time) -> bool:
+        """Whether the local time ``local`` falls in the quiet hours."""
+        start, end = self.quiet_start, self.quiet_end
+        if start is None or end is None:
+            return False
+        local = local.replace(tzinfo=None)
+        return start <= local < end if start < end else (local >= start or local < end)
+
+
+NO_CADENCE = Cadence()
+
+
+@attrs.frozen
 class Channel:
     """An account on a network that posts go out to."""
 
@@ -143,6 +188,8 @@ class Channel:
     """The publisher that sends its posts (default: the one registered for ``network``)."""
     settings: Mapping[str, str] = attrs.field(default=NO_DATA, hash=False)
     """Publisher settings, e.g. a webhook's ``url`` and ``secret_env``."""
+    cadence: Cadence = NO_CADENCE
+    """Posting rules ``schedule`` enforces."""
 
 
 @attrs.frozen

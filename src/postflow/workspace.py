@@ -9,7 +9,7 @@ import re
 import secrets
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
@@ -28,9 +28,12 @@ from postflow.exceptions import (
     ValidationFailed,
 )
 from postflow.models import (
+    NO_CADENCE,
     NO_DATA,
+    OFF_CALENDAR_STATES,
     Approval,
     AuditEntry,
+    Cadence,
     Campaign,
     Channel,
     Delivery,
@@ -580,7 +583,83 @@ class Workspace:
                 f"post {post.id}", "in-the-past",
                 f"at={at.isoformat()} is not in the future (now {now.isoformat()})",
                 field="at")
+        problems = []
+        for name in post.channels:
+            channel = self.storage.get_channel(name)
+            if channel is not None and not channel.cadence.empty:
+                problems += self._cadence_problems(channel, utc, exclude=post.id)
+        if problems:
+            raise ValidationFailed(f"post {post.id}", problems)
         return utc, zone
+
+    def _cadence_problems(self, channel: Channel, at: datetime, *, exclude: int | None,
+                          extra: Sequence[datetime] = ()) -> list[Problem]:
+        """The rules of ``channel`` that a post at ``at`` would break (and with what)."""
+        cadence = channel.cadence
+        zone = zone_of(channel.timezone)
+        local = at.astimezone(zone)
+        problems = []
+        if cadence.is_quiet(local.time()):
+            problems.append(Problem(
+                "cadence-quiet-hours",
+                f"{local:%H:%M} is in {channel.name}'s quiet hours "
+                f"({cadence.quiet_start:%H:%M}-{cadence.quiet_end:%H:%M} {channel.timezone})",
+                channel=channel.name, field="at"))
+        if cadence.max_per_day is None and cadence.min_gap is None:
+            return problems
+        day_start = datetime.combine(local.date(), time(), tzinfo=zone).astimezone(UTC)
+        day_end = datetime.combine(local.date() + timedelta(days=1), time(),
+                                   tzinfo=zone).astimezone(UTC)
+        gap = cadence.min_gap or timedelta(0)
+        start, end = min(day_start, at - gap), max(day_end, at + gap + timedelta(seconds=1))
+        others = [(p.scheduled_at, f"post {p.id}") for p in self.storage.list_posts(
+            PostQuery(channel=channel.name, start=start, end=end))
+            if p.id != exclude and p.state not in OFF_CALENDAR_STATES and p.scheduled_at]
+        others += [(when, "a suggested slot") for when in extra]
+        if cadence.max_per_day is not None:
+            same_day = [w for w, _ in others if day_start <= w < day_end]
+            if len(same_day) >= cadence.max_per_day:
+                problems.append(Problem(
+                    "cadence-daily-limit",
+                    f"{channel.name} allows {cadence.max_per_day} post(s) a day and "
+                    f"{local:%Y-%m-%d} already has {len(same_day)}",
+                    channel=channel.name, field="at"))
+        if cadence.min_gap is not None:
+            clashes = sorted((w, what) for w, what in others if abs(w - at) < gap)
+            if clashes:
+                when, what = clashes[0]
+                problems.append(Problem(
+                    "cadence-min-gap",
+                    f"{channel.name} needs {gap} between posts and {what} is at "
+                    f"{when.astimezone(zone):%Y-%m-%d %H:%M}",
+                    channel=channel.name, field="at"))
+        return problems
+
+    def suggest_slots(self, channel: str, *, after: datetime | None = None, count: int = 5,
+                      step: timedelta = timedelta(minutes=15)) -> list[datetime]:
+        """The next ``count`` times after ``after`` (default: now) at which a post on
+        ``channel`` breaks none of its cadence rules, in the channel's time zone, on a
+        grid of ``step`` (searching up to a year ahead)."""
+        found = self.channels.get(channel)
+        if not isinstance(count, int) or count < 1 or step <= timedelta(0):
+            raise ValidationFailed.single("suggest_slots", "bad-request",
+                                          "count must be at least 1 and step positive",
+                                          field="count")
+        now = self.clock.now()
+        start = now if after is None else max(to_utc(after, field="after",
+                                                     subject="suggest_slots")[0], now)
+        epoch = datetime(2000, 1, 1, tzinfo=UTC)
+        candidate = epoch + step * -((epoch - start) // step)  # the next grid point
+        if candidate <= start:
+            candidate += step
+        zone = zone_of(found.timezone)
+        slots: list[datetime] = []
+        limit = start + timedelta(days=366)
+        while len(slots) < count and candidate < limit:
+            if not self._cadence_problems(found, candidate, exclude=None, extra=slots):
+                slots.append(candidate)
+            candidate += step
+        return [s.astimezone(zone) for s in slots]
 
     def _plan_edit(
         self, post: Post, member: Member, now: datetime, text: str | None,
@@ -879,6 +958,23 @@ def _optional_text(value: object, subject: str, field: str) -> str | None:
                                   f"{field} must be text, got {value!r}", field=field)
 
 
+def _cadence(value: object, subject: str) -> Cadence:
+    if value is None:
+        return NO_CADENCE
+    if not isinstance(value, Cadence):
+        raise ValidationFailed.single(subject, "bad-cadence",
+                                      f"cadence must be a postflow.Cadence, got {value!r}",
+                                      field="cadence")
+    return value
+
+
+def _cadence_data(cadence: Cadence) -> dict[str, Any]:
+    return {"max_per_day": cadence.max_per_day,
+            "min_gap_seconds": cadence.min_gap.total_seconds() if cadence.min_gap else None,
+            "quiet": [cadence.quiet_start.isoformat(), cadence.quiet_end.isoformat()]
+            if cadence.quiet_start and cadence.quiet_end else None}
+
+
 def _settings(value: object, subject: str) -> FrozenData:
     """Publisher settings: a mapping of text to text."""
     if value is None:
@@ -1055,12 +1151,13 @@ class Channels(_Directory[Channel]):
 
     def add(self, name: str, *, network: str, handle: str = "", timezone: str = "UTC",
             publisher: str | None = None, settings: Mapping[str, str] | None = None,
-            by: str | None = None) -> Channel:
+            cadence: Cadence | None = None, by: str | None = None) -> Channel:
         """Add a channel on ``network`` with the time zone its cadence is planned in.
 
         ``publisher`` names the publisher that sends its posts (default: the one
         registered for ``network``); ``settings`` are that publisher's settings (for
-        the webhook publisher: ``url`` and ``secret_env``).
+        the webhook publisher: ``url`` and ``secret_env``); ``cadence`` its posting
+        rules, which ``schedule`` enforces.
         """
         ws = self._ws
         actor = ws._manager(by)
@@ -1072,18 +1169,19 @@ class Channels(_Directory[Channel]):
         channel = Channel(name, network, _optional_text(handle, name, "handle") or "",
                           _zone(timezone, subject), True, 1,
                           _optional_text(publisher, subject, "publisher"),
-                          _settings(settings, subject))
+                          _settings(settings, subject), _cadence(cadence, subject))
         entry = ws._entry("channel.add", actor, ws.clock.now(), None,
                           {"channel": name, "network": network, "handle": channel.handle,
                            "timezone": timezone, "publisher": channel.publisher,
-                           "settings": sorted(channel.settings)})
+                           "settings": sorted(channel.settings),
+                           "cadence": _cadence_data(channel.cadence)})
         _insert_new(ws.storage.save_channel, channel, entry, subject)
         return channel
 
     def update(self, name: str, *, handle: str | None = None, timezone: str | None = None,
                active: bool | None = None, publisher: str | None = _UNSET,
-               settings: Mapping[str, str] | None = None, by: str | None = None,
-               expected_version: int | None = None) -> Channel:
+               settings: Mapping[str, str] | None = None, cadence: Cadence | None = None,
+               by: str | None = None, expected_version: int | None = None) -> Channel:
         """Change a channel's handle or time zone, or retire it (``active=False``).
 
         Posts cannot be created for, or edited onto, a retired channel.
@@ -1102,8 +1200,11 @@ class Channels(_Directory[Channel]):
             changes["publisher"] = _optional_text(publisher, name, "publisher")
         if settings is not None:
             changes["settings"] = _settings(settings, f"channel {name!r}")
+        if cadence is not None:
+            changes["cadence"] = _cadence(cadence, f"channel {name!r}")
         # setting values may be secrets' names or URLs: the trail records which changed
-        logged = {k: (sorted(v) if k == "settings" else v) for k, v in changes.items()}
+        logged = {k: (sorted(v) if k == "settings" else _cadence_data(v) if k == "cadence"
+                      else v) for k, v in changes.items()}
 
         def change(channel: Channel) -> tuple[Channel, NewEntry]:
             return attrs.evolve(channel, version=channel.version + 1, **changes), ws._entry(

@@ -13,16 +13,18 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 from postflow.exceptions import ConfigError, ConflictError, NotFound, StorageError
 from postflow.hookspecs import hookimpl
 from postflow.models import (
+    NO_CADENCE,
     NO_DATA,
     Approval,
     AuditEntry,
+    Cadence,
     Campaign,
     Channel,
     Delivery,
@@ -102,6 +104,7 @@ ALTER TABLE posts ADD COLUMN claimed_by TEXT;
 ALTER TABLE posts ADD COLUMN claimed_until TEXT;
 ALTER TABLE channels ADD COLUMN publisher TEXT;
 ALTER TABLE channels ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE channels ADD COLUMN cadence TEXT NOT NULL DEFAULT '{}';
 CREATE TABLE deliveries (
     post_id INTEGER NOT NULL, channel TEXT NOT NULL, revision INTEGER NOT NULL,
     status TEXT NOT NULL, idempotency_key TEXT NOT NULL, attempts INTEGER NOT NULL,
@@ -367,10 +370,10 @@ class SQLiteStorage(Storage):
     ) -> None:
         with self._write() as db:
             _check_version(db, "channels", channel.name, expected_version, "channel")
-            db.execute("INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (channel.name, channel.network, channel.handle, channel.timezone,
                         int(channel.active), channel.version, channel.publisher,
-                        _urls_json(channel.settings)))
+                        _urls_json(channel.settings), _cadence_json(channel.cadence)))
             self._append(db, [entry])
         self._directory.pop(("channels", channel.name), None)
 
@@ -908,7 +911,30 @@ def _member(r: Sequence[Any]) -> Member:
 
 def _channel(r: Sequence[Any]) -> Channel:
     return Channel(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6],
-                   FrozenData(json.loads(r[7])) if r[7] != "{}" else NO_DATA)
+                   FrozenData(json.loads(r[7])) if r[7] != "{}" else NO_DATA,
+                   _cadence(r[8]))
+
+
+def _cadence_json(cadence: Cadence) -> str:
+    if cadence.empty:
+        return "{}"
+    return json.dumps({
+        "max_per_day": cadence.max_per_day,
+        "min_gap_seconds": cadence.min_gap.total_seconds() if cadence.min_gap else None,
+        "quiet": [cadence.quiet_start.isoformat(), cadence.quiet_end.isoformat()]
+        if cadence.quiet_start and cadence.quiet_end else None}, sort_keys=True)
+
+
+def _cadence(text: str) -> Cadence:
+    if text == "{}":
+        return NO_CADENCE
+    data = json.loads(text)
+    quiet = data.get("quiet") or (None, None)
+    return Cadence(data.get("max_per_day"),
+                   timedelta(seconds=data["min_gap_seconds"])
+                   if data.get("min_gap_seconds") else None,
+                   time.fromisoformat(quiet[0]) if quiet[0] else None,
+                   time.fromisoformat(quiet[1]) if quiet[1] else None)
 
 
 def _campaign(r: Sequence[Any]) -> Campaign:
