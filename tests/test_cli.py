@@ -119,13 +119,16 @@ class TestDemo:
             assert "withdraw" in [e.action for e in ws.history(archived.id)]
 
     def test_prints_the_audit_trail(self, demo_dir: Path) -> None:
-        """The demo's audit trail shows the request for changes, the edit and both approvals."""
+        """The demo's audit trail shows the request for changes, the edit, both approvals
+        and the worker publishing through the dry-run publisher."""
         out = (demo_dir / "first-run.txt").read_text(encoding="utf-8")
         trail = out.split("Audit trail of post #1:", 1)[1]
-        actions = [line.split()[3] for line in trail.strip().splitlines()[:8]]
+        actions = [line.split()[3] for line in trail.strip().splitlines()[:10]]
         assert actions == ["create", "submit", "request_changes", "edit", "submit",
-                           "approve", "approve", "publish"]
+                           "approve", "approve", "schedule", "claim", "publish"]
         assert '"Add the sign-up link, please."' in trail
+        sent = (demo_dir / "postflow-demo-sent.jsonl").read_text(encoding="utf-8")
+        assert len(sent.splitlines()) == 2  # the dry-run publisher, once per channel
         with open_demo(demo_dir) as ws:
             assert [e.action for e in ws.history(1)] == actions
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -40,8 +41,14 @@ def run_demo(path: Path, *, fresh: bool, echo: Callable[[str], None]) -> None:
         echo(f"Starting over: removed {path}.")
     reused = path.exists()
     berlin = ZoneInfo("Europe/Berlin")
+    # what the dry-run publisher "sends", one JSON line per post and channel
+    sent_file = path.with_name(f"{path.stem}-sent.jsonl")
+    dry_run = {"path": str(sent_file)}
     with postflow.open(f"sqlite:///{path}", workflow=Workflow.from_dict(DEMO_WORKFLOW)) as ws:
         if reused and ws.team.list():
+            for channel in ws.channels.list():
+                if channel.publisher is None:  # a demo database from before publishing
+                    ws.channels.update(channel.name, publisher="dry-run", settings=dry_run)
             echo(f"Reusing {path}: {len(ws.team.list())} members, "
                  f"{len(ws.channels.list())} channels, {ws.posts.count()} posts so far "
                  "(run with --fresh to start over). Adding another batch of posts.")
@@ -49,15 +56,17 @@ def run_demo(path: Path, *, fresh: bool, echo: Callable[[str], None]) -> None:
             echo(f"Creating {path} with a team, two channels and a campaign.")
             for name, roles in TEAM.items():
                 ws.team.add(name, roles=roles, email=f"{name}@example.org")
-            ws.channels.add("acme-x", network="x", handle="@acme", timezone="Europe/Berlin")
+            ws.channels.add("acme-x", network="x", handle="@acme", timezone="Europe/Berlin",
+                            publisher="dry-run", settings=dry_run)
             ws.channels.add("acme-li", network="linkedin", handle="acme-gmbh",
-                            timezone="Europe/Berlin")
+                            timezone="Europe/Berlin", publisher="dry-run", settings=dry_run)
             ws.campaigns.add("spring-launch", goal="Get 500 sign-ups for the spring beta",
                              hashtags=["AcmeSpring", "beta"], by="dee")
         tomorrow = (ws.clock.now().astimezone(berlin) + timedelta(days=1)).replace(
             hour=9, minute=30, second=0, microsecond=0)
 
-        # 1. Changes requested, edited, approved by both stages, published now.
+        # 1. Changes requested, edited, approved by both stages, scheduled a moment ahead
+        #    and published by the worker step through the dry-run publisher.
         launch = ws.posts.create(author="ana", channels=["acme-x", "acme-li"],
                                  campaign="spring-launch",
                                  text="Our spring beta opens today! #AcmeSpring")
@@ -68,7 +77,10 @@ def run_demo(path: Path, *, fresh: bool, echo: Callable[[str], None]) -> None:
         ws.submit(launch.id, by="ana")
         ws.approve(launch.id, by="ben", comment="Good to go.")
         ws.approve(launch.id, by="lena", comment="Legal OK.")
-        ws.publish(launch.id, by="cy")
+        due = ws.clock.now() + timedelta(seconds=1)
+        ws.schedule(launch.id, at=due, by="cy")
+        time.sleep(max((due - ws.clock.now()).total_seconds(), 0) + 0.05)
+        published = [o for o in ws.publish_due(worker="demo") if o.post_id == launch.id]
 
         # 2. Approved, then edited: the edit voids approvals and needs a new round.
         teaser = ws.posts.create(author="ana", channels=["acme-x"], campaign="spring-launch",
@@ -100,6 +112,9 @@ def run_demo(path: Path, *, fresh: bool, echo: Callable[[str], None]) -> None:
         ws.archive(old.id, by="cy")
 
         echo("")
+        if published and published[0].result == "published":
+            echo(f"Published post #{launch.id} on {len(published[0].deliveries)} channels "
+                 f"through the dry-run publisher (see {sent_file}).")
         echo(render_board(ws))
         echo("")
         echo(f"Audit trail of post #{launch.id}:")
