@@ -720,14 +720,21 @@ class TestReviewFindings:
         db = sqlite3.connect(path)  # pretend it was written before the calendar existed
         db.execute("UPDATE posts SET sequence = 0")
         db.execute("UPDATE postflow_meta SET value = '1'")
-        for column in ("media", "published_urls", "sequence", "claimed_by", "claimed_until"):
-            db.execute(f"ALTER TABLE posts DROP COLUMN {column}")
-        db.execute("ALTER TABLE revisions DROP COLUMN media")
-        for table in ("planning_entries", "feeds", "deliveries", "holds"):
-            db.execute(f"DROP TABLE {table}")
         db.execute("DROP INDEX posts_planned")
-        for column in ("publisher", "settings"):
-            db.execute(f"ALTER TABLE channels DROP COLUMN {column}")
+        v1 = sqlite3.connect(":memory:")  # what a version 1 file has
+        for statement in backend._SCHEMA_V1.split(";"):
+            if statement.strip():
+                v1.execute(statement)
+        for table in [r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")]:
+            keep = {r[1] for r in v1.execute(f"PRAGMA table_info({table})")}
+            if not keep:
+                if not table.startswith("sqlite_"):
+                    db.execute(f"DROP TABLE {table}")
+                continue
+            for column in [r[1] for r in db.execute(f"PRAGMA table_info({table})")]:
+                if column not in keep:
+                    db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         db.commit()
         db.close()
         again = make_ws(f"sqlite:///{path}")

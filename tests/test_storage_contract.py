@@ -268,7 +268,8 @@ class TestUpdatePost:
                     state_changed_at=T0 + timedelta(hours=1),
                     media=("https://cdn.example.org/a.png",),
                     published_urls=FrozenData({"acme-li": "https://example.org/p/1"}),
-                    sequence=3)
+                    sequence=3, claimed_by="w1", claimed_until=T0 + timedelta(minutes=5),
+                    series_id=7, occurrence_at=T0 + timedelta(days=3))
         storage.update_post(new, expected_version=post.version, entries=[],
                             previous=post if with_previous else None)
         assert storage.get_post(post.id) == new

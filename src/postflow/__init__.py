@@ -39,6 +39,7 @@ from postflow.models import (
     PlanningEntry,
     Post,
     Revision,
+    Series,
     StageStatus,
 )
 from postflow.storage import PostQuery, Storage
@@ -77,6 +78,7 @@ __all__ = [
     "PublishError",
     "RetryableError",
     "Revision",
+    "Series",
     "Stage",
     "StageStatus",
     "Storage",

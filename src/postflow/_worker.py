@@ -63,6 +63,7 @@ def run_worker(ws: Workspace, worker: str, *, once: bool, interval: float,
     try:
         while not stop.event.is_set():
             try:
+                ws.create_occurrences()  # recurring series: the next occurrences, if due
                 outcomes = ws.publish_due(worker=worker)
             except PostflowError as exc:  # the database is busy or gone: try again later
                 print(f"postflow worker {worker}: {exc}", file=sys.stderr, flush=True)

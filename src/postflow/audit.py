@@ -13,7 +13,7 @@ __all__ = ["POST_ACTIONS", "TEAM_ACTIONS", "replay"]
 TEAM_ACTIONS = frozenset({
     "member.add", "member.update", "channel.add", "channel.update", "campaign.add",
     "campaign.update", "feed.create", "feed.rotate", "feed.revoke", "calendar.import",
-    "pause", "resume",
+    "pause", "resume", "series.create",
 })
 """Actions of entries that concern no post."""
 
@@ -42,6 +42,8 @@ def replay(entries: Iterable[AuditEntry]) -> Post:
                 campaign=data.get("campaign"),
                 planned_for=_date(data.get("planned_for")),
                 media=tuple(data.get("media", ())),
+                series_id=data.get("series"),
+                occurrence_at=_datetime(data.get("occurrence_at")),
             )
             continue
         if entry.action in ("comment", "delivery.resolve"):

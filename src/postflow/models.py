@@ -23,6 +23,7 @@ __all__ = [
     "PlanningEntry",
     "Post",
     "Revision",
+    "Series",
     "StageStatus",
     "calendar_slot",
 ]
@@ -246,6 +247,10 @@ class Post:
     """The worker holding this post's publishing lease, if any."""
     claimed_until: datetime | None = None
     """When that lease ends; also the earliest next attempt after a retryable error."""
+    series_id: int | None = None
+    """The recurring series this post is an occurrence of."""
+    occurrence_at: datetime | None = None
+    """When this occurrence is meant to go out (UTC); ``schedule`` uses it by default."""
 
     @property
     def scheduled_local(self) -> datetime | None:
@@ -412,6 +417,29 @@ class Delivery:
     url: str | None = None
     last_error: str | None = None
     updated_at: datetime | None = None
+
+
+@attrs.frozen
+class Series:
+    """A post that repeats by an RFC 5545 RRULE, in the wall-clock time of ``zone``.
+
+    ``start`` is the first occurrence's local time (naive, in ``zone``); occurrences up
+    to ``ahead`` from now are created as posts of their own; ``created_until`` is the
+    last occurrence created so far (UTC).
+    """
+
+    id: int
+    author: str
+    text: str
+    channels: tuple[str, ...]
+    rrule: str
+    start: datetime
+    zone: str
+    ahead: timedelta
+    campaign: str | None = None
+    media: tuple[str, ...] = ()
+    created_until: datetime | None = None
+    version: int = 1
 
 
 @attrs.frozen

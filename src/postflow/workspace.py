@@ -42,6 +42,7 @@ from postflow.models import (
     Member,
     Post,
     Revision,
+    Series,
     StageStatus,
     calendar_slot,
     freeze,
@@ -69,11 +70,13 @@ ACTION_ROLES: Mapping[str, frozenset[str]] = {
 RESERVED_DATA_KEYS = frozenset({
     "text", "channels", "campaign", "planned_for", "scheduled_at", "scheduled_zone",
     "approvals_voided", "review_restarted", "stage", "at", "media", "published_urls",
-    "retry_at", "claimed_until",
+    "retry_at", "claimed_until", "series", "occurrence_at",
 })
 """Keys of audit entry data that postflow writes and :func:`postflow.replay` reads."""
 
 _MAX_ATTEMPTS = 20
+_MAX_OCCURRENCES = 1000
+"""Occurrences one call creates per series at most (a FREQ=MINUTELY rule cannot flood)."""
 _CACHE_SIZE = 2048
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
 _UNSET: Any = object()
@@ -323,6 +326,49 @@ class Workspace:
 
     # -- publishing ----------------------------------------------------------------
 
+    def create_occurrences(self, now: datetime | None = None) -> list[Post]:
+        """Create the occurrences of every recurring series due within its ``ahead``
+        window of ``now``; each becomes a draft of its own (the worker calls this)."""
+        now = self.clock.now() if now is None else to_utc(now, field="now",
+                                                          subject="create_occurrences")[0]
+        created: list[Post] = []
+        for series in self.storage.list_series():
+            created += self._extend_series(series, now)
+        return created
+
+    def _extend_series(self, series: Series, now: datetime) -> list[Post]:
+        from dateutil.rrule import rrulestr
+
+        zone = zone_of(series.zone)
+        rule = rrulestr(series.rrule, dtstart=series.start)
+        horizon = (now + series.ahead).astimezone(zone).replace(tzinfo=None)
+        after = series.start - timedelta(microseconds=1) if series.created_until is None \
+            else series.created_until.astimezone(zone).replace(tzinfo=None)
+        posts = []
+        for local in rule.xafter(after, count=_MAX_OCCURRENCES, inc=False):
+            if local > horizon:
+                break
+            at = local.replace(tzinfo=zone).astimezone(UTC)  # wall clock kept across DST
+            post = Post(0, 1, self.workflow.initial, series.author, series.text,
+                        series.channels, 1, now, now, now, series.campaign, local.date(),
+                        media=series.media, series_id=series.id, occurrence_at=at)
+            revision = Revision(0, 1, series.text, series.channels, series.campaign,
+                                series.author, now, series.media)
+            data = dict(_create_data(series.text, series.channels, series.campaign,
+                                     local.date(), series.media))
+            data.update(series=series.id, occurrence_at=at.isoformat())
+            entry = NewEntry("create", series.author, now, new_correlation_id(), None, None,
+                             self.workflow.initial, 1, None, freeze(data))
+            posts.append((post, revision, entry))
+        if not posts:
+            return []
+        last = posts[-1][0].occurrence_at
+        moved = replace(series, created_until=last, version=series.version + 1)
+        try:
+            return self.storage.add_occurrences(moved, series.version, posts)
+        except ConflictError:
+            return []  # another process created them
+
     def publish_due(self, now: datetime | None = None, *, worker: str | None = None,
                     limit: int | None = None) -> list[Outcome]:
         """Publish the posts due at ``now`` (default: the clock's now); see
@@ -553,7 +599,7 @@ class Workspace:
             post.id, post.version + 1, dest, post.author, post.text, post.channels,
             post.revision, post.created_at, now, state_changed_at, post.campaign,
             post.planned_for, scheduled_at, zone, approvals, post.revised_by, post.media,
-            published_urls, sequence,
+            published_urls, sequence, None, None, post.series_id, post.occurrence_at,
         )
         entry = NewEntry(trigger, member.name, now, new_correlation_id(), post.id, state,
                          dest, post.revision, comment, freeze(data) if data else NO_DATA)
@@ -574,6 +620,9 @@ class Workspace:
     def _future_slot(
         self, post: Post, at: datetime | None, now: datetime
     ) -> tuple[datetime, str]:
+        if at is None and post.occurrence_at is not None:
+            channel = self.storage.get_channel(post.channels[0])
+            at = post.occurrence_at.astimezone(zone_of(channel.timezone if channel else "UTC"))
         if at is None:
             raise ValidationFailed.single(f"post {post.id}", "time-required",
                                           "schedule needs at=<aware datetime>", field="at")
@@ -1298,6 +1347,60 @@ class Posts:
         post = ws.storage.insert_post(post, revision, [entry])
         ws._remember(post)
         return post
+
+    def create_series(
+        self,
+        *,
+        author: str,
+        text: str,
+        channels: Sequence[str],
+        rrule: str,
+        start: datetime,
+        campaign: str | None = None,
+        media: Sequence[str] = (),
+        ahead: timedelta = timedelta(days=30),
+    ) -> tuple[Series, list[Post]]:
+        """Repeat a post by an RFC 5545 ``rrule`` (e.g. ``FREQ=WEEKLY;BYDAY=MO``).
+
+        ``start`` (aware) is the first occurrence; occurrences keep its wall-clock time
+        in the first channel's time zone across DST changes. Those within ``ahead`` of
+        now are created at once, each a draft of its own with its planned day and
+        :attr:`~postflow.Post.occurrence_at`; later ones as time passes
+        (:meth:`Workspace.create_occurrences`, which the worker runs).
+        """
+        from dateutil.rrule import rrulestr
+
+        ws = self._ws
+        member = ws._member(author, "create")
+        ws._check_action(member, "create", None)
+        names = _channel_names(channels)
+        media_urls = _media(media, "new series")
+        ws._validate_content("new series", text, names, campaign)
+        utc, _ = to_utc(start, field="start", subject="new series")
+        channel = ws.storage.get_channel(names[0])
+        zone_name = channel.timezone if channel else "UTC"
+        local = utc.astimezone(zone_of(zone_name)).replace(tzinfo=None)
+        if not isinstance(ahead, timedelta) or ahead <= timedelta(0):
+            raise ValidationFailed.single("new series", "bad-ahead",
+                                          f"ahead must be a positive timedelta, got {ahead!r}",
+                                          field="ahead")
+        try:
+            if not isinstance(rrule, str) or "\n" in rrule.strip() or \
+                    rrule.upper().lstrip().startswith(("DTSTART", "RRULE:DTSTART")):
+                raise ValueError("one RRULE line, without DTSTART (start= gives it)")
+            rrulestr(rrule, dtstart=local)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValidationFailed.single("new series", "bad-rrule",
+                                          f"not a valid RRULE {rrule!r}: {exc}",
+                                          field="rrule") from exc
+        now = ws.clock.now()
+        series = Series(0, author, text, names, rrule.strip(), local, zone_name, ahead,
+                        campaign, media_urls)
+        entry = NewEntry("series.create", author, now, new_correlation_id(), data=freeze({
+            "rrule": series.rrule, "start": local.isoformat(), "zone": zone_name,
+            "channels": list(names)}))
+        series = ws.storage.insert_series(series, entry)
+        return series, ws._extend_series(series, now)
 
     def get(self, post_id: int) -> Post:
         """The stored post; :class:`~postflow.NotFound` otherwise."""

@@ -26,6 +26,7 @@ from postflow.models import (
     PlanningEntry,
     Post,
     Revision,
+    Series,
 )
 
 __all__ = ["NewEntry", "PostQuery", "Storage"]
@@ -222,6 +223,27 @@ class Storage(abc.ABC):
         bound), whatever its state, each once, ordered by id. Reads only an index: the
         calendar fetches the full posts it has not cached with :meth:`get_posts`.
         """
+
+    # -- recurring series ----------------------------------------------------------
+
+    @abc.abstractmethod
+    def insert_series(self, series: Series, entry: NewEntry) -> Series:
+        """Store a new series (its ``id`` is assigned) with ``entry``; return it."""
+
+    @abc.abstractmethod
+    def list_series(self) -> list[Series]:
+        """Every series, by id."""
+
+    @abc.abstractmethod
+    def add_occurrences(
+        self, series: Series, expected_version: int,
+        posts: Sequence[tuple[Post, Revision, NewEntry]],
+    ) -> list[Post]:
+        """Insert occurrence posts and store ``series`` (one version on, its
+        ``created_until`` moved) in one transaction, if the stored series is still at
+        ``expected_version``; otherwise :class:`~postflow.ConflictError` and nothing is
+        written, so two processes never create the same occurrence twice. Posts get ids
+        as in :meth:`insert_post`; returns them."""
 
     # -- publishing ----------------------------------------------------------------
 

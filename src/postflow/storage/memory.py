@@ -23,6 +23,7 @@ from postflow.models import (
     PlanningEntry,
     Post,
     Revision,
+    Series,
     freeze,
     replace,
 )
@@ -63,6 +64,8 @@ class MemoryStorage(Storage):
         self._feeds_by_token: dict[str, str] = {}
         self._deliveries: dict[int, dict[tuple[str, int], Delivery]] = defaultdict(dict)
         self._holds: dict[str, Hold] = {}
+        self._series: dict[int, Series] = {}
+        self._series_ids = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"MemoryStorage({len(self._posts)} posts)"
@@ -119,17 +122,47 @@ class MemoryStorage(Storage):
 
     # -- posts ---------------------------------------------------------------------
 
+    def insert_series(self, series: Series, entry: NewEntry) -> Series:
+        with self._lock:
+            stored = replace(series, id=next(self._series_ids))
+            self._series[stored.id] = stored
+            self._append([entry._replace(data=freeze({**entry.data, "series": stored.id}))])
+            return stored
+
+    def list_series(self) -> list[Series]:
+        with self._lock:
+            return [self._series[i] for i in sorted(self._series)]
+
+    def add_occurrences(
+        self, series: Series, expected_version: int,
+        posts: Sequence[tuple[Post, Revision, NewEntry]],
+    ) -> list[Post]:
+        with self._lock:
+            stored = self._series.get(series.id)
+            if stored is None or stored.version != expected_version:
+                raise ConflictError(
+                    f"series {series.id} changed since it was read",
+                    expected=expected_version, actual=None if stored is None
+                    else stored.version)
+            self._series[series.id] = series
+            return [self._insert_post(p, r, [e]) for p, r, e in posts]
+
     def insert_post(
         self, post: Post, revision: Revision, entries: Sequence[NewEntry]
     ) -> Post:
         with self._lock:
-            post_id = next(self._ids)
-            post = replace(post, id=post_id)
-            self._posts[post_id] = post
-            self._revisions[post_id] = [replace(revision, post_id=post_id)]
-            self._index(post)
-            self._append(entries, post_id)
-            return post
+            return self._insert_post(post, revision, entries)
+
+    def _insert_post(
+        self, post: Post, revision: Revision, entries: Sequence[NewEntry]
+    ) -> Post:
+        post_id = next(self._ids)
+        post = replace(post, id=post_id)
+        self._posts[post_id] = post
+        self._revisions[post_id] = [replace(revision, post_id=post_id)]
+        self._index(post)
+        self._append(entries, post_id)
+        return post
 
     def get_post(self, post_id: int) -> Post | None:
         return self._posts.get(post_id)

@@ -35,6 +35,7 @@ from postflow.models import (
     PlanningEntry,
     Post,
     Revision,
+    Series,
     freeze,
     replace,
 )
@@ -105,6 +106,13 @@ ALTER TABLE posts ADD COLUMN claimed_until TEXT;
 ALTER TABLE channels ADD COLUMN publisher TEXT;
 ALTER TABLE channels ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE channels ADD COLUMN cadence TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE posts ADD COLUMN series_id INTEGER;
+ALTER TABLE posts ADD COLUMN occurrence_at TEXT;
+CREATE TABLE series (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, author TEXT NOT NULL, text TEXT NOT NULL,
+    channels TEXT NOT NULL, rrule TEXT NOT NULL, start TEXT NOT NULL, zone TEXT NOT NULL,
+    ahead_seconds REAL NOT NULL, campaign TEXT, media TEXT NOT NULL, created_until TEXT,
+    version INTEGER NOT NULL);
 CREATE TABLE deliveries (
     post_id INTEGER NOT NULL, channel TEXT NOT NULL, revision INTEGER NOT NULL,
     status TEXT NOT NULL, idempotency_key TEXT NOT NULL, attempts INTEGER NOT NULL,
@@ -152,7 +160,8 @@ every test that opens a fresh database.
 _POST_COLUMNS = (
     "id, version, state, author, text, channels, revision, created_at, updated_at, "
     "state_changed_at, campaign, planned_for, scheduled_at, scheduled_zone, approvals, "
-    "revised_by, media, published_urls, sequence, claimed_by, claimed_until"
+    "revised_by, media, published_urls, sequence, claimed_by, claimed_until, series_id, "
+    "occurrence_at"
 )
 _AUDIT_COLUMNS = (
     "id, post_id, action, actor, at, correlation_id, from_state, to_state, revision, "
@@ -404,27 +413,71 @@ class SQLiteStorage(Storage):
 
     # -- posts ---------------------------------------------------------------------
 
+    def insert_series(self, series: Series, entry: NewEntry) -> Series:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO series VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._series_row(series)[1:])
+            assert cursor.lastrowid is not None
+            stored = replace(series, id=cursor.lastrowid)
+            self._append(db, [entry._replace(data={**entry.data, "series": stored.id})])
+            return stored
+
+    def _series_row(self, s: Series) -> tuple[Any, ...]:
+        return (s.id, s.author, s.text, json.dumps(list(s.channels)), s.rrule,
+                s.start.isoformat(), s.zone, s.ahead.total_seconds(), s.campaign,
+                json.dumps(list(s.media)),
+                self._ts(s.created_until) if s.created_until else None, s.version)
+
+    def list_series(self) -> list[Series]:
+        return [Series(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4],
+                       datetime.fromisoformat(r[5]), r[6], timedelta(seconds=r[7]), r[8],
+                       tuple(json.loads(r[9])), _from_ts(r[10]) if r[10] else None, r[11])
+                for r in self._read("SELECT * FROM series ORDER BY id")]
+
+    def add_occurrences(
+        self, series: Series, expected_version: int,
+        posts: Sequence[tuple[Post, Revision, NewEntry]],
+    ) -> list[Post]:
+        with self._write() as db:
+            row = self._series_row(series)
+            cursor = db.execute(
+                "UPDATE series SET created_until = ?, version = ? WHERE id = ? AND "
+                "version = ?", (row[10], series.version, series.id, expected_version))
+            if cursor.rowcount != 1:
+                raise ConflictError(f"series {series.id} changed since it was read",
+                                    expected=expected_version)
+            return [self._insert_post(db, p, r, [e]) for p, r, e in posts]
+
     def insert_post(
         self, post: Post, revision: Revision, entries: Sequence[NewEntry]
     ) -> Post:
         with self._write() as db:
-            cursor = db.execute(
-                f"INSERT INTO posts ({_POST_COLUMNS}) "
-                "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (post.version, post.state, post.author, post.text,
-                 self._channels_json(post.channels), post.revision,
-                 self._ts(post.created_at), self._ts(post.updated_at),
-                 self._ts(post.state_changed_at), *self._mutable_tail(post),
-                 post.revised_by, _media_json(post.media), _urls_json(post.published_urls),
-                 post.sequence, post.claimed_by,
-                 self._ts(post.claimed_until) if post.claimed_until else None),
-            )
-            post_id = cursor.lastrowid
-            assert post_id is not None
-            db.executemany("INSERT INTO post_channels VALUES (?, ?)",
-                           [(c, post_id) for c in post.channels])
-            self._insert_revision(db, post_id, revision)
-            self._append(db, entries, post_id)
+            return self._insert_post(db, post, revision, entries)
+
+    def _insert_post(
+        self, db: sqlite3.Connection, post: Post, revision: Revision,
+        entries: Sequence[NewEntry],
+    ) -> Post:
+        cursor = db.execute(
+            f"INSERT INTO posts ({_POST_COLUMNS}) "
+            "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (post.version, post.state, post.author, post.text,
+             self._channels_json(post.channels), post.revision,
+             self._ts(post.created_at), self._ts(post.updated_at),
+             self._ts(post.state_changed_at), *self._mutable_tail(post),
+             post.revised_by, _media_json(post.media), _urls_json(post.published_urls),
+             post.sequence, post.claimed_by,
+             self._ts(post.claimed_until) if post.claimed_until else None,
+             post.series_id,
+             self._ts(post.occurrence_at) if post.occurrence_at else None),
+        )
+        post_id = cursor.lastrowid
+        assert post_id is not None
+        db.executemany("INSERT INTO post_channels VALUES (?, ?)",
+                       [(c, post_id) for c in post.channels])
+        self._insert_revision(db, post_id, revision)
+        self._append(db, entries, post_id)
         return replace(post, id=post_id)
 
     def get_post(self, post_id: int) -> Post | None:
@@ -512,6 +565,11 @@ class SQLiteStorage(Storage):
         if old is None or post.sequence != old.sequence:
             columns.append("sequence")
             values.append(post.sequence)
+        if old is None or (post.series_id, post.occurrence_at) != (
+                old.series_id, old.occurrence_at):
+            columns += ("series_id", "occurrence_at")
+            values += (post.series_id,
+                       self._ts(post.occurrence_at) if post.occurrence_at else None)
         if old is None or (post.claimed_by, post.claimed_until) != (
                 old.claimed_by, old.claimed_until):
             columns += ("claimed_by", "claimed_until")
@@ -871,7 +929,7 @@ def _post(r: Sequence[Any]) -> Post:
         if r[14] != "[]" else (),
         r[15], tuple(json.loads(r[16])) if r[16] != "[]" else (),
         FrozenData(json.loads(r[17])) if r[17] != "{}" else NO_DATA, r[18], r[19],
-        _from_ts(r[20]) if r[20] else None,
+        _from_ts(r[20]) if r[20] else None, r[21], _from_ts(r[22]) if r[22] else None,
     )
 
 
