@@ -413,3 +413,48 @@ class TestPublishingReviewFindings:
             clock.advance(hours=20)
         assert [o.result for o in pws.publish_due()] == ["published"]
         assert pws.posts.get(post.id).state == "published"
+
+
+class SlowNetwork(Network):
+    """A network whose publish takes longer than the lease (the clock moves meanwhile)."""
+
+    def __init__(self, clock: FixedClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.during: Callable[[], None] | None = None
+
+    def publish(self, item: Outgoing) -> Published:
+        if self.during is not None:
+            during, self.during = self.during, None
+            during()  # another worker acts while this call is in flight
+        return super().publish(item)
+
+
+def test_a_lease_lost_mid_call_keeps_the_result_and_never_resends(
+    url: str, make_ws: MakeWs, clock: FixedClock
+) -> None:
+    """When a slow call outlives the lease, the next worker does not send again and the
+    first worker's 'sent' is kept."""
+    network = SlowNetwork(clock)
+    ws = make_ws(url, plugins=[network], publishing=PublishingSettings(
+        lease=timedelta(minutes=1)))
+    add_team(ws)
+    post = due(ws, clock)
+    clock.advance(minutes=11)
+    second: list[Any] = []
+
+    def other_worker() -> None:
+        clock.advance(minutes=2)  # the first worker's lease has run out
+        second.extend(ws.publish_due(worker="w2"))
+
+    network.during = other_worker
+    [first] = ws.publish_due(worker="w1")
+    assert first.result == "lost-lease"
+    assert [o.result for o in second] == ["unconfirmed"]  # w2 saw 'sending', sent nothing
+    assert len(network.calls) == 1
+    [delivery] = ws.deliveries(post.id)
+    assert delivery.status == "sent"  # w1's answer from the network is kept
+    ws.fire(post.id, "retry", by="cy")
+    assert [o.result for o in ws.publish_due(worker="w3")] == ["published"]
+    assert len(network.calls) == 1
+    assert postflow.replay(ws.history(post.id)) == ws.posts.get(post.id)

@@ -32,6 +32,7 @@ import attrs
 
 from postflow.exceptions import (
     ConfigError,
+    ConflictError,
     InvalidTransition,
     NotFound,
     OutcomeUnknownError,
@@ -245,7 +246,19 @@ class Publishing:
             current[delivery.channel] = result
             if after is not None:
                 retry_after.append(after)
-        return self._conclude(post, now, worker, current, late_by, retry_after)
+        try:
+            return self._conclude(post, now, worker, current, late_by, retry_after)
+        except ConflictError:
+            # the lease ran out mid-call and another worker took the post: keep what the
+            # network told us (a sent delivery must never be sent again), and let the
+            # post's new holder decide its state
+            tried = {d.channel for d in sending}
+            results = [replace(d, updated_at=now) for d in current.values()
+                       if d.channel in tried]
+            ws.storage.save_deliveries(post.id, results, worker=None, now=now)
+            log.warning("post %s: lease lost while publishing; results kept", post.id)
+            return Outcome(post.id, "lost-lease", tuple(results),
+                           "the lease ran out mid-call", late_by)
 
     def _current_deliveries(self, post: Post, stored: list[Delivery]
                             ) -> dict[str, Delivery]:
