@@ -458,3 +458,22 @@ def test_a_lease_lost_mid_call_keeps_the_result_and_never_resends(
     assert [o.result for o in ws.publish_due(worker="w3")] == ["published"]
     assert len(network.calls) == 1
     assert postflow.replay(ws.history(post.id)) == ws.posts.get(post.id)
+
+
+def test_retry_after_exhausted_attempts_starts_over(
+    pws: postflow.Workspace, network: Network, clock: FixedClock
+) -> None:
+    """A person's retry gives a post whose attempts ran out the full number again."""
+    post = due(pws, clock)
+    network.script["acme-x"] = [postflow.RetryableError("down")] * 5
+    clock.advance(minutes=11)
+    for _ in range(3):
+        pws.publish_due()
+        clock.advance(hours=2)
+    assert pws.posts.get(post.id).state == "failed"  # 3 attempts (the fixture's policy)
+    pws.fire(post.id, "retry", by="cy")
+    results = []
+    for _ in range(3):
+        results += [o.result for o in pws.publish_due()]
+        clock.advance(hours=2)
+    assert results == ["waiting", "waiting", "published"]  # 2 more failures, then sent

@@ -24,7 +24,8 @@ log = logging.getLogger("postflow.worker")
 
 
 class _Stop:
-    """Set by SIGTERM/SIGINT: the worker finishes the post in hand, then stops."""
+    """Set by SIGTERM/SIGINT: the worker finishes the pass in hand (at most ``batch``
+    posts), then stops."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -57,7 +58,7 @@ def run_worker(ws: Workspace, worker: str, *, once: bool, interval: float,
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     totals: Counter[str] = Counter()
     started = time.monotonic()
-    last_progress = 0.0
+    last_progress = started
     print(f"postflow worker {worker} started on {ws.storage.url}"
           + (" (once)" if once else f", every {interval:g} s"), file=sys.stderr, flush=True)
     try:

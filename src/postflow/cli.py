@@ -135,6 +135,9 @@ def worker(url: str, workflow_file: Path | None, once: bool, interval: float,
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     wf = Workflow.from_toml(workflow_file) if workflow_file else None
+    if not logging.getLogger().handlers:  # publishers' and postflow's own messages
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with _open_existing(url, wf, publishing=settings) as ws:
         code = run_worker(ws, worker_id or default_worker_id(), once=once,
                           interval=interval, json_logs=log_format == "json")

@@ -49,8 +49,9 @@ def postflow_authorize(
     """Veto an action: return a reason to deny it, or ``None`` to have no objection.
 
     Called after the built-in role policy allowed ``action`` (a trigger name, ``edit``,
-    ``create``, ``plan``, ``comment`` or ``manage``) for ``member``; ``post`` is ``None``
-    for ``create`` and ``manage``. Any reason from any plugin denies:
+    ``create``, ``plan``, ``comment``, ``manage``, or the publishing actions ``pause``,
+    ``resume`` and ``resolve``) for ``member``; ``post`` is ``None`` for ``create``,
+    ``manage``, ``pause`` and ``resume``. Any reason from any plugin denies:
     :class:`~postflow.PermissionDenied` is raised with it. Also consulted by
     :meth:`Workspace.allowed`, so keep it fast and side-effect free.
 

@@ -237,8 +237,9 @@ class Publishing:
         to_send = [d for d in current.values() if d.status == "pending"]
         sending = [replace(d, status="sending", attempts=d.attempts + 1, updated_at=now)
                    for d in to_send]
+        # the lease must still hold now, not just when the pass began
         if sending and not ws.storage.save_deliveries(post.id, sending, worker=worker,
-                                                      now=now):
+                                                      now=ws.clock.now()):
             return Outcome(post.id, "lost-lease", (), "another worker holds the post")
         retry_after: list[float] = []
         for delivery in sending:
@@ -276,7 +277,9 @@ class Publishing:
                 result[name] = unknown[-1]  # an earlier revision may have gone out
             elif same:
                 delivery = same[-1]
-                if delivery.status == "failed":  # a person retried the failed post
+                exhausted = delivery.status == "pending" and \
+                    delivery.attempts >= self.settings.retry.max_attempts
+                if delivery.status == "failed" or exhausted:  # a person retried the post
                     delivery = replace(delivery, status="pending", attempts=0)
                 result[name] = delivery
             else:
@@ -478,7 +481,7 @@ class Publishing:
     def resolve(self, post_id: int, channel: str, *, by: str, published: bool,
                 remote_id: str | None = None, url: str | None = None) -> Delivery:
         """Settle an ``unconfirmed`` delivery: it went out (``published=True``, with
-        where), or it did not and may be sent again (after ``ws.retry``)."""
+        where), or it did not and may be sent again (after the post's ``retry``)."""
         ws = self._ws
         member = self._publisher_member(by, "resolve")
         post = ws.posts.get(post_id)
