@@ -242,14 +242,16 @@ class TestFailures:
     def test_unexpected_exception_is_recorded_and_the_worker_goes_on(
         self, pws: postflow.Workspace, network: Network, clock: FixedClock
     ) -> None:
-        """A publisher bug becomes a retryable failure of that post only."""
+        """A publisher bug makes that post's outcome unknown; the others go out."""
         broken = due(pws, clock)
         fine = due(pws, clock, minutes=11)
         network.script["acme-x"] = [ZeroDivisionError("bug")]
         clock.advance(minutes=12)
         results = {o.post_id: o.result for o in pws.publish_due()}
-        assert results == {broken.id: "waiting", fine.id: "published"}
+        # it may have sent before failing: unknown, never resent by itself
+        assert results == {broken.id: "unconfirmed", fine.id: "published"}
         [delivery] = pws.deliveries(broken.id)
+        assert delivery.status == "unconfirmed"
         assert delivery.last_error == "unexpected ZeroDivisionError: bug"
 
     def test_channel_without_publisher_fails_clearly(
@@ -276,12 +278,17 @@ class TestFailures:
         ws.storage.claim_due(now, "dead", now + timedelta(minutes=5), 10, frozenset(), "c")
         for post in (sent, unsent):  # what the dead worker got as far as
             ws.storage.save_deliveries(post.id, [postflow.Delivery(
-                post.id, "acme-x", 1, "sending", idempotency_key(post.id, "acme-x", 1), 1)],
-                worker="dead", now=now)
+                post.id, "acme-x", 1, "sending", idempotency_key(post.id, "acme-x", 1), 1,
+                updated_at=now)], worker="dead", now=now)
         network.known[idempotency_key(sent.id, "acme-x", 1)] = Published("r1", None)
-        clock.advance(minutes=6)
+        clock.advance(minutes=6)  # the lease ran out, but a slow call may still be on
+        young = {o.post_id: o.result for o in ws.publish_due(worker="next")}
+        # a "yes" from the network is trusted at once; a "no" may only mean "not yet"
+        assert young == {sent.id: "published", unsent.id: "waiting"}
+        assert network.sent() == []
+        clock.advance(minutes=5)  # twice the lease after the mark: the "no" is believed
         results = {o.post_id: o.result for o in ws.publish_due(worker="next")}
-        assert results == {sent.id: "published", unsent.id: "published"}
+        assert results == {unsent.id: "published"}
         assert network.sent() == [unsent.id]  # only the one the network never saw
 
 
@@ -477,3 +484,43 @@ def test_retry_after_exhausted_attempts_starts_over(
         results += [o.result for o in pws.publish_due()]
         clock.advance(hours=2)
     assert results == ["waiting", "waiting", "published"]  # 2 more failures, then sent
+
+
+def test_a_pause_during_a_batch_holds_the_rest(
+    pws: postflow.Workspace, network: Network, clock: FixedClock
+) -> None:
+    """Posts claimed before a pause but not yet sent are released, not sent."""
+    posts = [due(pws, clock) for _ in range(3)]
+    clock.advance(minutes=11)
+    original = network.publish
+
+    def pause_on_first(item: Outgoing) -> Published:
+        if not network.calls:
+            pws.pause(by="cy", reason="crisis")
+        return original(item)
+
+    network.publish = pause_on_first  # type: ignore[method-assign]
+    results = [o.result for o in pws.publish_due()]
+    assert results == ["published", "held", "held"]
+    assert len(network.calls) == 1
+    for post in posts[1:]:
+        stored = pws.posts.get(post.id)
+        assert (stored.state, stored.claimed_by, stored.claimed_until) == (
+            "scheduled", None, None)
+        assert postflow.replay(pws.history(post.id)) == stored
+    pws.resume(by="cy")
+    assert [o.result for o in pws.publish_due()] == ["published", "published"]
+
+
+def test_a_retry_after_that_is_not_a_number_is_ignored() -> None:
+    """A header's unparsable text does not reach the arithmetic."""
+    assert postflow.RetryableError("x", retry_after="120").retry_after == 120.0  # type: ignore
+    assert postflow.RetryableError("x", retry_after="soon").retry_after is None  # type: ignore
+    assert postflow.RetryableError("x", retry_after=-5).retry_after is None
+
+
+def test_bad_limit(pws: postflow.Workspace) -> None:
+    """publish_due(limit=) must be a positive whole number on every backend."""
+    for limit in (0, -1, 2.5):
+        with pytest.raises(postflow.ValidationFailed):
+            pws.publish_due(limit=limit)  # type: ignore[arg-type]

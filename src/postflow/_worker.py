@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from postflow.exceptions import PostflowError
 from postflow.storage import PostQuery
 
 if TYPE_CHECKING:
@@ -66,8 +65,9 @@ def run_worker(ws: Workspace, worker: str, *, once: bool, interval: float,
             try:
                 ws.create_occurrences()  # recurring series: the next occurrences, if due
                 outcomes = ws.publish_due(worker=worker)
-            except PostflowError as exc:  # the database is busy or gone: try again later
-                print(f"postflow worker {worker}: {exc}", file=sys.stderr, flush=True)
+            except Exception as exc:  # the database is busy or gone: try again later
+                print(f"postflow worker {worker}: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
                 outcomes = []
                 if once:
                     return 1

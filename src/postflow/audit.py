@@ -18,7 +18,7 @@ TEAM_ACTIONS = frozenset({
 """Actions of entries that concern no post."""
 
 POST_ACTIONS = frozenset({"create", "edit", "comment", "plan", "claim", "retry_wait",
-                          "delivery.resolve"})
+                          "release", "delivery.resolve"})
 """Post actions that are not workflow triggers (every trigger name is an action too)."""
 
 

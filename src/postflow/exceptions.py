@@ -145,7 +145,11 @@ class RetryableError(PublishError):
     in seconds, if it named one."""
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
+        try:  # a header's text, say: keep a usable number or nothing
+            seconds = None if retry_after is None else float(retry_after)
+        except (TypeError, ValueError):
+            seconds = None
+        self.retry_after = seconds if seconds is not None and seconds >= 0 else None
         super().__init__(message)
 
 

@@ -210,6 +210,10 @@ class Publishing:
         now = ws.clock.now() if now is None else to_utc(now, field="now",
                                                          subject="publish_due")[0]
         worker = worker or default_worker_id()
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ValidationFailed.single("publish_due", "bad-limit",
+                                          f"limit must be a whole number >= 1, got {limit!r}",
+                                          field="limit")
         holds = ws.storage.holds()
         if any(h.scope == ALL_CHANNELS for h in holds):
             return []
@@ -217,15 +221,28 @@ class Publishing:
         claimed = ws.storage.claim_due(
             now, worker, now + self.settings.lease, limit or self.settings.batch, held,
             new_correlation_id())
-        return [self._publish_one(post, now, worker) for post in claimed]
+        outcomes = []
+        for post in claimed:
+            try:
+                outcomes.append(self._publish_one(post, now, worker))
+            except Exception as exc:  # one post's trouble must not stop the others
+                log.exception("post %s could not be published by %s", post.id, worker)
+                outcomes.append(Outcome(post.id, "error", (), f"{type(exc).__name__}: {exc}"))
+        return outcomes
 
     def _publish_one(self, post: Post, now: datetime, worker: str) -> Outcome:
         ws = self._ws
+        held = {h.scope for h in ws.storage.holds()}  # a pause may have come mid-batch
+        if ALL_CHANNELS in held or held.intersection(post.channels):
+            self._finish(post, None, now, worker, (), {"held": sorted(held)},
+                         action="release")
+            return Outcome(post.id, "held", (), "paused while the batch ran")
         due_since = max(post.scheduled_at or now, post.state_changed_at)
         late_by = max((now - due_since).total_seconds(), 0.0)
         stored = ws.storage.deliveries(post.id)
+        tried = [d for d in stored if d.revision == post.revision or d.status == "sent"]
         # missed means never tried: a post waiting out long retries is not missed
-        if not stored and now - due_since > self.settings.missed_after:
+        if not tried and now - due_since > self.settings.missed_after:
             self._finish(post, "fail", now, worker, (), {
                 "reason": "missed", "late_by_seconds": round(late_by, 3)})
             return Outcome(post.id, "missed", (), f"due {late_by:.0f} s ago", late_by)
@@ -235,6 +252,15 @@ class Publishing:
             if delivery.status in ("sending", "unconfirmed"):
                 current[name] = self._settle_unknown(post, channels.get(name), delivery, now)
         to_send = [d for d in current.values() if d.status == "pending"]
+        if any(d.status == "sending" for d in current.values()):
+            # another worker's call may still be in flight: send nothing, look again later
+            marks = [d.updated_at or now for d in current.values() if d.status == "sending"]
+            retry_at = max(marks) + 2 * self.settings.lease
+            self._finish(post, None, now, worker, (), {"retry_at": retry_at.isoformat(),
+                                                       "in_flight": True},
+                         retry_at=retry_at)
+            return Outcome(post.id, "waiting", tuple(current.values()),
+                           "a send may still be in flight", late_by)
         sending = [replace(d, status="sending", attempts=d.attempts + 1, updated_at=now)
                    for d in to_send]
         # the lease must still hold now, not just when the pass began
@@ -253,9 +279,9 @@ class Publishing:
             # the lease ran out mid-call and another worker took the post: keep what the
             # network told us (a sent delivery must never be sent again), and let the
             # post's new holder decide its state
-            tried = {d.channel for d in sending}
+            attempted = {d.channel for d in sending}
             results = [replace(d, updated_at=now) for d in current.values()
-                       if d.channel in tried]
+                       if d.channel in attempted]
             ws.storage.save_deliveries(post.id, results, worker=None, now=now)
             log.warning("post %s: lease lost while publishing; results kept", post.id)
             return Outcome(post.id, "lost-lease", tuple(results),
@@ -292,7 +318,11 @@ class Publishing:
         """Ask the publisher about a delivery whose outcome is unknown, if it can say."""
         publisher = self.publisher_for(channel) if channel else None
         check = getattr(publisher, "check", None)
+        young = delivery.status == "sending" and delivery.updated_at is not None and (
+            now - delivery.updated_at < 2 * self.settings.lease)
         if check is None:
+            if young:
+                return delivery  # its worker may be mid-call: wait rather than judge
             return replace(delivery, status="unconfirmed", updated_at=now,
                            last_error=delivery.last_error or "a worker stopped mid-publish")
         try:
@@ -301,6 +331,8 @@ class Publishing:
             return replace(delivery, status="unconfirmed", updated_at=now,
                            last_error=f"status check failed: {exc}")
         if found is None:
+            if young:
+                return delivery  # "not found" may only mean "not yet": wait
             return replace(delivery, status="pending", updated_at=now)
         return replace(delivery, status="sent", remote_id=found.remote_id, url=found.url,
                        updated_at=now, last_error=None)
@@ -334,7 +366,8 @@ class Publishing:
         except Exception as exc:  # a publisher bug must not stop the worker
             log.exception("publisher %r raised unexpectedly for post %s on %s",
                           channel.publisher or channel.network, post.id, channel.name)
-            return replace(delivery, status="pending",
+            # it may have sent before failing: an unknown outcome, never resent blindly
+            return replace(delivery, status="unconfirmed",
                            last_error=f"unexpected {type(exc).__name__}: {exc}"), None
         if not isinstance(published, Published):
             return replace(delivery, status="unconfirmed", last_error=(
@@ -376,8 +409,8 @@ class Publishing:
 
     def _finish(self, post: Post, trigger: str | None, now: datetime, worker: str,
                 deliveries: Sequence[Delivery], data: dict[str, Any],
-                urls: Mapping[str, str] | None = None, retry_at: datetime | None = None
-                ) -> None:
+                urls: Mapping[str, str] | None = None, retry_at: datetime | None = None,
+                action: str = "retry_wait") -> None:
         """Store the step's result: the post (moved by ``trigger``, or waiting until
         ``retry_at``), its deliveries and one audit entry, in one transaction."""
         from postflow.workspace import _next_sequence, new_correlation_id
@@ -407,7 +440,7 @@ class Publishing:
                                     state_changed_at))
         if urls:
             data = {**data, "published_urls": published_urls}
-        entry = NewEntry(trigger or "retry_wait", worker, now, new_correlation_id(), post.id,
+        entry = NewEntry(trigger or action, worker, now, new_correlation_id(), post.id,
                          state, dest, post.revision, None, freeze(data))
         ws.storage.update_post(changed, expected_version=post.version, entries=(entry,),
                                previous=post, deliveries=deliveries)
