@@ -102,8 +102,45 @@ class TestOccurrences:
         assert rws.storage.list_series() == []
         assert rws.posts.count() == 0
 
-    def test_a_minutely_rule_is_bounded(self, rws: postflow.Workspace) -> None:
-        """One call creates at most 1,000 occurrences of a series."""
-        _, posts = weekly(rws, rrule="FREQ=MINUTELY", ahead=timedelta(days=2),
+    def test_an_hourly_rule_is_bounded(self, rws: postflow.Workspace) -> None:
+        """One call looks at most 1,000 occurrences ahead (one falls into the DST gap)."""
+        _, posts = weekly(rws, rrule="FREQ=HOURLY", ahead=timedelta(days=100),
                           start=datetime(2030, 3, 20, 14, tzinfo=BERLIN))
-        assert len(posts) == 1000
+        assert len(posts) == 999
+        assert max(p.occurrence_at for p in posts) < datetime(2030, 5, 2, tzinfo=UTC)
+
+    @pytest.mark.parametrize("rrule", ["FREQ=MINUTELY", "FREQ=SECONDLY",
+                                       "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"])
+    def test_too_frequent_or_impossible_rules_are_refused(
+        self, rws: postflow.Workspace, rrule: str
+    ) -> None:
+        """Sub-hourly rules and rules that never occur are refused at once."""
+        with pytest.raises(postflow.ValidationFailed):
+            weekly(rws, rrule=rrule)
+
+    def test_utc_until_is_accepted(self, rws: postflow.Workspace) -> None:
+        """UNTIL in UTC (as RFC 5545 wants with a zoned start) bounds the series."""
+        _, posts = weekly(rws, rrule="FREQ=WEEKLY;UNTIL=20300402T000000Z",
+                          ahead=timedelta(days=60))
+        assert [p.planned_for for p in posts] == [date(2030, 3, 25), date(2030, 4, 1)]
+
+    def test_past_occurrences_are_not_created(self, rws: postflow.Workspace) -> None:
+        """A start in the past creates only the occurrences still ahead."""
+        _, posts = weekly(rws, start=datetime(2030, 1, 7, 9, tzinfo=BERLIN))
+        assert [p.planned_for for p in posts] == [date(2030, 3, 25), date(2030, 4, 1),
+                                                  date(2030, 4, 8)]
+
+    def test_no_occurrences_after_the_author_left(self, rws: postflow.Workspace,
+                                                  clock: FixedClock) -> None:
+        """A series whose author is no longer active creates nothing more."""
+        weekly(rws)
+        rws.team.update("ana", active=False)
+        clock.advance(days=30)
+        assert rws.create_occurrences() == []
+
+    def test_hourly_over_the_spring_gap_has_no_twin(self, rws: postflow.Workspace) -> None:
+        """Two local times that fall into one instant at the DST gap give one post."""
+        _, posts = weekly(rws, rrule="FREQ=HOURLY", ahead=timedelta(days=12),
+                          start=datetime(2030, 3, 30, 22, tzinfo=BERLIN))
+        instants = [p.occurrence_at for p in posts]
+        assert len(instants) == len(set(instants))

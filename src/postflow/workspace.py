@@ -9,7 +9,7 @@ import re
 import secrets
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
@@ -337,18 +337,27 @@ class Workspace:
         return created
 
     def _extend_series(self, series: Series, now: datetime) -> list[Post]:
-        from dateutil.rrule import rrulestr
-
+        author = self.storage.get_member(series.author)
+        if author is None or not author.active:
+            return []  # its author left the team: no new occurrences in their name
         zone = zone_of(series.zone)
-        rule = rrulestr(series.rrule, dtstart=series.start)
-        horizon = (now + series.ahead).astimezone(zone).replace(tzinfo=None)
-        after = series.start - timedelta(microseconds=1) if series.created_until is None \
-            else series.created_until.astimezone(zone).replace(tzinfo=None)
+        rule, aware = _series_rule(series.rrule, series.start, zone)
+        # occurrences already in the past are not worth a draft
+        first = series.start.replace(tzinfo=zone).astimezone(UTC)
+        after = max(series.created_until or first - timedelta(microseconds=1), now)
+        horizon = now + series.ahead
         posts = []
-        for local in rule.xafter(after, count=_MAX_OCCURRENCES, inc=False):
-            if local > horizon:
+        seen: set[datetime] = set()
+        start = after.astimezone(zone) if aware else after.astimezone(zone).replace(tzinfo=None)
+        for value in rule.xafter(start, count=_MAX_OCCURRENCES, inc=False):
+            local = value if aware else value.replace(tzinfo=zone)
+            at = local.astimezone(UTC)  # the wall clock is kept across DST changes
+            if at > horizon:
                 break
-            at = local.replace(tzinfo=zone).astimezone(UTC)  # wall clock kept across DST
+            if at in seen or at <= after:  # a DST gap can map two local times to one
+                continue
+            seen.add(at)
+            local = local.replace(tzinfo=None)
             post = Post(0, 1, self.workflow.initial, series.author, series.text,
                         series.channels, 1, now, now, now, series.campaign, local.date(),
                         media=series.media, series_id=series.id, occurrence_at=at)
@@ -905,6 +914,17 @@ def _next_sequence(
     return post.sequence + moved
 
 
+def _series_rule(rrule: str, start: datetime, zone: tzinfo) -> tuple[Any, bool]:
+    """dateutil's rule from ``start`` (local, naive) in ``zone``: aware when it can be
+    (a UTC ``UNTIL`` needs that), else naive local times; and which of the two."""
+    from dateutil.rrule import rrulestr
+
+    try:
+        return rrulestr(rrule, dtstart=start.replace(tzinfo=zone)), True
+    except ValueError:  # e.g. a floating UNTIL
+        return rrulestr(rrule, dtstart=start), False
+
+
 def _create_data(
     text: str, channels: tuple[str, ...], campaign: str | None, planned: date | None,
     media: tuple[str, ...],
@@ -1368,7 +1388,6 @@ class Posts:
         :attr:`~postflow.Post.occurrence_at`; later ones as time passes
         (:meth:`Workspace.create_occurrences`, which the worker runs).
         """
-        from dateutil.rrule import rrulestr
 
         ws = self._ws
         member = ws._member(author, "create")
@@ -1388,7 +1407,13 @@ class Posts:
             if not isinstance(rrule, str) or "\n" in rrule.strip() or \
                     rrule.upper().lstrip().startswith(("DTSTART", "RRULE:DTSTART")):
                 raise ValueError("one RRULE line, without DTSTART (start= gives it)")
-            rrulestr(rrule, dtstart=local)
+            if re.search(r"FREQ=(SECONDLY|MINUTELY)", rrule.upper()):
+                raise ValueError("posts repeat at most hourly")
+            rule, aware = _series_rule(rrule, local, zone_of(zone_name))
+            first = rule.after(local.replace(tzinfo=zone_of(zone_name)) if aware else local,
+                               inc=True)
+            if first is None:
+                raise ValueError("it has no occurrence")
         except (ValueError, TypeError, KeyError) as exc:
             raise ValidationFailed.single("new series", "bad-rrule",
                                           f"not a valid RRULE {rrule!r}: {exc}",
