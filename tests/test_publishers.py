@@ -97,11 +97,13 @@ class Hook:
                     return False
                 if hook.mode == "ignore-expect":  # an HTTP/1.0-minded receiver
                     return True
-                if hook.mode in ("early-429", "417"):  # a final answer instead of 100
+                if hook.mode in ("early-429", "417", "early-200"):  # an answer instead of 100
                     hook.requests.append(Received(self.path, dict(self.headers), None))
                     if hook.mode == "417":
                         hook.mode = "ok"
                         self.send_response(417)
+                    elif hook.mode == "early-200":
+                        self.send_response(200)
                     else:
                         self.send_response(429)
                         self.send_header("Retry-After", "120")
@@ -274,6 +276,13 @@ class TestWebhookRequest:
         with pytest.raises(postflow.RetryableError) as caught:
             WebhookPublisher().publish(outgoing(hook.settings()))
         assert caught.value.retry_after == 120
+        assert [r.body for r in hook.requests] == [None]
+
+    def test_a_success_before_the_body_is_not_believed(self, hook: Hook) -> None:
+        """A 2xx for a post whose body never went out is retryable, not published."""
+        hook.mode = "early-200"
+        with pytest.raises(postflow.RetryableError, match="before the body was sent"):
+            WebhookPublisher().publish(outgoing(hook.settings()))
         assert [r.body for r in hook.requests] == [None]
 
     def test_417_is_repeated_without_expect(self, hook: Hook) -> None:

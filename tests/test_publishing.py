@@ -524,3 +524,34 @@ def test_bad_limit(pws: postflow.Workspace) -> None:
     for limit in (0, -1, 2.5):
         with pytest.raises(postflow.ValidationFailed):
             pws.publish_due(limit=limit)  # type: ignore[arg-type]
+
+
+def test_resolve_waits_for_a_running_lease(
+    pws: postflow.Workspace, network: Network, clock: FixedClock
+) -> None:
+    """A person cannot settle a delivery while a worker holds the post."""
+    post = due(pws, clock)
+    network.script["acme-x"] = [postflow.OutcomeUnknownError("timeout")]
+    clock.advance(minutes=11)
+    pws.publish_due()
+    pws.fire(post.id, "retry", by="cy")
+    now = clock.now()
+    pws.storage.claim_due(now, "w9", now + timedelta(minutes=5), 5, frozenset(), "c")
+    with pytest.raises(postflow.InvalidTransition, match="being published by w9"):
+        pws.resolve_delivery(post.id, "acme-x", by="cy", published=True)
+    clock.advance(minutes=6)
+    assert pws.resolve_delivery(post.id, "acme-x", by="cy", published=True).status == "sent"
+
+
+def test_stop_releases_the_posts_not_started(
+    pws: postflow.Workspace, network: Network, clock: FixedClock
+) -> None:
+    """Once stop says yes, the rest of the batch is released, not sent."""
+    posts = [due(pws, clock) for _ in range(3)]
+    clock.advance(minutes=11)
+    outcomes = pws.publish_due(stop=lambda: bool(network.calls))
+    assert [o.result for o in outcomes] == ["published", "released", "released"]
+    for post in posts[1:]:
+        stored = pws.posts.get(post.id)
+        assert (stored.state, stored.claimed_until) == ("scheduled", None)
+    assert [o.result for o in pws.publish_due()] == ["published", "published"]

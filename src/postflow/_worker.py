@@ -23,8 +23,8 @@ log = logging.getLogger("postflow.worker")
 
 
 class _Stop:
-    """Set by SIGTERM/SIGINT: the worker finishes the pass in hand (at most ``batch``
-    posts), then stops."""
+    """Set by SIGTERM/SIGINT: the worker finishes the post in hand, releases the rest of
+    its batch, then stops."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -64,7 +64,7 @@ def run_worker(ws: Workspace, worker: str, *, once: bool, interval: float,
         while not stop.event.is_set():
             try:
                 ws.create_occurrences()  # recurring series: the next occurrences, if due
-                outcomes = ws.publish_due(worker=worker)
+                outcomes = ws.publish_due(worker=worker, stop=stop.event.is_set)
             except Exception as exc:  # the database is busy or gone: try again later
                 print(f"postflow worker {worker}: {type(exc).__name__}: {exc}",
                       file=sys.stderr, flush=True)

@@ -382,6 +382,9 @@ def _classify(target: _Target, item: Outgoing, status: int, headers: http.client
               data: bytes, *, sent: bool) -> Published:
     """The result of an answer with ``status``, or the error it means."""
     where = f"{target.where} answered HTTP {status}"
+    if 200 <= status < 300 and not sent:
+        # a success for a post whose body it never received cannot be believed
+        raise RetryableError(f"{where} before the body was sent")
     if 200 <= status < 300:
         remote_id, url = item.idempotency_key, None
         try:

@@ -24,7 +24,7 @@ import os
 import random
 import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -197,11 +197,13 @@ class Publishing:
     # -- the worker step ------------------------------------------------------------
 
     def publish_due(self, now: datetime | None = None, *, worker: str | None = None,
-                    limit: int | None = None) -> list[Outcome]:
+                    limit: int | None = None,
+                    stop: Callable[[], bool] | None = None) -> list[Outcome]:
         """Claim the posts due at ``now`` and publish them; return what happened.
 
         Nothing is claimed while all publishing is paused; posts with a paused channel
-        wait. Safe to run in many processes at once.
+        wait. Safe to run in many processes at once. ``stop`` is asked between posts:
+        once it says yes, the posts not yet started are released for another pass.
         """
         from postflow._time import to_utc
         from postflow.workspace import new_correlation_id
@@ -223,6 +225,11 @@ class Publishing:
             new_correlation_id())
         outcomes = []
         for post in claimed:
+            if stop is not None and stop():
+                self._finish(post, None, now, worker, (), {"stopping": True},
+                             action="release")
+                outcomes.append(Outcome(post.id, "released", (), "the worker is stopping"))
+                continue
             try:
                 outcomes.append(self._publish_one(post, now, worker))
             except Exception as exc:  # one post's trouble must not stop the others
@@ -518,12 +525,18 @@ class Publishing:
         ws = self._ws
         member = self._publisher_member(by, "resolve")
         post = ws.posts.get(post_id)
+        now = ws.clock.now()
+        if post.claimed_by is not None and post.claimed_until is not None and \
+                post.claimed_until > now:
+            raise InvalidTransition(
+                f"post {post_id} is being published by {post.claimed_by} (lease until "
+                f"{post.claimed_until.isoformat()}); resolve it after that",
+                post_id=post_id, trigger="resolve", state=post.state)
         current = {d.channel: d for d in ws.storage.deliveries(post_id)
                    if d.status == "unconfirmed"}
         delivery = current.get(channel)
         if delivery is None:
             raise NotFound(f"post {post_id} has no unconfirmed delivery on {channel!r}")
-        now = ws.clock.now()
         settled = replace(delivery, status="sent" if published else "pending",
                           remote_id=remote_id if published else None,
                           url=url if published else None, updated_at=now,

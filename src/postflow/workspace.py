@@ -379,10 +379,11 @@ class Workspace:
             return []  # another process created them
 
     def publish_due(self, now: datetime | None = None, *, worker: str | None = None,
-                    limit: int | None = None) -> list[Outcome]:
+                    limit: int | None = None,
+                    stop: Callable[[], bool] | None = None) -> list[Outcome]:
         """Publish the posts due at ``now`` (default: the clock's now); see
         :meth:`postflow.publishing.Publishing.publish_due`."""
-        return self.publishing.publish_due(now, worker=worker, limit=limit)
+        return self.publishing.publish_due(now, worker=worker, limit=limit, stop=stop)
 
     def pause(self, *, by: str, reason: str, channels: Sequence[str] | None = None
               ) -> list[Hold]:
