@@ -868,3 +868,73 @@ class TestFeeds:
                               expected_version=0)
         assert [f.name for f in storage.list_feeds()] == ["a"]
         assert storage.find_feed("h1") == Feed("a", token_hash="h1")
+
+
+class TestPublishingStorage:
+    """claim_due, deliveries, holds and series on every backend."""
+
+    def due_post(self, storage: Storage, at: datetime, **changes: Any) -> Post:
+        return insert(storage, state="scheduled", scheduled_at=at, scheduled_zone="UTC",
+                      **changes)
+
+    def test_claim_takes_due_posts_once_earliest_first(self, storage: Storage) -> None:
+        """Only due, unleased, unheld posts are claimed, each by one worker, with a claim
+        entry."""
+        late = self.due_post(storage, T0 + timedelta(minutes=5))
+        early = self.due_post(storage, T0 + timedelta(minutes=1))
+        held = self.due_post(storage, T0, channels=("acme-li",))
+        self.due_post(storage, T0 + timedelta(hours=2))  # not due yet
+        insert(storage)  # a draft
+        now, until = T0 + timedelta(minutes=10), T0 + timedelta(minutes=15)
+        claimed = storage.claim_due(now, "w1", until, 10, frozenset({"acme-li"}), "c1")
+        assert [p.id for p in claimed] == [early.id, late.id]
+        assert all((p.claimed_by, p.claimed_until, p.version) == ("w1", until, 2)
+                   for p in claimed)
+        assert storage.get_post(early.id) == claimed[0]
+        assert storage.history(early.id)[-1].action == "claim"
+        assert storage.claim_due(now, "w2", until, 10, frozenset(), "c2") == [
+            storage.get_post(held.id)]
+        again = storage.claim_due(until, "w3", until + timedelta(minutes=5), 5, frozenset(),
+                                  "c3")  # leases that ran out are claimable again
+        assert {p.id for p in again} == {early.id, late.id, held.id}
+
+    def test_deliveries_round_trip_and_respect_the_lease(self, storage: Storage) -> None:
+        """Deliveries are replaced by (post, channel, revision); a worker without the lease
+        writes nothing."""
+        post = self.due_post(storage, T0)
+        storage.claim_due(T0, "w1", T0 + timedelta(minutes=5), 5, frozenset(), "c")
+        first = postflow.Delivery(post.id, "acme-x", 1, "sending", "k1", 1, updated_at=T0)
+        assert storage.save_deliveries(post.id, [first], worker="w1", now=T0)
+        assert not storage.save_deliveries(post.id, [first], worker="w2", now=T0)
+        late = T0 + timedelta(minutes=6)
+        assert not storage.save_deliveries(post.id, [first], worker="w1", now=late)
+        sent = attrs.evolve(first, status="sent", remote_id="r", url="https://x/r")
+        assert storage.save_deliveries(post.id, [sent], worker=None, now=late)
+        assert storage.deliveries(post.id) == [sent]
+
+    def test_holds(self, storage: Storage) -> None:
+        """Holds are listed all-first; removing one that is not there returns False."""
+        storage.save_hold(postflow.Hold("acme-x", "r1", "cy", T0), make_entry("pause"))
+        storage.save_hold(postflow.Hold("*", "r2", "cy", T0), make_entry("pause"))
+        assert [h.scope for h in storage.holds()] == ["*", "acme-x"]
+        assert storage.remove_hold("*", make_entry("resume"))
+        assert not storage.remove_hold("*", make_entry("resume"))
+        assert [h.scope for h in storage.holds()] == ["acme-x"]
+
+    def test_series_and_occurrences(self, storage: Storage) -> None:
+        """A series gets an id; occurrences are added only at the expected version."""
+        series = postflow.Series(0, "ana", "tip", ("acme-x",), "FREQ=DAILY",
+                                 datetime(2030, 1, 1, 9), "UTC", timedelta(days=3))
+        stored = storage.insert_series(series, make_entry("series.create"))
+        assert stored.id > 0
+        assert storage.list_series() == [stored]
+        post = make_post(series_id=stored.id, occurrence_at=T0)
+        moved = attrs.evolve(stored, created_until=T0, version=2)
+        [created] = storage.add_occurrences(moved, 1, [(post, revision_of(post),
+                                                        make_entry("create", post))])
+        assert (created.series_id, created.occurrence_at) == (stored.id, T0)
+        assert storage.list_series() == [moved]
+        with pytest.raises(ConflictError):
+            storage.add_occurrences(moved, 1, [(post, revision_of(post),
+                                                make_entry("create", post))])
+        assert storage.count_posts(PostQuery()) == 1

@@ -27,6 +27,7 @@ from postflow.models import (
     Post,
     Revision,
     Series,
+    freeze,
 )
 
 __all__ = ["NewEntry", "PostQuery", "Storage"]
@@ -47,6 +48,13 @@ class NewEntry(NamedTuple):
     revision: int | None = None
     comment: str | None = None
     data: Mapping[str, Any] = NO_DATA
+
+
+def _with_series(entry: NewEntry, series_id: int) -> NewEntry:
+    """``entry`` (a NewEntry or an AuditEntry) with the new series' id in its data."""
+    return NewEntry(entry.action, entry.actor, entry.at, entry.correlation_id,
+                    entry.post_id, entry.from_state, entry.to_state, entry.revision,
+                    entry.comment, freeze({**entry.data, "series": series_id}))
 
 
 @attrs.frozen

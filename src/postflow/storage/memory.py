@@ -27,7 +27,7 @@ from postflow.models import (
     freeze,
     replace,
 )
-from postflow.storage import NewEntry, PostQuery, Storage
+from postflow.storage import NewEntry, PostQuery, Storage, _with_series
 
 __all__ = ["MemoryStorage"]
 
@@ -126,7 +126,7 @@ class MemoryStorage(Storage):
         with self._lock:
             stored = replace(series, id=next(self._series_ids))
             self._series[stored.id] = stored
-            self._append([entry._replace(data=freeze({**entry.data, "series": stored.id}))])
+            self._append([_with_series(entry, stored.id)])
             return stored
 
     def list_series(self) -> list[Series]:

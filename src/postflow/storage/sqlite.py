@@ -39,7 +39,7 @@ from postflow.models import (
     freeze,
     replace,
 )
-from postflow.storage import NewEntry, PostQuery, Storage
+from postflow.storage import NewEntry, PostQuery, Storage, _with_series
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
@@ -420,7 +420,7 @@ class SQLiteStorage(Storage):
                 self._series_row(series)[1:])
             assert cursor.lastrowid is not None
             stored = replace(series, id=cursor.lastrowid)
-            self._append(db, [entry._replace(data={**entry.data, "series": stored.id})])
+            self._append(db, [_with_series(entry, stored.id)])
             return stored
 
     def _series_row(self, s: Series) -> tuple[Any, ...]:
