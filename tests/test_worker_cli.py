@@ -110,3 +110,33 @@ class TestPauseCommands:
         done = run("pause", "--db", url, "--by", "cy", "--reason", " ")
         assert done.returncode != 0
         assert "reason" in done.stderr
+
+
+class TestResolveCommand:
+    """postflow resolve settles an unconfirmed delivery from the command line."""
+
+    def test_status_points_to_resolve_which_settles_and_retries(self, tmp_path: Path) -> None:
+        """An unconfirmed delivery shows in status; resolve --published --retry clears it
+        and the next worker pass publishes without sending again."""
+        url = make_db(tmp_path, 1)
+        ws = postflow.open(url, entry_points=False)
+        # a publisher without a status check: only a person can settle the delivery
+        ws.channels.update("acme-x", publisher="webhook",
+                           settings={"url": "http://127.0.0.1:9/never-called"})
+        now = datetime.now(UTC)
+        [post] = ws.storage.claim_due(now, "dead", now, 5, frozenset(), "c")
+        ws.storage.save_deliveries(post.id, [postflow.Delivery(
+            post.id, "acme-x", 1, "unconfirmed", "k", 1, updated_at=now)], worker=None,
+            now=now)
+        ws.close()
+        assert run("worker", "--db", url, "--once").returncode == 0
+        status = run("status", "--db", url).stdout
+        assert f"postflow resolve {post.id} acme-x" in status
+        done = run("resolve", "--db", url, str(post.id), "acme-x", "--by", "cy",
+                   "--published", "--remote-id", "r1", "--retry")
+        assert done.returncode == 0, done.stderr
+        assert "scheduled again" in done.stdout
+        assert "result=published" in run("worker", "--db", url, "--once").stderr
+        with postflow.open(url, entry_points=False) as check:
+            assert [d.status for d in check.deliveries(post.id)] == ["sent"]
+            assert check.deliveries(post.id)[0].remote_id == "r1"

@@ -124,5 +124,6 @@ def render_status(ws: Workspace) -> str:
                        if d.status == "unconfirmed"]
         if unconfirmed:
             lines.append(f"  post {post.id}: unconfirmed on {', '.join(unconfirmed)} "
-                         "(check the network, then postflow's resolve_delivery)")
+                         f"(check the network, then: postflow resolve {post.id} "
+                         f"{unconfirmed[0]} --by NAME --published|--not-published --retry)")
     return "\n".join(lines)

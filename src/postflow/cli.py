@@ -172,6 +172,30 @@ def resume(url: str, by: str, channels: tuple[str, ...]) -> None:
 
 @cli.command()
 @db_option
+@click.argument("post_id", type=int)
+@click.argument("channel")
+@click.option("--by", required=True, help="Publisher or admin settling it.")
+@click.option("--published/--not-published", required=True,
+              help="Whether the post is on the network (look there first).")
+@click.option("--remote-id", default=None, help="Its id on the network, if published.")
+@click.option("--url", "remote_url", default=None, help="Its URL, if published.")
+@click.option("--retry", "then_retry", is_flag=True,
+              help="Then put the failed post back on the schedule.")
+def resolve(url: str, post_id: int, channel: str, by: str, published: bool,
+            remote_id: str | None, remote_url: str | None, then_retry: bool) -> None:
+    """Settle an unconfirmed delivery of POST_ID on CHANNEL."""
+    with _open(url, None) as ws:
+        delivery = ws.resolve_delivery(post_id, channel, by=by, published=published,
+                                       remote_id=remote_id, url=remote_url)
+        click.echo(f"Post {post_id} on {channel}: {delivery.status}.")
+        if then_retry:
+            post = ws.fire(post_id, "retry", by=by)
+            click.echo(f"Post {post_id} is {post.state} again; the worker takes it from "
+                       "here.")
+
+
+@cli.command()
+@db_option
 def status(url: str) -> None:
     """Show pauses, what is due, waiting, failed, and unconfirmed."""
     from postflow._worker import render_status
