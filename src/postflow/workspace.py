@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import os
@@ -652,7 +653,9 @@ class Workspace:
         return utc, zone
 
     def _cadence_problems(self, channel: Channel, at: datetime, *, exclude: int | None,
-                          extra: Sequence[datetime] = ()) -> list[Problem]:
+                          extra: Sequence[datetime] = (),
+                          known: Sequence[tuple[datetime, Post]] | None = None
+                          ) -> list[Problem]:
         """The rules of ``channel`` that a post at ``at`` would break (and with what)."""
         cadence = channel.cadence
         zone = zone_of(channel.timezone)
@@ -671,9 +674,16 @@ class Workspace:
                                    tzinfo=zone).astimezone(UTC)
         gap = cadence.min_gap or timedelta(0)
         start, end = min(day_start, at - gap), max(day_end, at + gap + timedelta(seconds=1))
-        others = [(p.scheduled_at, f"post {p.id}") for p in self.storage.list_posts(
-            PostQuery(channel=channel.name, start=start, end=end))
-            if p.id != exclude and p.state not in OFF_CALENDAR_STATES and p.scheduled_at]
+        if known is None:
+            nearby = self.storage.list_posts(PostQuery(channel=channel.name, start=start,
+                                                       end=end))
+        else:  # sorted by time: only the slice around this candidate
+            lo = bisect.bisect_left(known, start, key=lambda item: item[0])
+            hi = bisect.bisect_left(known, end, key=lambda item: item[0])
+            nearby = [post for _, post in known[lo:hi]]
+        others = [(p.scheduled_at, f"post {p.id}") for p in nearby
+                  if p.id != exclude and p.state not in OFF_CALENDAR_STATES
+                  and p.scheduled_at]
         others += [(when, "a suggested slot") for when in extra]
         if cadence.max_per_day is not None:
             same_day = [w for w, _ in others if day_start <= w < day_end]
@@ -714,8 +724,14 @@ class Workspace:
         zone = zone_of(found.timezone)
         slots: list[datetime] = []
         limit = start + timedelta(days=366)
+        # one query for the whole search, not one per step
+        margin = (found.cadence.min_gap or timedelta(0)) + timedelta(days=2)
+        known = sorted(((p.scheduled_at, p) for p in self.storage.list_posts(PostQuery(
+            channel=channel, start=start - margin, end=limit + margin)) if p.scheduled_at),
+            key=lambda item: item[0])
         while len(slots) < count and candidate < limit:
-            if not self._cadence_problems(found, candidate, exclude=None, extra=slots):
+            if not self._cadence_problems(found, candidate, exclude=None, extra=slots,
+                                          known=known):
                 slots.append(candidate)
             candidate += step
         return [s.astimezone(zone) for s in slots]
