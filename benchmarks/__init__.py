@@ -9,6 +9,7 @@ Run from the repository root::
     python -m benchmarks --only memory --only list_scaling
     python -m benchmarks --profile   # also cProfile the lifecycle on both backends
     python -m benchmarks.floor       # diagnostic: the least the memory lifecycle costs
+    python -m benchmarks.instructions  # diagnostic: instructions per post (callgrind)
 
 Modules (each states what it measures and how):
 
@@ -28,7 +29,10 @@ Modules (each states what it measures and how):
   reported), each post published exactly once; ``claim_due`` at 10k vs 1M posts, 100 due
   (target: flat, ≤ 2x) with the query plan;
 * :mod:`benchmarks.floor` (run on its own): the essential work of the memory lifecycle
-  alone, to show how much room the ≤ 1.0x target leaves for postflow's bookkeeping.
+  alone, to show how much room the ≤ 1.0x target leaves for postflow's bookkeeping;
+* :mod:`benchmarks.instructions` (run on its own, needs valgrind): instructions per post
+  of the memory lifecycle and of the ``transitions`` baseline, counted by callgrind,
+  which repeat exactly where timings swing.
 
 Django and django-fsm are installed only in the benchmark's own virtual environment
 (``.bench-venv``, see :mod:`benchmarks._bench_venv`), never as postflow dependencies.
