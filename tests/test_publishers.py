@@ -340,7 +340,7 @@ class TestWebhookThroughTheWorker:
         assert hws.posts.get(post.id).published_urls["acme-hook"] == \
             "https://hooks.example/r-1"
         [got] = hook.requests
-        assert got.headers["Idempotency-Key"] == idempotency_key(post.id, "acme-hook", 1)
+        assert got.headers["Idempotency-Key"] == hws.publishing.key(post.id, "acme-hook", 1)
         assert json.loads(got.body or b"")["post_id"] == post.id
         assert hmac.compare_digest(got.headers["X-Postflow-Signature"],
                                    expected_hmac(got.body or b""))
@@ -368,7 +368,7 @@ class TestWebhookThroughTheWorker:
         clock.advance(hours=2)
         assert [o.result for o in hws.publish_due()] == ["published"]
         assert [r.headers["Idempotency-Key"] for r in hook.requests] == [
-            idempotency_key(post.id, "acme-hook", 1)] * 2
+            hws.publishing.key(post.id, "acme-hook", 1)] * 2
 
     def test_reset_before_the_body_waits(self, hws: postflow.Workspace, hook: Hook,
                                          clock: FixedClock) -> None:
@@ -444,10 +444,10 @@ class TestDryRun:
                                    "media", "links", "idempotency_key", "at"}
         assert (written[0]["revision"], written[0]["channel"], written[0]["network"],
                 written[0]["media"]) == (1, "acme-dry", "x", [])
-        assert written[0]["idempotency_key"] == idempotency_key(first.id, "acme-dry", 1)
+        assert written[0]["idempotency_key"] == dws.publishing.key(first.id, "acme-dry", 1)
         assert datetime.fromisoformat(written[0]["at"]).utcoffset() == timedelta(0)
         assert dws.deliveries(first.id)[0].remote_id == \
-            f"dry-run-{idempotency_key(first.id, 'acme-dry', 1)}"
+            f"dry-run-{dws.publishing.key(first.id, 'acme-dry', 1)}"
 
     def test_a_crash_mid_publish_is_checked_not_repeated(
         self, dws: postflow.Workspace, clock: FixedClock, tmp_path: Path

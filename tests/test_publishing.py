@@ -101,8 +101,8 @@ class TestPublishDue:
         outcomes = pws.publish_due(worker="w1")
         assert [(o.post_id, o.result) for o in outcomes] == [(post.id, "published")]
         assert [(c.channel.name, c.idempotency_key) for c in network.calls] == [
-            ("acme-x", idempotency_key(post.id, "acme-x", 1)),
-            ("acme-li", idempotency_key(post.id, "acme-li", 1))]
+            ("acme-x", pws.publishing.key(post.id, "acme-x", 1)),
+            ("acme-li", pws.publishing.key(post.id, "acme-li", 1))]
         assert network.calls[0].links == ("https://a.example/x",)
         stored = pws.posts.get(post.id)
         assert stored.state == "published"
@@ -237,7 +237,7 @@ class TestFailures:
         pws.fire(post.id, "retry", by="cy")
         assert [o.result for o in pws.publish_due()] == ["published"]
         assert [c.idempotency_key for c in network.calls] == [
-            idempotency_key(post.id, "acme-x", 1)] * 2
+            pws.publishing.key(post.id, "acme-x", 1)] * 2
 
     def test_unexpected_exception_is_recorded_and_the_worker_goes_on(
         self, pws: postflow.Workspace, network: Network, clock: FixedClock
@@ -555,3 +555,13 @@ def test_stop_releases_the_posts_not_started(
         stored = pws.posts.get(post.id)
         assert (stored.state, stored.claimed_until) == ("scheduled", None)
     assert [o.result for o in pws.publish_due()] == ["published", "published"]
+
+
+def test_two_databases_never_share_a_key(tmp_path: Any, make_ws: MakeWs) -> None:
+    """Post 1 of staging and post 1 of production get different idempotency keys."""
+    staging = make_ws(f"sqlite:///{tmp_path / 'staging.db'}")
+    production = make_ws(f"sqlite:///{tmp_path / 'production.db'}")
+    assert staging.publishing.key(1, "acme-x", 1) != production.publishing.key(
+        1, "acme-x", 1)
+    assert staging.publishing.key(1, "acme-x", 1) == idempotency_key(
+        1, "acme-x", 1, staging.storage.instance_id())

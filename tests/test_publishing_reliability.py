@@ -72,14 +72,18 @@ def build(path: Path, channels: dict[str, dict[str, str]], posts: list[str]) -> 
             ws.submit(post.id, by="ana")
             ws.approve(post.id, by="ben")
             ws.schedule(post.id, at=at, by="cy")
+        _INSTANCE[0] = ws.storage.instance_id()  # part of every idempotency key
     finally:
         ws.close()
     return url
 
 
+_INSTANCE = [""]
+
+
 def key(post_id: int, channel: str = CHANNEL) -> str:
     """The idempotency key of a post's first revision on ``channel``."""
-    return idempotency_key(post_id, channel, 1)
+    return idempotency_key(post_id, channel, 1, _INSTANCE[0])
 
 
 def states(url: str) -> Counter[str]:

@@ -938,3 +938,16 @@ class TestPublishingStorage:
             storage.add_occurrences(moved, 1, [(post, revision_of(post),
                                                 make_entry("create", post))])
         assert storage.count_posts(PostQuery()) == 1
+
+
+def test_instance_id_is_random_per_database(url: str, make_ws: Callable[..., Any],
+                                            tmp_path: Any) -> None:
+    """Each database has its own instance id, kept while it exists."""
+    first = make_ws(url).storage
+    other = make_ws(f"sqlite:///{tmp_path / 'other.db'}").storage
+    assert len(first.instance_id()) >= 16
+    assert first.instance_id() == first.instance_id()
+    assert first.instance_id() != other.instance_id()
+    if url.startswith("sqlite:"):
+        reopened = make_ws(url).storage
+        assert reopened.instance_id() == first.instance_id()

@@ -102,9 +102,12 @@ class Publisher(Protocol):
         ...
 
 
-def idempotency_key(post_id: int, channel: str, revision: int) -> str:
-    """The key a network can deduplicate on: from post id, channel and revision."""
-    return hashlib.sha256(f"postflow:{post_id}:{channel}:{revision}".encode()).hexdigest()[:32]
+def idempotency_key(post_id: int, channel: str, revision: int, instance: str = "") -> str:
+    """The key a network can deduplicate on: from post id, channel and revision, and the
+    database's :meth:`~postflow.Storage.instance_id` (see :meth:`Publishing.key`)."""
+    text = f"postflow:{instance}:{post_id}:{channel}:{revision}" if instance else \
+        f"postflow:{post_id}:{channel}:{revision}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @attrs.frozen
@@ -189,6 +192,10 @@ class Publishing:
         if self._publishers is None:
             self._publishers = self._ws.hooks.register_publishers()
         return self._publishers
+
+    def key(self, post_id: int, channel: str, revision: int) -> str:
+        """The idempotency key this workspace sends for a post's revision on a channel."""
+        return idempotency_key(post_id, channel, revision, self._ws.storage.instance_id())
 
     def publisher_for(self, channel: Channel) -> Any | None:
         """The publisher of ``channel``: its ``publisher`` setting, else its network's."""
@@ -317,7 +324,7 @@ class Publishing:
                 result[name] = delivery
             else:
                 result[name] = Delivery(post.id, name, post.revision, "pending",
-                                        idempotency_key(post.id, name, post.revision))
+                                        self.key(post.id, name, post.revision))
         return result
 
     def _settle_unknown(self, post: Post, channel: Channel | None, delivery: Delivery,

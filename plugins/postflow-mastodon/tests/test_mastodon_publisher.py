@@ -15,7 +15,7 @@ from pathlib import Path
 
 import postflow
 import pytest
-from postflow.publishing import Outgoing, idempotency_key
+from postflow.publishing import Outgoing
 from postflow.testing import FixedClock
 
 from conftest import MakeWs, add_team
@@ -76,7 +76,7 @@ class TestPublish:
         [request] = server.requests("POST /api/v1/statuses")
         assert request.headers["authorization"] == f"Bearer {token}"
         assert request.headers["idempotency-key"] == sent.idempotency_key \
-            == idempotency_key(post.id, CHANNEL, 1)
+            == ws.publishing.key(post.id, CHANNEL, 1)
         assert request.form["status"] == [post.text]
         assert server.routes == ["GET /api/v2/instance", "POST /api/v1/statuses"]
 

@@ -256,6 +256,14 @@ class Storage(abc.ABC):
     # -- publishing ----------------------------------------------------------------
 
     @abc.abstractmethod
+    def instance_id(self) -> str:
+        """A random id of this database, made when it was created and never changed.
+
+        Idempotency keys include it, so two databases (staging and production, say)
+        posting to one account never send the same key for different posts.
+        """
+
+    @abc.abstractmethod
     def claim_due(
         self, now: datetime, worker: str, until: datetime, limit: int,
         held_channels: frozenset[str], correlation_id: str,

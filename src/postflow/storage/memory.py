@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import secrets
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -65,6 +66,7 @@ class MemoryStorage(Storage):
         self._deliveries: dict[int, dict[tuple[str, int], Delivery]] = defaultdict(dict)
         self._holds: dict[str, Hold] = {}
         self._series: dict[int, Series] = {}
+        self._instance = secrets.token_hex(8)
         self._series_ids = itertools.count(1)
 
     def __repr__(self) -> str:
@@ -196,6 +198,9 @@ class MemoryStorage(Storage):
             return self._append(entries)
 
     # -- publishing ----------------------------------------------------------------
+
+    def instance_id(self) -> str:
+        return self._instance
 
     def claim_due(
         self, now: datetime, worker: str, until: datetime, limit: int,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -241,6 +242,7 @@ class SQLiteStorage(Storage):
         self._channels_json = _LastEncoded(json.dumps)
         self._approvals_json = _LastEncoded(_approvals_text)
         self._update_statements: dict[tuple[str, ...], str] = {}
+        self._instance: str | None = None
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -691,6 +693,16 @@ class SQLiteStorage(Storage):
         return [(r[0], r[1]) for r in rows]
 
     # -- publishing ----------------------------------------------------------------
+
+    def instance_id(self) -> str:
+        if self._instance is None:
+            with self._write() as db:
+                db.execute("INSERT OR IGNORE INTO postflow_meta VALUES ('instance_id', ?)",
+                           (secrets.token_hex(8),))
+                row = db.execute("SELECT value FROM postflow_meta "
+                                 "WHERE key = 'instance_id'").fetchone()
+            self._instance = str(row[0])
+        return self._instance
 
     def claim_due(
         self, now: datetime, worker: str, until: datetime, limit: int,
