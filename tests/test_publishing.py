@@ -565,3 +565,17 @@ def test_two_databases_never_share_a_key(tmp_path: Any, make_ws: MakeWs) -> None
         1, "acme-x", 1)
     assert staging.publishing.key(1, "acme-x", 1) == idempotency_key(
         1, "acme-x", 1, staging.storage.instance_id())
+
+
+def test_a_workflow_the_worker_cannot_finish_is_refused(make_ws: MakeWs) -> None:
+    """Without 'fail' from 'scheduled' the worker refuses to start, naming what is missing."""
+    import copy
+
+    from postflow.workflow import DEFAULT_WORKFLOW
+    definition = copy.deepcopy(dict(DEFAULT_WORKFLOW))
+    for transition in definition["transitions"]:  # 'fail' only from 'published'
+        if transition["trigger"] == "fail":
+            transition["source"] = "published"
+    ws = make_ws("memory://", workflow=postflow.Workflow.from_dict(definition))
+    with pytest.raises(postflow.ConfigError, match="needs a 'fail' transition"):
+        ws.publish_due()

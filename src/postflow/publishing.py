@@ -219,6 +219,12 @@ class Publishing:
         now = ws.clock.now() if now is None else to_utc(now, field="now",
                                                          subject="publish_due")[0]
         worker = worker or default_worker_id()
+        for trigger in ("publish", "fail"):
+            rule = ws.workflow.rules.get(trigger)
+            if rule is None or "scheduled" not in rule.sources:
+                raise ConfigError(
+                    f"workflow {ws.workflow.name!r} cannot be published by the worker: it "
+                    f"needs a {trigger!r} transition from 'scheduled'")
         if limit is not None and (type(limit) is not int or limit < 1):
             raise ValidationFailed.single("publish_due", "bad-limit",
                                           f"limit must be a whole number >= 1, got {limit!r}",
