@@ -566,6 +566,40 @@ class TestSharedMachine:
         assert wf.fire("schedule", "approved") == "scheduled"
         assert calls == ["exit", "enter"]
 
+    def test_machine_wide_callbacks_still_run(self) -> None:
+        """prepare_event, finalize_event and on_exception set on the machine run as in
+        transitions; the fast path is only taken while they are empty."""
+        wf = postflow.Workflow.default()
+        machine = wf.machine
+        calls: list[str] = []
+        machine.prepare_event = [lambda event: calls.append(f"prepare:{event.state.name}")]
+        machine.finalize_event = [lambda event: calls.append(f"finalize:{event.result}")]
+        assert wf.fire("submit", "draft") == "review"
+        assert wf.fire("approve", "review", ()) == "review"  # the quorum is not met yet
+        assert calls == ["prepare:draft", "finalize:True", "prepare:review", "finalize:True"]
+        failing = machine.get_state("scheduled")
+        failing.on_enter.append(lambda event: 1 / 0)
+        machine.on_exception = [lambda event: calls.append(type(event.error).__name__)]
+        assert wf.fire("schedule", "approved") is None
+        assert calls[-2:] == ["ZeroDivisionError", "finalize:False"]
+
+    def test_trigger_from_a_wrong_state_is_transitions_error(self) -> None:
+        """A trigger not valid in the state raises transitions' own MachineError."""
+        from transitions import MachineError
+
+        with pytest.raises(MachineError, match="Can't trigger event schedule from state draft"):
+            postflow.Workflow.default().fire("schedule", "draft")
+
+    def test_final_state_callbacks_run(self) -> None:
+        """on_final runs when a transition enters a final state."""
+        wf = postflow.Workflow.default()
+        machine = wf.machine
+        machine.get_state("archived").final = True
+        calls: list[str] = []
+        machine.on_final = [lambda event: calls.append(event.state.name)]
+        assert wf.fire("archive", "draft") == "archived"
+        assert calls == ["archived"]
+
     def test_mermaid_has_every_edge(self) -> None:
         """mermaid() contains every transition and edit edge."""
         wf = postflow.Workflow.from_dict(translation_dict())

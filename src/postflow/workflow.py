@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import attrs
-from transitions import EventData, Machine, State, Transition
+from transitions import Event, EventData, Machine, State, Transition
 
 from postflow._time import parse_duration
 from postflow.exceptions import ConfigError
@@ -134,12 +134,54 @@ class _QuietTransition(Transition):
             self._change_state(event_data)
         return True
 
+    def _change_state(self, event_data: EventData) -> None:
+        # Machine.get_state/set_state without their Enum and many-models handling:
+        # postflow's states are strings and every fire has exactly one model.
+        machine = event_data.machine
+        states = machine.states
+        states[self.source].exit(event_data)
+        dest = states[cast(str, self.dest)]  # only called when dest is set
+        setattr(event_data.model, machine.model_attribute, dest.value)
+        event_data.state = dest
+        dest.enter(event_data)
+        if dest.final:
+            machine.callbacks(machine.on_final, event_data)
+
+
+class _QuietEvent(Event):
+    """An event that skips ``transitions``' queue and machine-wide callbacks when the
+    machine has none (postflow's has none: it never queues and it sets no
+    ``prepare_event``, ``finalize_event`` or ``on_exception``).
+
+    What is left is exactly ``Event._trigger`` and ``Event._process`` for that case: find
+    the post's state, refuse a trigger that is not valid there, and execute the first
+    of its transitions whose conditions pass.
+    """
+
+    def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
+        machine = self.machine
+        if (args or kwargs or machine.has_queue or machine.prepare_event
+                or machine.finalize_event or machine.on_exception):
+            return bool(super().trigger(model, *args, **kwargs))
+        state = machine.get_model_state(model)
+        candidates = self.transitions.get(state.name)
+        if candidates is None:
+            return bool(super().trigger(model))  # raises transitions' MachineError
+        event_data = EventData(state, self, machine, model, (), {})
+        for transition in candidates:
+            event_data.transition = transition
+            if transition.execute(event_data):
+                event_data.result = True
+                break
+        return bool(event_data.result)
+
 
 class _WorkflowMachine(Machine):
-    """``transitions.Machine`` with the quiet state and transition classes."""
+    """``transitions.Machine`` with the quiet state, transition and event classes."""
 
     state_cls = _QuietState
     transition_cls = _QuietTransition
+    event_cls = _QuietEvent
 
 
 class _Carrier:
