@@ -61,11 +61,15 @@ class TestWriteCache:
 
     def test_cache_is_bounded(self, ws: postflow.Workspace,
                               monkeypatch: pytest.MonkeyPatch) -> None:
-        """The cache never holds more snapshots than its size."""
-        monkeypatch.setattr(workspace_module, "_CACHE_SIZE", 2)
-        for _ in range(4):
-            ws.posts.create(author="ana", text="x", channels=["acme-x"])
-        assert len(ws._recent) <= 2
+        """The cache never holds more snapshots than its size and keeps the newest."""
+        for size in (2, 8):
+            monkeypatch.setattr(workspace_module, "_CACHE_SIZE", size)
+            ws._recent.clear()
+            posts = [ws.posts.create(author="ana", text="x", channels=["acme-x"])
+                     for _ in range(3 * size)]
+            assert 0 < len(ws._recent) <= size
+            assert ws._recent[posts[-1].id] == posts[-1]
+            assert posts[0].id not in ws._recent
 
     def test_forked_child_gets_its_own_correlation_ids(self) -> None:
         """A child process does not repeat its parent's correlation id prefix."""

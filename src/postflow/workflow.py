@@ -125,11 +125,14 @@ class _QuietTransition(Transition):
 
     def execute(self, event_data: EventData) -> bool:
         machine = event_data.machine
-        if (self.prepare or self.before or self.after or machine.before_state_change
-                or machine.after_state_change):
+        # the attributes behind Machine's callback properties: one fire reads them
+        # several times, and a property call costs more than the rest of the check
+        if (self.prepare or self.before or self.after or machine._before_state_change
+                or machine._after_state_change):
             return bool(super().execute(event_data))
-        if not self._eval_conditions(event_data):
-            return False
+        for condition in self.conditions:
+            if not condition.check(event_data):
+                return False
         if self.dest:
             self._change_state(event_data)
         return True
@@ -139,11 +142,14 @@ class _QuietTransition(Transition):
         # postflow's states are strings and every fire has exactly one model.
         machine = event_data.machine
         states = machine.states
-        states[self.source].exit(event_data)
-        dest = states[cast(str, self.dest)]  # only called when dest is set
-        setattr(event_data.model, machine.model_attribute, dest.value)
+        source = states[self.source]
+        if source.on_exit:
+            source.exit(event_data)
+        dest = states[self.dest]  # type: ignore[index]  # only called when dest is set
+        setattr(event_data.model, machine.model_attribute, self.dest)
         event_data.state = dest
-        dest.enter(event_data)
+        if dest.on_enter:
+            dest.enter(event_data)
         if dest.final:
             machine.callbacks(machine.on_final, event_data)
 
@@ -160,14 +166,14 @@ class _QuietEvent(Event):
 
     def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
         machine = self.machine
-        if (args or kwargs or machine.has_queue or machine.prepare_event
-                or machine.finalize_event or machine.on_exception):
+        if (args or kwargs or machine._queued or machine._prepare_event
+                or machine._finalize_event or machine._on_exception):
             return bool(super().trigger(model, *args, **kwargs))
-        state = machine.get_model_state(model)
-        candidates = self.transitions.get(state.name)
+        name = getattr(model, machine.model_attribute)
+        candidates = self.transitions.get(name)
         if candidates is None:
             return bool(super().trigger(model))  # raises transitions' MachineError
-        event_data = EventData(state, self, machine, model, (), {})
+        event_data = EventData(machine.states[name], self, machine, model, (), {})
         for transition in candidates:
             event_data.transition = transition
             if transition.execute(event_data):

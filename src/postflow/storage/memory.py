@@ -19,6 +19,7 @@ from postflow.models import (
     Channel,
     Delivery,
     Feed,
+    FrozenData,
     Hold,
     Member,
     PlanningEntry,
@@ -440,11 +441,13 @@ class MemoryStorage(Storage):
     ) -> list[AuditEntry]:
         stored_entries = []
         for entry in entries:
+            data = entry.data
+            if type(data) is not FrozenData:  # the workspace passes frozen data already
+                data = freeze(data) if data else NO_DATA
             stored = AuditEntry(
                 next(self._audit_ids), entry.action, entry.actor, entry.at,
                 entry.correlation_id, entry.post_id if post_id is None else post_id,
-                entry.from_state, entry.to_state, entry.revision, entry.comment,
-                freeze(entry.data) if entry.data else NO_DATA,
+                entry.from_state, entry.to_state, entry.revision, entry.comment, data,
             )
             self._audit.append(stored)
             if stored.post_id is not None:
