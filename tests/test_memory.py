@@ -21,6 +21,7 @@ from transitions import EventData
 import postflow
 import postflow.workflow
 from conftest import add_team
+from postflow.models import FrozenData
 from postflow.testing import FixedClock
 
 POSTS = 200
@@ -98,3 +99,45 @@ def test_nothing_outlives_the_workspace_but_the_workflow(
     assert alive == []
     assert workflow.machine.models == []
     assert _alive(_carrier_types()) == []
+
+
+def test_audit_trail_is_not_walked_by_the_collector(clock: FixedClock) -> None:
+    """memory:// keeps its audit trail as plain tuples, which the garbage collector
+    stops tracking: every full collection would otherwise walk several entries and
+    their data dicts per post. What stays tracked per post is its snapshot, its
+    approval, its revision, and a few containers."""
+    ws = postflow.open("memory://", clock=clock, entry_points=False)
+    add_team(ws)
+    ws.posts.create(author="ana", text="warm-up", channels=["acme-x"])
+    gc.collect()
+    before = len(gc.get_objects())
+    _drive(ws, clock, POSTS)
+    ws._recent.clear()
+    assert _alive((postflow.AuditEntry,)) == []
+    assert len(_alive((FrozenData,))) < 10  # the team's and channels', not per entry
+    tracked_per_post = (len(gc.get_objects()) - before) / POSTS
+    assert tracked_per_post < 12, tracked_per_post
+    assert len(ws.history(2)) == 6
+    assert len(ws.audit_log()) > 4 * POSTS
+
+
+def test_update_returns_entries_that_read_like_a_list(
+    ws: postflow.Workspace, clock: FixedClock
+) -> None:
+    """update_post returns the entries as stored: they index, slice, compare and print
+    like the list history() returns (memory:// builds them only when read)."""
+    post = ws.posts.create(author="ana", text="hello", channels=["acme-x"])
+    submitted = postflow.models.replace(post, version=2, state="review")
+    entry = postflow.storage.NewEntry("submit", "ana", clock.now(), "c-1", post.id,
+                                      "draft", "review", 1, None, {"why": ["a", 1]})
+    returned = ws.storage.update_post(submitted, expected_version=1, entries=[entry])
+    stored = ws.history(post.id)[1:]
+    assert len(returned) == 1
+    assert returned == stored
+    assert list(returned) == stored
+    assert returned[-1] == stored[0]
+    assert returned[0:1] == stored
+    assert returned[0].data == {"why": ("a", 1)}
+    with pytest.raises(TypeError):
+        returned[0].data["why"] = 2  # type: ignore[index]
+    assert repr(returned) == repr(stored)

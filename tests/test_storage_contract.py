@@ -304,7 +304,8 @@ class TestUpdatePost:
         returned = storage.update_post(moved(post, state="review"), expected_version=1,
                                        entries=[make_entry("submit", post),
                                                 make_entry("note", post)])
-        assert returned == storage.history(post.id)[1:]
+        assert list(returned) == storage.history(post.id)[1:]
+        assert returned[-1] == storage.history(post.id)[-1]
         assert all(e.id > 0 for e in returned)
 
     def test_no_revision_is_added_without_one(self, storage: Storage) -> None:

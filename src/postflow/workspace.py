@@ -518,7 +518,7 @@ class Workspace:
                 continue
             self._remember(changed)
             if hooks.follows:
-                hooks.after_transition(self, changed, post, action, member.name, stored)
+                hooks.after_transition(self, changed, post, action, member.name, list(stored))
             return changed
         raise ConflictError(
             f"post {post_id} kept changing under {action!r}; gave up after "

@@ -188,7 +188,7 @@ class Storage(abc.ABC):
         revision: Revision | None = None,
         previous: Post | None = None,
         deliveries: Sequence[Delivery] = (),
-    ) -> list[AuditEntry]:
+    ) -> Sequence[AuditEntry]:
         """Replace the stored post if its version is still ``expected_version``.
 
         ``post.version`` must be ``expected_version + 1``; every field of ``post`` is
@@ -198,7 +198,8 @@ class Storage(abc.ABC):
         ``entries`` (and the new ``revision`` and ``deliveries``, if given; deliveries
         replace the stored ones of the same post, channel and revision) in the same
         transaction and
-        returns the entries as stored (with their ids). Raises
+        returns the entries as stored (with their ids; a sequence, which a backend may
+        build lazily since most callers never read it). Raises
         :class:`~postflow.ConflictError` when the stored version differs and
         :class:`~postflow.NotFound` when there is no such post; nothing is written then.
         """

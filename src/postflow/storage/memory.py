@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import secrets
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from typing import Any, overload
 
 from postflow.exceptions import ConflictError, NotFound
 from postflow.hookspecs import hookimpl
@@ -34,6 +36,52 @@ from postflow.storage import NewEntry, PostQuery, Storage, _with_series
 __all__ = ["MemoryStorage"]
 
 _Key = tuple[datetime, int]
+_Row = tuple[Any, ...]
+"""An audit entry as kept here: AuditEntry's fields in order, ``data`` as its items.
+
+Tuples of strings, numbers and datetimes are untracked by the garbage collector, so
+a long audit trail costs nothing at each full collection, where AuditEntry objects
+and their data dicts (several per post) would be walked every time.
+"""
+
+
+def _entry(row: _Row) -> AuditEntry:
+    data = row[10]
+    return AuditEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                      row[9], FrozenData(data) if data else NO_DATA)
+
+
+class _StoredEntries(Sequence[AuditEntry]):
+    """The entries one write stored, built as :class:`AuditEntry` when read."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[_Row]) -> None:
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> AuditEntry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[AuditEntry]: ...
+
+    def __getitem__(self, index: int | slice) -> AuditEntry | list[AuditEntry]:
+        if isinstance(index, slice):
+            return [_entry(row) for row in self._rows[index]]
+        return _entry(self._rows[index])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(list(self))
 
 
 class MemoryStorage(Storage):
@@ -52,8 +100,8 @@ class MemoryStorage(Storage):
         self._campaigns: dict[str, Campaign] = {}
         self._posts: dict[int, Post] = {}
         self._revisions: dict[int, list[Revision]] = {}
-        self._audit: list[AuditEntry] = []
-        self._history: dict[int, list[AuditEntry]] = defaultdict(list)
+        self._audit: list[_Row] = []
+        self._history: dict[int, list[_Row]] = defaultdict(list)
         self._by_state: dict[str, set[int]] = defaultdict(set)
         self._by_channel: dict[str, set[int]] = defaultdict(set)
         self._by_author: dict[str, set[int]] = defaultdict(set)
@@ -179,7 +227,7 @@ class MemoryStorage(Storage):
         revision: Revision | None = None,
         previous: Post | None = None,
         deliveries: Sequence[Delivery] = (),
-    ) -> list[AuditEntry]:
+    ) -> Sequence[AuditEntry]:
         with self._lock:
             stored = self._posts.get(post.id)
             if stored is None:
@@ -196,7 +244,7 @@ class MemoryStorage(Storage):
                 self._revisions[post.id].append(revision)
             if deliveries:
                 self._put_deliveries(post.id, deliveries)
-            return self._append(entries)
+            return _StoredEntries(self._append(entries))
 
     # -- publishing ----------------------------------------------------------------
 
@@ -434,43 +482,42 @@ class MemoryStorage(Storage):
 
     def append_audit(self, entries: Sequence[NewEntry]) -> list[AuditEntry]:
         with self._lock:
-            return self._append(entries)
+            return [_entry(row) for row in self._append(entries)]
 
-    def _append(
-        self, entries: Iterable[NewEntry], post_id: int | None = None
-    ) -> list[AuditEntry]:
-        stored_entries = []
+    def _append(self, entries: Iterable[NewEntry], post_id: int | None = None) -> list[_Row]:
+        rows = []
         for entry in entries:
             data = entry.data
-            if type(data) is not FrozenData:  # the workspace passes frozen data already
-                data = freeze(data) if data else NO_DATA
-            stored = AuditEntry(
+            row = (
                 next(self._audit_ids), entry.action, entry.actor, entry.at,
                 entry.correlation_id, entry.post_id if post_id is None else post_id,
-                entry.from_state, entry.to_state, entry.revision, entry.comment, data,
+                entry.from_state, entry.to_state, entry.revision, entry.comment,
+                # frozen the way AuditEntry.data is, then kept as its items
+                tuple((data if type(data) is FrozenData else freeze(data)).items())
+                if data else None,
             )
-            self._audit.append(stored)
-            if stored.post_id is not None:
-                self._history[stored.post_id].append(stored)
-            stored_entries.append(stored)
-        return stored_entries
+            self._audit.append(row)
+            if row[5] is not None:
+                self._history[row[5]].append(row)
+            rows.append(row)
+        return rows
 
     def last_change(self) -> tuple[int, datetime | None]:
         audit = self._audit
         if not audit:
             return (0, None)
         last = audit[-1]
-        return (last.id, last.at)
+        return (last[0], last[3])
 
     def history(self, post_id: int) -> list[AuditEntry]:
         with self._lock:
-            return list(self._history.get(post_id, ()))
+            return [_entry(row) for row in self._history.get(post_id, ())]
 
     def audit_log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
         with self._lock:
-            start = bisect.bisect_right(self._audit, after_id, key=lambda e: e.id)
+            start = bisect.bisect_right(self._audit, after_id, key=operator.itemgetter(0))
             stop = None if limit is None else start + limit
-            return self._audit[start:stop]
+            return [_entry(row) for row in self._audit[start:stop]]
 
     def close(self) -> None:
         """Nothing to release: the data lives as long as this object."""

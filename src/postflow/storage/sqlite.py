@@ -335,7 +335,8 @@ class SQLiteStorage(Storage):
             assert cursor.lastrowid is not None
             stored.append(AuditEntry(
                 cursor.lastrowid, e.action, e.actor, e.at, e.correlation_id, entry_post,
-                e.from_state, e.to_state, e.revision, e.comment, e.data))
+                e.from_state, e.to_state, e.revision, e.comment,
+                freeze(e.data) if e.data else NO_DATA))
         return stored
 
     # -- team, channels, campaigns -------------------------------------------------
