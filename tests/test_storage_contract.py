@@ -298,6 +298,15 @@ class TestUpdatePost:
         assert [(r.number, r.text) for r in storage.revisions(post.id)] == [
             (1, "hello"), (2, "edited")]
 
+    def test_data_keys_are_spelled_as_json_spells_them(self, storage: Storage) -> None:
+        """Non-string keys in entry data come back as JSON spells them, the same from
+        append_audit and from the trail, on every backend."""
+        data = {True: 1, None: 2, 3: "x", "nested": {False: [1, 2]}}
+        returned = storage.append_audit([make_entry("note", data=data)])[0]
+        expected = {"true": 1, "null": 2, "3": "x", "nested": {"false": (1, 2)}}
+        assert returned.data == expected
+        assert storage.audit_log()[-1].data == expected
+
     def test_returns_the_entries_as_stored(self, storage: Storage) -> None:
         """update_post returns its entries with the ids and post id they were stored under."""
         post = insert(storage)

@@ -590,6 +590,14 @@ class TestSharedMachine:
         with pytest.raises(MachineError, match="Can't trigger event schedule from state draft"):
             postflow.Workflow.default().fire("schedule", "draft")
 
+    def test_a_transition_added_to_an_unknown_state_fails_as_in_transitions(self) -> None:
+        """A transition added to workflow.machine towards a state it does not have fails
+        with transitions' own ValueError, not a KeyError from postflow's fast path."""
+        wf = postflow.Workflow.default()
+        wf.machine.add_transition("jump", "draft", "nowhere")
+        with pytest.raises(ValueError, match="'nowhere' is not a registered state"):
+            wf.fire("jump", "draft")
+
     def test_final_state_callbacks_run(self) -> None:
         """on_final runs when a transition enters a final state."""
         wf = postflow.Workflow.default()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any, NoReturn, TypeVar
@@ -90,6 +91,13 @@ def _tuple(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _json_key(key: object) -> str:
+    """``key`` spelled as a JSON object key (``True`` is ``"true"``, ``None`` ``"null"``)."""
+    if key is True or key is False or key is None:
+        return json.dumps(key)
+    return str(key)
+
+
 def freeze(value: Any) -> Any:
     """``value`` as JSON would carry it, made immutable.
 
@@ -104,12 +112,12 @@ def freeze(value: Any) -> Any:
         return value
     if kind is dict:
         return FrozenData({
-            k if type(k) is str else str(k): freeze(v) for k, v in value.items()
+            k if type(k) is str else _json_key(k): freeze(v) for k, v in value.items()
         })
     if kind is tuple or kind is list:
         return tuple([freeze(v) for v in value])
     if isinstance(value, Mapping):
-        return FrozenData({str(k): freeze(v) for k, v in value.items()})
+        return FrozenData({_json_key(k): freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
         return tuple(freeze(v) for v in value)
     if isinstance(value, str | int | float):

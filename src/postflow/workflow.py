@@ -142,11 +142,12 @@ class _QuietTransition(Transition):
         # postflow's states are strings and every fire has exactly one model.
         machine = event_data.machine
         states = machine.states
-        source = states[self.source]
+        # get_state for what the dict lookup misses: Enum names, unknown states
+        source = states.get(self.source) or machine.get_state(self.source)
         if source.on_exit:
             source.exit(event_data)
-        dest = states[self.dest]  # type: ignore[index]  # only called when dest is set
-        setattr(event_data.model, machine.model_attribute, self.dest)
+        dest = states.get(self.dest) or machine.get_state(self.dest)  # type: ignore[arg-type]
+        setattr(event_data.model, machine.model_attribute, dest.value)
         event_data.state = dest
         if dest.on_enter:
             dest.enter(event_data)

@@ -328,15 +328,14 @@ class SQLiteStorage(Storage):
         stored = []
         for e in entries:
             entry_post = e.post_id if post_id is None else post_id
+            data = freeze(e.data) if e.data else NO_DATA  # what is stored is what returns
             cursor = db.execute(_INSERT_AUDIT, (
                 entry_post, e.action, e.actor, self._ts(e.at), e.correlation_id, e.from_state,
-                e.to_state, e.revision, e.comment,
-                _to_json(e.data) if e.data else None))
+                e.to_state, e.revision, e.comment, _to_json(data) if data else None))
             assert cursor.lastrowid is not None
             stored.append(AuditEntry(
                 cursor.lastrowid, e.action, e.actor, e.at, e.correlation_id, entry_post,
-                e.from_state, e.to_state, e.revision, e.comment,
-                freeze(e.data) if e.data else NO_DATA))
+                e.from_state, e.to_state, e.revision, e.comment, data))
         return stored
 
     # -- team, channels, campaigns -------------------------------------------------
