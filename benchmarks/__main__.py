@@ -10,6 +10,7 @@ import sqlite3
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict
 from importlib import import_module, metadata
 from typing import Any
@@ -104,6 +105,21 @@ def _verdict(passed: bool | None, judge: bool) -> str:
         return ""
     word = "PASS" if passed else "FAIL"
     return word if judge else f"{word.lower()} (quick: informational)"
+
+
+def run_standalone(
+    prog: str, run: Callable[[bool], Result], profile: Callable[[bool], str],
+    quick_help: str, profile_help: str, argv: list[str] | None = None,
+) -> None:
+    """``python -m benchmarks.<module> [--quick] [--profile]``: one benchmark alone."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--profile", action="store_true", help=profile_help)
+    args = parser.parse_args(argv)
+    if args.profile:
+        print(profile(args.quick))
+        return
+    _show(run(args.quick), judge=not args.quick)
 
 
 def _show(result: Result, judge: bool) -> None:

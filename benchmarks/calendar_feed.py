@@ -38,7 +38,6 @@ The real clock is used (the feed's window is rolling: today - 30 days onward).
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import io
 import pstats
@@ -446,17 +445,11 @@ def profile(quick: bool, top: int = 25) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.calendar_feed")
-    parser.add_argument("--quick", action="store_true", help="1,000 posts, not 10,000")
-    parser.add_argument("--profile", action="store_true",
-                        help="print the cProfile of one cold render instead")
-    args = parser.parse_args(argv)
-    if args.profile:
-        print(profile(args.quick))
-        return
-    from benchmarks.__main__ import _show
+    from benchmarks.__main__ import run_standalone
 
-    _show(run(args.quick), judge=not args.quick)
+    run_standalone("python -m benchmarks.calendar_feed", run, profile,
+                   quick_help="1,000 posts, not 10,000",
+                   profile_help="print the cProfile of one cold render instead", argv=argv)
 
 
 if __name__ == "__main__":

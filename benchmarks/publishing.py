@@ -45,7 +45,6 @@ the system clock runs (ISO timestamps compared in the same columns and index).
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import io
 import multiprocessing
@@ -464,18 +463,11 @@ def profile(quick: bool, top: int = 15) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.publishing")
-    parser.add_argument("--quick", action="store_true",
-                        help="1,000 due posts and 100,000 stored, not 5,000 and 1,000,000")
-    parser.add_argument("--profile", action="store_true",
-                        help="print the cProfile of one one-worker drain instead")
-    args = parser.parse_args(argv)
-    if args.profile:
-        print(profile(args.quick))
-        return
-    from benchmarks.__main__ import _show
+    from benchmarks.__main__ import run_standalone
 
-    _show(run(args.quick), judge=not args.quick)
+    run_standalone("python -m benchmarks.publishing", run, profile,
+                   quick_help="1,000 due posts and 100,000 stored, not 5,000 and 1,000,000",
+                   profile_help="print the cProfile of one one-worker drain instead", argv=argv)
 
 
 if __name__ == "__main__":

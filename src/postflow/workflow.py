@@ -138,11 +138,11 @@ class _QuietTransition(Transition):
         return True
 
     def _change_state(self, event_data: EventData) -> None:
-        # Machine.get_state/set_state without their Enum and many-models handling:
-        # postflow's states are strings and every fire has exactly one model.
+        # Machine.get_state/set_state made cheap for postflow's case (string states, one
+        # model per fire): a dict lookup first, get_state only for what it misses
+        # (Enum states, unknown states, which get_state refuses as transitions does).
         machine = event_data.machine
         states = machine.states
-        # get_state for what the dict lookup misses: Enum names, unknown states
         source = states.get(self.source) or machine.get_state(self.source)
         if source.on_exit:
             source.exit(event_data)
