@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import postflow
-from postflow._demo import DEMO_WORKFLOW, TEAM
 from postflow._plugins import BLOCK_ENV, BUILTIN_PLUGINS
-from postflow.cli import URL_ENV
+from postflow.cli._app import URL_ENV
+from postflow.cli.demo import DEMO_WORKFLOW, TEAM
 from postflow.workflow import DEFAULT_WORKFLOW, Workflow
 
 pytestmark = pytest.mark.acceptance
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.acceptance
 POSTFLOW = Path(sys.executable).parent / "postflow"
 DEFAULT_STATES = Workflow.default().states
 DEMO_POSTS = 5
-"""Posts one demo run adds (one per kind of walk in ``postflow._demo``)."""
+"""Posts one demo run adds (one per kind of walk in ``postflow.cli.demo``)."""
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 

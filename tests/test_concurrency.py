@@ -173,13 +173,13 @@ class TestStaleExpectedVersion:
 
 
 class TestWriteCache:
-    """Workspace._recent never makes a workspace act on an outdated state."""
+    """ChangeEngine.recent never makes a workspace act on an outdated state."""
 
     def test_trigger_valid_only_in_the_old_state_is_refused(self, pair: Pair) -> None:
         """When another workspace moved the post on, an old-state trigger fails on the new one."""
         first, second = pair
         post = submitted(first)
-        assert first._recent[post.id].state == "review"
+        assert first.engine.recent[post.id].state == "review"
         second.approve(post.id, by="ben")
         second.approve(post.id, by="bea")
         length = len(first.history(post.id))
@@ -196,7 +196,7 @@ class TestWriteCache:
         """A trigger the cached state would refuse works once the fresh state allows it."""
         first, second = pair
         post = submitted(first)
-        assert first._recent[post.id].state == "review"
+        assert first.engine.recent[post.id].state == "review"
         second.approve(post.id, by="ben")
         second.approve(post.id, by="bea")
         scheduled = first.schedule(post.id, at=clock.now() + timedelta(hours=2), by="cy")
@@ -219,7 +219,7 @@ class TestWriteCache:
         """A workspace that never saw a post reads it from storage before acting."""
         first, second = pair
         post = submitted(first)
-        assert post.id not in second._recent
+        assert post.id not in second.engine.recent
         approved = second.approve(post.id, by="ben")
         assert [a.member for a in approved.approvals] == ["ben"]
         assert approved.version == post.version + 1

@@ -15,13 +15,13 @@ import pytest
 
 import postflow
 from conftest import add_team
-from postflow import workspace as workspace_module
+from postflow import engine as engine_module
+from postflow.engine import RESERVED_DATA_KEYS
 from postflow.hookspecs import hookimpl
 from postflow.storage import PostQuery
 from postflow.storage import sqlite as sqlite_backend
 from postflow.testing import FixedClock
 from postflow.workflow import DEFAULT_WORKFLOW
-from postflow.workspace import RESERVED_DATA_KEYS
 
 MakeWs = Callable[..., postflow.Workspace]
 
@@ -63,21 +63,21 @@ class TestWriteCache:
                               monkeypatch: pytest.MonkeyPatch) -> None:
         """The cache never holds more snapshots than its size and keeps the newest."""
         for size in (2, 8):
-            monkeypatch.setattr(workspace_module, "_CACHE_SIZE", size)
-            ws._recent.clear()
+            monkeypatch.setattr(engine_module, "_CACHE_SIZE", size)
+            ws.engine.recent.clear()
             posts = [ws.posts.create(author="ana", text="x", channels=["acme-x"])
                      for _ in range(3 * size)]
-            assert 0 < len(ws._recent) <= size
-            assert ws._recent[posts[-1].id] == posts[-1]
-            assert posts[0].id not in ws._recent
+            assert 0 < len(ws.engine.recent) <= size
+            assert ws.engine.recent[posts[-1].id] == posts[-1]
+            assert posts[0].id not in ws.engine.recent
 
     def test_forked_child_gets_its_own_correlation_ids(self) -> None:
         """A child process does not repeat its parent's correlation id prefix."""
-        parent = workspace_module.new_correlation_id().split("-")[0]
+        parent = engine_module.new_correlation_id().split("-")[0]
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
-            os.write(write, workspace_module.new_correlation_id().encode())
+            os.write(write, engine_module.new_correlation_id().encode())
             os._exit(0)
         os.waitpid(pid, 0)
         child = os.read(read, 100).decode()

@@ -112,7 +112,7 @@ def test_audit_trail_is_not_walked_by_the_collector(clock: FixedClock) -> None:
     gc.collect()
     before = len(gc.get_objects())
     _drive(ws, clock, POSTS)
-    ws._recent.clear()
+    ws.engine.recent.clear()
     assert _alive((postflow.AuditEntry,)) == []
     assert len(_alive((FrozenData,))) < 10  # the team's and channels', not per entry
     tracked_per_post = (len(gc.get_objects()) - before) / POSTS

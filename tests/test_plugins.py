@@ -799,7 +799,8 @@ class TestTypedFacade:
     def test_facade_has_a_method_per_hook(self) -> None:
         """Every hook in hookspecs has a Hooks method named after it."""
         hooks = sorted(n for n in dir(hookspecs) if n.startswith("postflow_"))
-        assert hooks == ["postflow_after_transition", "postflow_authorize",
+        assert hooks == ["postflow_after_change", "postflow_after_transition",
+                         "postflow_authorize",
                          "postflow_before_transition", "postflow_calendar_event",
                          "postflow_register_commands", "postflow_register_publishers",
                          "postflow_storage"]

@@ -77,8 +77,8 @@ class TestOccurrences:
         two = make_ws(url)
         clock.advance(days=14)
         series = one.storage.list_series()[0]
-        made = one._extend_series(series, clock.now())
-        assert two._extend_series(series, clock.now()) == []  # stale: the other won
+        made = one.scheduling._extend_series(series, clock.now())
+        assert two.scheduling._extend_series(series, clock.now()) == []  # stale: the other won
         assert len(made) == 2
         assert two.posts.count() == 5
 

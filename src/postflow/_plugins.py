@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from postflow.models import AuditEntry, Campaign, Channel, Member, Post
     from postflow.publishing import Publisher
     from postflow.storage import Storage
-    from postflow.workspace import Workspace
 
 __all__ = ["BLOCK_ENV", "BUILTIN_PLUGINS", "Hooks", "make_plugin_manager"]
 
@@ -72,10 +71,11 @@ def make_plugin_manager(
         pm.check_pending()
     except (ValueError, pluggy.PluginValidationError) as exc:
         raise ConfigError(f"plugin problem: {exc}") from exc
-    for impl in pm.hook.postflow_after_transition.get_hookimpls():
+    for impl in [*pm.hook.postflow_after_transition.get_hookimpls(),
+                 *pm.hook.postflow_after_change.get_hookimpls()]:
         if impl.hookwrapper or impl.wrapper:
             raise ConfigError(
-                f"plugin {impl.plugin_name}: postflow_after_transition cannot be a wrapper "
+                f"plugin {impl.plugin_name}: {impl.function.__name__} cannot be a wrapper "
                 "(each implementation is called on its own so one failure cannot hide "
                 "another)"
             )
@@ -97,6 +97,8 @@ class Hooks:
         """Whether any plugin implements ``postflow_before_transition``."""
         self.follows = bool(pm.hook.postflow_after_transition.get_hookimpls())
         """Whether any plugin implements ``postflow_after_transition``."""
+        self.watches = bool(pm.hook.postflow_after_change.get_hookimpls())
+        """Whether any plugin implements ``postflow_after_change``."""
         builders = pm.hook.postflow_calendar_event.get_hookimpls()
         # one implementation (normally the built-in): call it without pluggy's dispatch,
         # which costs a few percent of a cold calendar render
@@ -108,7 +110,7 @@ class Hooks:
         return result
 
     def authorize(
-        self, workspace: Workspace, member: Member, action: str, post: Post | None
+        self, workspace: object, member: Member, action: str, post: Post | None
     ) -> list[str]:
         """The reasons plugins give to deny ``action`` (empty: no objection)."""
         if not self.authorizes:
@@ -119,7 +121,7 @@ class Hooks:
         return [r for r in reasons if r]
 
     def before_transition(
-        self, workspace: Workspace, post: Post, trigger: str, source: str, dest: str,
+        self, workspace: object, post: Post, trigger: str, source: str, dest: str,
         actor: str, data: Mapping[str, Any],
     ) -> None:
         """Let plugins veto a transition (they raise)."""
@@ -130,7 +132,7 @@ class Hooks:
             )
 
     def after_transition(
-        self, workspace: Workspace, post: Post, previous: Post, trigger: str, actor: str,
+        self, workspace: object, post: Post, previous: Post, trigger: str, actor: str,
         entries: Sequence[AuditEntry],
     ) -> None:
         """Tell plugins about a committed transition; their errors are logged."""
@@ -147,8 +149,20 @@ class Hooks:
                     impl.plugin_name, post.id, trigger,
                 )
 
+    def after_change(self, workspace: object, entries: Sequence[AuditEntry]) -> None:
+        """Hand the committed entries of one call to plugins; their errors are logged."""
+        if not self.watches:
+            return
+        for impl in reversed(self.pm.hook.postflow_after_change.get_hookimpls()):
+            kwargs = {"workspace": workspace, "entries": entries}
+            try:
+                impl.function(**{name: kwargs[name] for name in impl.argnames})
+            except Exception:
+                log.exception("plugin %s failed in postflow_after_change for %s",
+                              impl.plugin_name, entries[0].correlation_id if entries else "")
+
     def calendar_event(
-        self, workspace: Workspace, post: Post, channel: Channel, campaign: Campaign | None,
+        self, workspace: object, post: Post, channel: Channel, campaign: Campaign | None,
         event: icalendar.Event,
     ) -> None:
         """Let the built-in builder and plugins fill the event of ``post`` on ``channel``."""

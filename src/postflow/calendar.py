@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from postflow._time import to_utc
+from postflow.engine import new_correlation_id
 from postflow.exceptions import ConfigError, ValidationFailed
 from postflow.hookspecs import hookimpl
 from postflow.models import (
@@ -431,7 +432,7 @@ class Calendar:
         and imports nothing.
         """
         ws = self._ws
-        actor = ws._manager(by)
+        actor = ws.engine.manager(by)
         category = category or self.settings.planning_category
         events, skipped = _parse_events(
             data, timedelta(minutes=self.settings.event_minutes))
@@ -464,7 +465,8 @@ class Calendar:
             entry = NewEntry("calendar.import", actor, now, _correlation(), data={
                 "category": category, "added": added, "updated": updated,
                 "removed": removed, "skipped": [what for what, _ in skipped]})
-            ws.storage.save_planning_entries(changed, entry, remove=removed)
+            ws.engine.commit(entry.correlation_id, lambda: ws.storage.save_planning_entries(
+                changed, entry, remove=removed))
         return ImportReport(tuple(added), tuple(updated), tuple(unchanged), tuple(removed),
                             tuple(skipped))
 
@@ -500,8 +502,6 @@ def text_value(text: str) -> Any:
 
 
 def _correlation() -> str:
-    from postflow.workspace import new_correlation_id
-
     return new_correlation_id()
 
 
@@ -621,10 +621,10 @@ class Feeds:
         Empty filters admit every post; ``planning`` adds the imported planning
         entries. The token has 256 random bits.
         """
-        from postflow.workspace import _insert_new, _slug
+        from postflow._fields import slug as _slug
 
         ws = self._ws
-        actor = ws._manager(by)
+        actor = ws.engine.manager(by)
         name = _slug(name, "feed")
         ws.calendar._filters(list(channels) or None, list(campaigns) or None,
                              list(states) or None, list(authors) or None)
@@ -636,7 +636,7 @@ class Feeds:
             "feed": name, "channels": sorted(feed.channels),
             "campaigns": sorted(feed.campaigns), "states": sorted(feed.states),
             "authors": sorted(feed.authors), "planning": planning})
-        _insert_new(ws.storage.save_feed, feed, entry, f"feed {name!r}")
+        ws.engine.insert_new(ws.storage.save_feed, feed, entry, f"feed {name!r}")
         return feed, token
 
     def rotate(self, name: str, *, by: str | None = None) -> tuple[Feed, str]:
@@ -652,13 +652,14 @@ class Feeds:
     def _change(self, name: str, action: str, by: str | None, token_hash: str | None
                 ) -> Feed:
         ws = self._ws
-        actor = ws._manager(by)
+        actor = ws.engine.manager(by)
         feed = self.get(name)
         now = ws.clock.now()
         changed = attrs.evolve(feed, token_hash=token_hash, rotated_at=now,
                                version=feed.version + 1)
         entry = NewEntry(action, actor, now, _correlation(), data={"feed": name})
-        ws.storage.save_feed(changed, entry, expected_version=feed.version)
+        ws.engine.commit(entry.correlation_id, lambda: ws.storage.save_feed(
+            changed, entry, expected_version=feed.version))
         return changed
 
     def get(self, name: str) -> Feed:

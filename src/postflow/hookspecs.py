@@ -93,11 +93,34 @@ def postflow_after_transition(
 ) -> None:
     """React to a committed transition (including ``edit`` and ``plan``).
 
-    Called once, after the change and its audit ``entries`` are stored; ``post`` is the
-    new snapshot, ``previous`` the one it replaced. The change cannot be undone here:
-    exceptions are logged (logger ``postflow``) and do not reach the caller.
+    Called once for every transition of a post, by any caller (the publishing worker's
+    ``publish`` and ``fail`` too), after the change and its audit ``entries`` are
+    stored; ``post`` is the new snapshot, ``previous`` the one it replaced. The change
+    cannot be undone here: exceptions are logged (logger ``postflow``) and do not reach
+    the caller. The worker's ``claim``, ``release`` and ``retry_wait`` writes are not
+    transitions: they reach :func:`postflow_after_change` only.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def postflow_after_change(workspace: Workspace, entries: Sequence[AuditEntry]) -> None:
+    """React to every committed change, of a post or not.
+
+    Called once per call that changed anything (a trigger, ``edit``, ``plan``, a
+    comment, the worker's claim, publish, fail, retry wait and release, a pause or a
+    resume, a team, channel, campaign, feed, series or workflow change …), after its
+    transaction committed, with the audit ``entries`` it wrote: all share one
+    ``correlation_id``, oldest first. Never called for a call that was vetoed, refused
+    or lost a compare-and-set. Exceptions are logged (logger ``postflow``) and do not
+    reach the caller.
+
+    An in-process hook is lost if the process dies between the commit and the call;
+    consumers that must not miss a change read the audit trail through a durable cursor
+    instead (:meth:`postflow.Workspace.changes`, see the architecture page).
+
+    .. versionadded:: 0.3
     """
 
 

@@ -357,6 +357,18 @@ def slot_of(
     return None
 
 
+def next_sequence(
+    post: Post, state: str, scheduled_at: datetime | None, planned_for: date | None,
+    state_changed_at: datetime,
+) -> int:
+    """``post.sequence``, plus one if these new values move it on the calendar."""
+    if state == post.state and scheduled_at == post.scheduled_at and (
+            planned_for == post.planned_for):
+        return post.sequence
+    moved = slot_of(state, scheduled_at, planned_for, state_changed_at) != calendar_slot(post)
+    return post.sequence + moved
+
+
 @attrs.frozen
 class PlanningEntry:
     """A tentative entry imported from another calendar (a holiday, a launch).

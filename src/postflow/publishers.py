@@ -277,7 +277,7 @@ class WebhookPublisher:
 
     def publish(self, item: Outgoing) -> Published:
         """POST ``item``; return the receiver's ``id`` and ``url`` (else the key)."""
-        from postflow import __version__
+        from postflow._version import __version__
 
         target = _Target.of(item)
         body = self.body(item)

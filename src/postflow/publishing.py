@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from postflow.engine import new_correlation_id
 from postflow.exceptions import (
     ConfigError,
     ConflictError,
@@ -40,7 +41,16 @@ from postflow.exceptions import (
     RetryableError,
     ValidationFailed,
 )
-from postflow.models import Channel, Delivery, FrozenData, Hold, Post, freeze, replace
+from postflow.models import (
+    Channel,
+    Delivery,
+    FrozenData,
+    Hold,
+    Post,
+    freeze,
+    next_sequence,
+    replace,
+)
 from postflow.storage import NewEntry
 
 if TYPE_CHECKING:
@@ -213,7 +223,6 @@ class Publishing:
         once it says yes, the posts not yet started are released for another pass.
         """
         from postflow._time import to_utc
-        from postflow.workspace import new_correlation_id
 
         ws = self._ws
         now = ws.clock.now() if now is None else to_utc(now, field="now",
@@ -233,9 +242,10 @@ class Publishing:
         if any(h.scope == ALL_CHANNELS for h in holds):
             return []
         held = frozenset(h.scope for h in holds)
-        claimed = ws.storage.claim_due(
+        correlation_id = new_correlation_id()
+        claimed = ws.engine.commit(correlation_id, lambda: ws.storage.claim_due(
             now, worker, now + self.settings.lease, limit or self.settings.batch, held,
-            new_correlation_id())
+            correlation_id))
         outcomes = []
         for post in claimed:
             if stop is not None and stop():
@@ -433,7 +443,6 @@ class Publishing:
                 action: str = "retry_wait") -> None:
         """Store the step's result: the post (moved by ``trigger``, or waiting until
         ``retry_at``), its deliveries and one audit entry, in one transaction."""
-        from postflow.workspace import _next_sequence, new_correlation_id
 
         ws = self._ws
         state = post.state
@@ -456,15 +465,13 @@ class Publishing:
             post, version=post.version + 1, state=dest, updated_at=now,
             state_changed_at=state_changed_at, published_urls=published_urls,
             claimed_by=None, claimed_until=retry_at,
-            sequence=_next_sequence(post, dest, post.scheduled_at, post.planned_for,
+            sequence=next_sequence(post, dest, post.scheduled_at, post.planned_for,
                                     state_changed_at))
         if urls:
             data = {**data, "published_urls": published_urls}
         entry = NewEntry(trigger or action, worker, now, new_correlation_id(), post.id,
                          state, dest, post.revision, None, freeze(data))
-        ws.storage.update_post(changed, expected_version=post.version, entries=(entry,),
-                               previous=post, deliveries=deliveries)
-        ws._recent.pop(post.id, None)
+        ws.engine.record_outcome(post, changed, entry, deliveries)
         log.info("post %s: %s by %s", post.id, trigger or "waiting", worker,
                  extra={"post_id": post.id, "worker": worker, "result": trigger or "waiting"})
 
@@ -483,8 +490,10 @@ class Publishing:
         holds = []
         for scope in scopes:
             hold = Hold(scope, reason.strip(), member, now)
-            ws.storage.save_hold(hold, ws._entry("pause", member, now, None, {
-                "scope": scope, "reason": hold.reason}))
+            entry = ws.engine.entry("pause", member, now, None, {
+                "scope": scope, "reason": hold.reason})
+            ws.engine.commit(entry.correlation_id,
+                             lambda: ws.storage.save_hold(hold, entry))  # noqa: B023
             holds.append(hold)
         return holds
 
@@ -502,8 +511,9 @@ class Publishing:
                                     f"{', '.join(sorted(held)) or 'nothing'})")
         now = ws.clock.now()
         for scope in scopes:
-            ws.storage.remove_hold(scope, ws._entry("resume", member, now, None,
-                                                    {"scope": scope}))
+            entry = ws.engine.entry("resume", member, now, None, {"scope": scope})
+            ws.engine.commit(entry.correlation_id,
+                             lambda: ws.storage.remove_hold(scope, entry))  # noqa: B023
         return scopes
 
     def _scopes(self, channels: Sequence[str] | None) -> list[str]:
@@ -522,13 +532,13 @@ class Publishing:
     def _publisher_member(self, by: str, action: str) -> str:
         from postflow.exceptions import PermissionDenied
 
-        member = self._ws._member(by, action)
+        member = self._ws.engine.member(by, action)
         if not {"publisher", "admin"} & member.roles:
             raise PermissionDenied(
                 f"{member.name} may not {action} publishing: needs the role publisher or "
                 "admin", member=member.name, action=action,
                 roles_needed={"publisher", "admin"})
-        self._ws._deny_by_plugins(member, action, None)
+        self._ws.engine.deny_by_plugins(member, action, None)
         return member.name
 
     def resolve(self, post_id: int, channel: str, *, by: str, published: bool,
@@ -554,8 +564,9 @@ class Publishing:
                           remote_id=remote_id if published else None,
                           url=url if published else None, updated_at=now,
                           last_error=f"resolved by {member}")
-        ws.storage.save_deliveries(post_id, [settled], worker=None, now=now, entries=[
-            ws._entry("delivery.resolve", member, now, post, {
-                "channel": channel, "published": bool(published), "remote_id": remote_id,
-                "url": url})])
+        entry = ws.engine.entry("delivery.resolve", member, now, post, {
+            "channel": channel, "published": bool(published), "remote_id": remote_id,
+            "url": url})
+        ws.engine.commit(entry.correlation_id, lambda: ws.storage.save_deliveries(
+            post_id, [settled], worker=None, now=now, entries=[entry]))
         return settled

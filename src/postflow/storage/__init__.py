@@ -372,6 +372,21 @@ class Storage(abc.ABC):
     def audit_log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
         """All audit entries with ``id > after_id``, oldest first."""
 
+    @abc.abstractmethod
+    def cursor(self, consumer: str) -> int:
+        """How far ``consumer`` has read the audit trail: the id of the last entry it
+        handled, ``0`` when it never saved a position."""
+
+    @abc.abstractmethod
+    def save_cursor(self, consumer: str, position: int, *, expected: int) -> None:
+        """Move ``consumer``'s position to ``position`` if it is still ``expected``.
+
+        A compare-and-set, so two processes draining one consumer never both advance it
+        from the same place: :class:`~postflow.ConflictError` and nothing written when
+        the stored position differs. Positions never move backwards (``position <
+        expected`` raises :class:`ValueError`). Durable once it returns.
+        """
+
     # -- lifecycle -----------------------------------------------------------------
 
     @abc.abstractmethod

@@ -93,6 +93,7 @@ class MemoryStorage(Storage):
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._lock = threading.Lock()
+        self._cursors: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._audit_ids = itertools.count(1)
         self._members: dict[str, Member] = {}
@@ -250,6 +251,21 @@ class MemoryStorage(Storage):
 
     def instance_id(self) -> str:
         return self._instance
+
+    # -- change consumers ----------------------------------------------------------
+
+    def cursor(self, consumer: str) -> int:
+        return self._cursors.get(consumer, 0)
+
+    def save_cursor(self, consumer: str, position: int, *, expected: int) -> None:
+        if position < expected:
+            raise ValueError(f"cursor {consumer!r} cannot move back from {expected} to "
+                             f"{position}")
+        with self._lock:
+            stored = self._cursors.get(consumer, 0)
+            if stored != expected:
+                raise ConflictError(f"cursor {consumer!r} is at {stored}, not {expected}")
+            self._cursors[consumer] = position
 
     def claim_due(
         self, now: datetime, worker: str, until: datetime, limit: int,

@@ -692,6 +692,27 @@ class SQLiteStorage(Storage):
             [*window, *window, *days])
         return [(r[0], r[1]) for r in rows]
 
+    # -- change consumers ----------------------------------------------------------
+
+    def cursor(self, consumer: str) -> int:
+        rows = self._read("SELECT value FROM postflow_meta WHERE key = ?",
+                          (f"cursor:{consumer}",))
+        return int(rows[0][0]) if rows else 0
+
+    def save_cursor(self, consumer: str, position: int, *, expected: int) -> None:
+        if position < expected:
+            raise ValueError(f"cursor {consumer!r} cannot move back from {expected} to "
+                             f"{position}")
+        key = f"cursor:{consumer}"
+        with self._write() as db:
+            row = db.execute("SELECT value FROM postflow_meta WHERE key = ?",
+                             (key,)).fetchone()
+            stored = int(row[0]) if row else 0
+            if stored != expected:
+                raise ConflictError(f"cursor {consumer!r} is at {stored}, not {expected}")
+            db.execute("INSERT OR REPLACE INTO postflow_meta VALUES (?, ?)",
+                       (key, str(position)))
+
     # -- publishing ----------------------------------------------------------------
 
     def instance_id(self) -> str:

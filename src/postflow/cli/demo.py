@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import click
+
 import postflow
-from postflow.cli import render_board, render_history
+from postflow.cli._app import cli
+from postflow.cli.render import render_board, render_history
 from postflow.workflow import DEFAULT_WORKFLOW, Workflow
 
 DEMO_WORKFLOW: dict[str, Any] = {
@@ -127,3 +130,13 @@ def run_demo(path: Path, *, fresh: bool, echo: Callable[[str], None]) -> None:
         echo("")
         echo(f"Explore: postflow board --db sqlite:///{path}   |   "
              f"postflow history --db sqlite:///{path} {launch.id}")
+
+
+@cli.command()
+@click.option("--db", "path", default="postflow-demo.db", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="SQLite file the demo writes.")
+@click.option("--fresh", is_flag=True, help="Delete the demo database and start over.")
+def demo(path: Path, fresh: bool) -> None:
+    """Walk a small team's posts through every state and show the result."""
+    run_demo(path, fresh=fresh, echo=click.echo)

@@ -1,0 +1,112 @@
+"""Reading every committed change through a durable cursor over the audit trail.
+
+The audit trail is already a transactional record of every change: each write stores its
+entries in the change's own transaction, with ids in commit order. A consumer (the
+notification outbox, a search index, a metrics exporter) keeps a position in that trail,
+stored in the same database, and moves it forward only after it handled what it read. A
+process that dies after a commit, or in the middle of handling, loses nothing: the next
+reader starts from the saved position. Delivery is at least once; a consumer that must
+act exactly once keys its own work on the entries' ids or correlation ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+from postflow.engine import ChangeEngine
+from postflow.exceptions import ConflictError, ValidationFailed
+from postflow.models import AuditEntry
+
+__all__ = ["Changes", "group_by_call"]
+
+_CONSUMER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+
+Handler = Callable[[Sequence[AuditEntry]], None]
+"""Called with the entries of one call (one correlation id), oldest first."""
+
+
+def group_by_call(entries: Sequence[AuditEntry]) -> list[list[AuditEntry]]:
+    """Consecutive entries sharing a correlation id, as one list per call."""
+    groups: list[list[AuditEntry]] = []
+    for entry in entries:
+        if groups and groups[-1][0].correlation_id == entry.correlation_id:
+            groups[-1].append(entry)
+        else:
+            groups.append([entry])
+    return groups
+
+
+class Changes:
+    """Durable consumers of the audit trail (``ws.changes``)."""
+
+    def __init__(self, engine: ChangeEngine) -> None:
+        self._engine = engine
+
+    def position(self, consumer: str) -> int:
+        """The id of the last entry ``consumer`` handled (0: none yet)."""
+        return self._engine.storage.cursor(_consumer(consumer))
+
+    def pending(self, consumer: str, *, limit: int = 500) -> list[list[AuditEntry]]:
+        """The calls ``consumer`` has not handled yet, oldest first, grouped by call.
+
+        At most ``limit`` entries, except that one call is never split: a call the limit
+        cut is left for the next read, or read whole when it is the first.
+        """
+        if type(limit) is not int or limit < 1:
+            raise ValidationFailed.single("changes", "bad-limit",
+                                          f"limit must be a whole number >= 1, got {limit!r}",
+                                          field="limit")
+        storage = self._engine.storage
+        after = storage.cursor(_consumer(consumer))
+        while True:
+            entries = storage.audit_log(after_id=after, limit=limit)
+            groups = group_by_call(entries)
+            if len(entries) < limit:
+                return groups
+            if len(groups) > 1:
+                groups.pop()  # the limit may have cut it: read it whole next time
+                return groups
+            limit *= 2  # one call larger than the limit: read all of it
+
+    def acknowledge(self, consumer: str, entries: Sequence[AuditEntry]) -> int:
+        """Move ``consumer`` past ``entries`` (which it handled); return the position.
+
+        :class:`~postflow.ConflictError` when another process moved it meanwhile.
+        """
+        name = _consumer(consumer)
+        storage = self._engine.storage
+        current = storage.cursor(name)
+        position = max((e.id for e in entries), default=current)
+        if position > current:
+            storage.save_cursor(name, position, expected=current)
+        return max(position, current)
+
+    def consume(self, consumer: str, handler: Handler, *, limit: int = 500) -> int:
+        """Hand every unhandled call to ``handler``, moving the cursor after each.
+
+        Returns how many calls were handled. An exception from ``handler`` stops the
+        pass with the cursor before the failed call, so it is offered again. When two
+        processes drain one consumer, the one that loses the compare-and-set stops.
+        """
+        handled = 0
+        while True:
+            groups = self.pending(consumer, limit=limit)
+            if not groups:
+                return handled
+            for group in groups:
+                handler(group)
+                try:
+                    self.acknowledge(consumer, group)
+                except ConflictError:
+                    return handled
+                handled += 1
+
+
+def _consumer(name: object) -> str:
+    if not isinstance(name, str) or not _CONSUMER.match(name):
+        raise ValidationFailed.single(
+            "changes", "bad-consumer",
+            f"a consumer name is 1-100 letters, digits and _ . : -, got {name!r}",
+            field="consumer")
+    return name
