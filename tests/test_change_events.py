@@ -325,3 +325,45 @@ class TestKilledAfterCommit:
             seen: list[str] = []
             assert ws.changes.consume("notify", lambda g: seen.append(g[0].action)) == 1
             assert seen == ["submit"]
+
+
+class TestClaimVeto:
+    """Plugins veto the worker's publish before anything is sent, never after."""
+
+    def test_a_vetoed_claim_sends_nothing_and_fails_the_post(
+            self, url: str, make_ws: MakeWs, clock: FixedClock) -> None:
+        """``postflow_before_transition`` raising for ``publish`` stops the send."""
+        network = Recorder()
+
+        class LegalHold:
+            seen: list[tuple[str, str]] = []
+
+            @hookimpl
+            def postflow_before_transition(self, trigger: str, actor: str,
+                                           post: Post) -> None:
+                self.seen.append((trigger, actor))
+                if trigger == "publish" and "embargo" in post.text:
+                    raise postflow.ValidationFailed.single(
+                        f"post {post.id}", "embargo", "under embargo")
+
+        hold = LegalHold()
+        ws = make_ws(url, plugins=[network, hold])
+        add_team(ws)
+        ids = []
+        for text in ("embargo news", "fine news"):
+            post = ws.posts.create(author="ana", text=text, channels=["acme-x"])
+            ws.submit(post.id, by="ana")
+            ws.approve(post.id, by="ben")
+            ids.append(ws.schedule(post.id, at=clock.now() + timedelta(minutes=5),
+                                   by="cy").id)
+        clock.advance(minutes=10)
+        outcomes = {o.post_id: o for o in ws.publish_due(worker="w1")}
+        assert network.sent == [ids[1]]
+        assert outcomes[ids[0]].result == "failed"
+        assert "embargo" in outcomes[ids[0]].detail
+        assert ws.posts.get(ids[0]).state == "failed"
+        assert ws.posts.get(ids[1]).state == "published"
+        assert ("publish", "w1") in hold.seen
+        last = ws.history(ids[0])[-1]
+        assert (last.action, last.data["reason"]) == ("fail", "vetoed")
+        assert ws.deliveries(ids[0]) == []

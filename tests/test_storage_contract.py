@@ -961,3 +961,30 @@ def test_instance_id_is_random_per_database(url: str, make_ws: Callable[..., Any
     if url.startswith("sqlite:"):
         reopened = make_ws(url).storage
         assert reopened.instance_id() == first.instance_id()
+
+
+class TestChangeCursors:
+    """``cursor``/``save_cursor``: a consumer's durable position in the audit trail."""
+
+    def test_new_consumers_start_at_zero_and_positions_are_kept(
+            self, storage: Storage) -> None:
+        """A saved position is read back; consumers do not share positions."""
+        assert storage.cursor("mail") == 0
+        storage.save_cursor("mail", 7, expected=0)
+        storage.save_cursor("mail", 9, expected=7)
+        assert storage.cursor("mail") == 9
+        assert storage.cursor("slack") == 0
+
+    def test_save_is_a_compare_and_set(self, storage: Storage) -> None:
+        """A stale ``expected`` is refused and writes nothing."""
+        storage.save_cursor("mail", 5, expected=0)
+        with pytest.raises(postflow.ConflictError, match="mail"):
+            storage.save_cursor("mail", 6, expected=0)
+        assert storage.cursor("mail") == 5
+
+    def test_positions_never_move_back(self, storage: Storage) -> None:
+        """Going backwards is a programming error, not a conflict."""
+        storage.save_cursor("mail", 5, expected=0)
+        with pytest.raises(ValueError, match="back"):
+            storage.save_cursor("mail", 4, expected=5)
+        assert storage.cursor("mail") == 5

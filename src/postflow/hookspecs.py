@@ -78,6 +78,12 @@ def postflow_before_transition(
     to the caller unchanged and nothing is stored. May be called again for the same
     call when a concurrent write forces a retry.
 
+    The publishing worker asks too, with ``trigger="publish"`` and ``actor`` the
+    worker's id, after it claimed a due post and before it sends anything: a veto then
+    fails the post (reason ``vetoed``, the message kept in the trail) and nothing is
+    sent. The worker's outcomes (``publish``, ``fail``) record what already happened at
+    a network and cannot be vetoed.
+
     .. versionadded:: 0.1
     """
 

@@ -38,6 +38,7 @@ from postflow.exceptions import (
     NotFound,
     OutcomeUnknownError,
     PermanentError,
+    PostflowError,
     RetryableError,
     ValidationFailed,
 )
@@ -267,6 +268,15 @@ class Publishing:
             self._finish(post, None, now, worker, (), {"held": sorted(held)},
                          action="release")
             return Outcome(post.id, "held", (), "paused while the batch ran")
+        if ws.hooks.vetoes:  # the last word before anything is sent; never after
+            try:
+                ws.hooks.before_transition(ws, post, "publish", post.state,
+                                           ws.workflow.dest("publish", post.state), worker,
+                                           FrozenData({"claimed_by": worker}))
+            except PostflowError as exc:
+                self._finish(post, "fail", now, worker, (), {
+                    "reason": "vetoed", "errors": {"*": str(exc)}})
+                return Outcome(post.id, "failed", (), f"vetoed: {exc}")
         due_since = max(post.scheduled_at or now, post.state_changed_at)
         late_by = max((now - due_since).total_seconds(), 0.0)
         stored = ws.storage.deliveries(post.id)
