@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from postflow._time import Clock, SystemClock
+from postflow._version import version as _installed_version
 from postflow.audit import replay
 from postflow.exceptions import (
     ConfigError,
@@ -46,10 +47,12 @@ from postflow.storage import PostQuery, Storage
 from postflow.workflow import Stage, TransitionRule, Workflow
 from postflow.workspace import ACTION_ROLES, Workspace, open
 
-try:
-    __version__ = version("postflow")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # looked up on first use: reading metadata is slow
+        return _installed_version()
+    raise AttributeError(f"module 'postflow' has no attribute {name!r}")
+
 
 __all__ = [
     "ACTION_ROLES",

@@ -24,7 +24,6 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
-import http.client
 import io
 import json
 import logging
@@ -43,6 +42,8 @@ from postflow.hookspecs import hookimpl
 from postflow.publishing import Outgoing, Published, Publisher
 
 if TYPE_CHECKING:
+    import http.client
+
     from _typeshed import WriteableBuffer
 
 __all__ = [
@@ -277,12 +278,12 @@ class WebhookPublisher:
 
     def publish(self, item: Outgoing) -> Published:
         """POST ``item``; return the receiver's ``id`` and ``url`` (else the key)."""
-        from postflow._version import __version__
+        from postflow._version import version
 
         target = _Target.of(item)
         body = self.body(item)
         headers = {"Content-Type": "application/json", "Content-Length": str(len(body)),
-                   "User-Agent": f"postflow/{__version__}",
+                   "User-Agent": f"postflow/{version()}",
                    "Idempotency-Key": item.idempotency_key}
         if target.secret is not None:
             headers["X-Postflow-Signature"] = signature(body, target.secret)
@@ -293,6 +294,8 @@ class WebhookPublisher:
 
     def _post(self, target: _Target, item: Outgoing, body: bytes, headers: dict[str, str],
               *, expect: bool) -> Published:
+        import http.client  # only when a webhook publishes: it imports ssl
+
         factory = http.client.HTTPSConnection if target.scheme == "https" else \
             http.client.HTTPConnection
         conn = factory(target.host, target.port, timeout=self.connect_timeout)

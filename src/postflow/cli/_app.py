@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 import postflow
+from postflow._version import DISTRIBUTION
 from postflow.calendar import CalendarSettings
 from postflow.exceptions import ConfigError, NotFound
 from postflow.workflow import Workflow
@@ -42,7 +43,7 @@ workflow_option = click.option(
 
 
 @click.group()
-@click.version_option(postflow.__version__, prog_name="postflow")
+@click.version_option(package_name=DISTRIBUTION, prog_name="postflow")
 def cli() -> None:
     """postflow: draft, review, approve, schedule and publish social-media posts."""
 
