@@ -46,8 +46,11 @@ from postflow.storage import PostQuery, Storage
 from postflow.workflow import Stage, TransitionRule, Workflow
 from postflow.workspace import ACTION_ROLES, Workspace, open
 
+DISTRIBUTION = "postflow-editorial"
+"""The distribution (PyPI) name; ``postflow`` on PyPI is an unrelated project."""
+
 try:
-    __version__ = version("postflow")
+    __version__ = version(DISTRIBUTION)
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
