@@ -108,6 +108,10 @@ class ImportReport:
     """Entries of the category that the file no longer has (with ``prune=True``)."""
     skipped: tuple[tuple[str, str], ...] = ()
     """``(what, why)`` for each event that was not imported."""
+    own: tuple[str, ...] = ()
+    """UIDs of events this workspace rendered itself (its posts, ``post-<id>-<channel>@``,
+    and its planning entries, ``planning-<digest>@``, with its calendar ``domain``): an
+    export imported back is not planned a second time."""
 
 
 @attrs.frozen
@@ -339,8 +343,7 @@ class Calendar:
 
     def _planning_event(self, entry: PlanningEntry) -> icalendar.Event:
         event: icalendar.Event = _icalendar().Event()
-        digest = hashlib.sha256(entry.uid.encode("utf-8", "replace")).hexdigest()[:24]
-        event.add("uid", f"planning-{digest}@{self.settings.domain}")
+        event.add("uid", f"planning-{_planning_digest(entry.uid)}@{self.settings.domain}")
         event.add("dtstart", entry.start)
         event.add("dtend", entry.end)
         stamp = entry.updated_at or datetime(1970, 1, 1, tzinfo=UTC)
@@ -427,15 +430,29 @@ class Calendar:
         and an event whose time changed is updated (its SEQUENCE goes up). With
         ``prune=True``, entries of ``category`` that the file no longer has are
         removed. Events without a UID or a start, and recurring events, are skipped and
-        reported. Data that is not iCalendar raises :class:`~postflow.ValidationFailed`
-        and imports nothing.
+        reported. The workspace's own events (its posts and planning entries as
+        :meth:`ical` renders them, recognised by their UIDs and the calendar's
+        ``domain``) are not imported: they are listed in :attr:`ImportReport.own`, so
+        importing an export of this workspace adds nothing. Data that is not iCalendar
+        raises :class:`~postflow.ValidationFailed` and imports nothing.
         """
         ws = self._ws
         actor = ws._manager(by)
         category = category or self.settings.planning_category
-        events, skipped = _parse_events(
+        parsed, skipped = _parse_events(
             data, timedelta(minutes=self.settings.event_minutes))
         stored = {e.uid: e for e in ws.storage.list_planning_entries()}
+        events: list[_Parsed] = []
+        own: list[str] = []
+        echoed: set[str] = set()  # digests of planning entries whose own event is in the file
+        for event in parsed:
+            kind, key = own_uid(event[0], self.settings.domain)
+            if kind is None:
+                events.append(event)
+                continue
+            own.append(event[0])
+            if kind == "planning":
+                echoed.add(key)
         now = ws.clock.now()
         changed: list[PlanningEntry] = []
         added: list[str] = []
@@ -458,6 +475,8 @@ class Calendar:
                                         version=old.version + 1))
             updated.append(uid)
         in_file = {uid for uid, *_ in events}
+        if echoed:  # an entry exported and imported back is still in the file
+            in_file |= {uid for uid in stored if _planning_digest(uid) in echoed}
         removed = sorted(uid for uid, old in stored.items()
                          if prune and old.category == category and uid not in in_file)
         if changed or removed:
@@ -466,7 +485,7 @@ class Calendar:
                 "removed": removed, "skipped": [what for what, _ in skipped]})
             ws.storage.save_planning_entries(changed, entry, remove=removed)
         return ImportReport(tuple(added), tuple(updated), tuple(unchanged), tuple(removed),
-                            tuple(skipped))
+                            tuple(skipped), tuple(own))
 
 
 def _icalendar() -> Any:
@@ -549,6 +568,30 @@ def _description(workspace: Workspace, post: Post, channel: Channel,
     if template:
         lines.append(f"Open in postflow: {template.replace('{id}', str(post.id))}")
     return f"{clean_text(post.text)}\n\n{clean_text(chr(10).join(lines))}"
+
+
+_OWN_UID = re.compile(r"(?:post-(?P<post>\d+)-(?P<channel>[^@\s]+)"
+                      r"|planning-(?P<planning>[0-9a-f]{24}))@(?P<domain>[^@\s]+)")
+
+
+def _planning_digest(uid: str) -> str:
+    """What a planning entry's UID becomes in the UID of its rendered event."""
+    return hashlib.sha256(uid.encode("utf-8", "replace")).hexdigest()[:24]
+
+
+def own_uid(uid: str, domain: str) -> tuple[str | None, str]:
+    """Whether ``uid`` is one a workspace with calendar ``domain`` renders itself.
+
+    ``("post", "<id>-<channel>")`` for a post's event (``post-<id>-<channel>@domain``),
+    ``("planning", "<digest>")`` for a planning entry's (``planning-<digest>@domain``),
+    else ``(None, "")``. The domain is compared without regard to case.
+    """
+    match = _OWN_UID.fullmatch(uid)
+    if match is None or match["domain"].lower() != domain.lower():
+        return None, ""
+    if match["planning"] is not None:
+        return "planning", match["planning"]
+    return "post", f"{match['post']}-{match['channel']}"
 
 
 @hookimpl(tryfirst=True)
