@@ -18,6 +18,7 @@ import hmac
 import re
 import secrets
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,15 @@ if TYPE_CHECKING:
 
     from postflow.workspace import Workspace
 
-__all__ = ["Calendar", "CalendarSettings", "Feeds", "ImportReport", "RenderedFeed"]
+__all__ = [
+    "Calendar",
+    "CalendarSettings",
+    "Feeds",
+    "ImportReport",
+    "RenderedFeed",
+    "SubscriptionLinks",
+    "subscription_links",
+]
 
 PRODID = "-//postflow//postflow calendar//EN"
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
@@ -631,6 +640,89 @@ def postflow_calendar_event(
 
 
 # -- feeds ---------------------------------------------------------------------------
+
+@attrs.frozen
+class SubscriptionLinks:
+    """The links that subscribe a calendar app to a feed (:func:`subscription_links`)."""
+
+    url: str
+    """The feed's own URL (``https``, or ``http``): Google Calendar, Thunderbird."""
+    webcal: str
+    """The same URL as ``webcal://``: the system's calendar app (Apple, Outlook)."""
+    google: str | None
+    """Google Calendar's "add by URL" link, or ``None`` where Google cannot fetch the
+    feed (:attr:`google_note` says why)."""
+    google_note: str | None = None
+    """Why there is no Google link, to show instead of it."""
+
+
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".lan")
+
+
+def unreachable_from_internet(host: str) -> str | None:
+    """Why a server on the internet (Google's) can never fetch from ``host``, or ``None``.
+
+    Loopback, private, link-local, shared (CGNAT) and other non-global addresses, and
+    names that only resolve locally (``localhost``, one-label names, ``.local``,
+    ``.internal``, ``.home.arpa``, ``.lan``), are unreachable. Other names are assumed
+    public: whether they resolve, and to what, is not checked.
+    """
+    import ipaddress  # here: only feed links need it, not every ``import postflow``
+
+    name = host.strip().strip("[]").rstrip(".").lower()
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        if not name:
+            return "no host"
+        if name == "localhost" or name.endswith(".localhost"):
+            return "a loopback name"
+        if "." not in name:
+            return "a local host name"
+        if name.endswith(_LOCAL_SUFFIXES):
+            return "a name that only resolves locally"
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_unspecified:
+        return "the unspecified address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_private:
+        return "a private address"
+    if not address.is_global:
+        return "not a public address"
+    return None
+
+
+def subscription_links(base_url: str, token: str) -> SubscriptionLinks:
+    """The links of the feed with ``token`` served under ``base_url``.
+
+    The Google Calendar link is left out, with a note saying why, when ``base_url``
+    names a loopback, private or local-only host: Google fetches subscribed feeds from
+    its own servers, which can never reach it.
+    """
+    url = f"{base_url.rstrip('/')}/feeds/{token}.ics"
+    webcal = "webcal://" + url.split("://", 1)[-1]
+    try:
+        host = urllib.parse.urlsplit(url).hostname or ""
+    except ValueError:  # a malformed authority, e.g. an unclosed IPv6 bracket
+        host = ""
+    why = unreachable_from_internet(host)
+    if why == "no host":
+        return SubscriptionLinks(url, webcal, None, f"no Google Calendar link: the base "
+                                 f"URL {base_url!r} names no host")
+    if why is not None:
+        note = (f"no Google Calendar link: Google fetches feeds from its own servers, "
+                f"which cannot reach {host} ({why}); serve the feeds at a public https "
+                f"address and give that as the base URL")
+        return SubscriptionLinks(url, webcal, None, note)
+    # the feed's own URL, not webcal://: Google would fetch that over plain http
+    google = "https://calendar.google.com/calendar/r?cid=" + urllib.parse.quote(url, safe="")
+    return SubscriptionLinks(url, webcal, google)
+
 
 def hash_token(token: str) -> str:
     """The stored form of a feed token (SHA-256, hex)."""
