@@ -91,7 +91,7 @@ def _version(name: str) -> str:
 
 def _header(mode: str) -> None:
     load = os.getloadavg() if hasattr(os, "getloadavg") else ()
-    print(f"postflow {_version('postflow')} benchmarks, mode {mode}")
+    print(f"postflow {_version('postflow-editorial')} benchmarks, mode {mode}")
     print(f"python {platform.python_version()} ({platform.python_implementation()}), "
           f"sqlite {sqlite3.sqlite_version}, transitions {_version('transitions')}, "
           f"attrs {_version('attrs')}, pluggy {_version('pluggy')}")

@@ -336,7 +336,8 @@ class TestClaimVeto:
         network = Recorder()
 
         class LegalHold:
-            seen: list[tuple[str, str]] = []
+            def __init__(self) -> None:
+                self.seen: list[tuple[str, str]] = []
 
             @hookimpl
             def postflow_before_transition(self, trigger: str, actor: str,

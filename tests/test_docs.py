@@ -4,7 +4,8 @@ Conventions the docs follow (so these tests can check them):
 
 * Every ``.. code-block:: python`` in a page under ``docs/`` is executed, unless its
   options include ``:class: no-run``. The blocks of one page run in order, in one
-  namespace, with a fresh empty temporary folder as the working directory.
+  namespace, with a fresh empty temporary folder as the working directory; then they
+  run again, in a new namespace, in the same folder (a reader tries an example twice).
 * A ``.. code-block:: toml`` whose ``:caption:`` is a file name (``workflow.toml``) is
   written to that file in the page's folder before the page's Python blocks run.
 * A ``.. code-block:: text`` whose ``:caption:`` starts with ``$ postflow `` shows that
@@ -137,20 +138,26 @@ class TestExamplesRun:
         "page", [p for p in PAGES if _runnable(p)], ids=lambda p: p.name
     )
     def test_page_examples(self, page: Path, in_tmp: Path) -> None:
-        """A page's Python blocks run in order in one namespace, in an empty folder."""
+        """A page's Python blocks run in order in one namespace, in an empty folder; then
+        once more in the same folder, as a reader who tries them again would."""
         for block in code_blocks(page):
             name = block.options.get("caption", "")
             if block.language == "toml" and re.fullmatch(r"[\w.-]+\.toml", name):
                 (in_tmp / name).write_text(block.code + "\n", encoding="utf-8")
-        namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
-        try:
-            for block in _runnable(page):
-                code = compile(block.code, f"{page.name}:{block.line}", "exec")
-                exec(code, namespace)
-        finally:
-            for value in namespace.values():
-                if isinstance(value, postflow.Workspace):
-                    value.close()
+        for run in ("first run", "second run in the same folder"):
+            namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
+            try:
+                for block in _runnable(page):
+                    code = compile(block.code, f"{page.name}:{block.line}", "exec")
+                    try:
+                        exec(code, namespace)
+                    except Exception as exc:
+                        exc.add_note(f"{page.name}:{block.line}, {run}")
+                        raise
+            finally:
+                for value in namespace.values():
+                    if isinstance(value, postflow.Workspace):
+                        value.close()
 
     def test_quickstart_has_examples(self) -> None:
         """The quickstart is made of runnable examples, not prose alone."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from postflow._time import Clock, SystemClock
+from postflow._version import DISTRIBUTION
 from postflow._version import version as _installed_version
 from postflow.audit import replay
 from postflow.exceptions import (
@@ -56,6 +57,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ACTION_ROLES",
+    "DISTRIBUTION",
     "Approval",
     "AuditEntry",
     "Cadence",

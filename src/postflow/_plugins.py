@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pluggy
 
 from postflow import hookspecs
@@ -22,7 +24,14 @@ if TYPE_CHECKING:
     from postflow.publishing import Publisher
     from postflow.storage import Storage
 
-__all__ = ["BLOCK_ENV", "BUILTIN_PLUGINS", "Hooks", "make_plugin_manager"]
+__all__ = [
+    "BLOCK_ENV",
+    "BUILTIN_PLUGINS",
+    "Hooks",
+    "PluginInfo",
+    "describe_plugins",
+    "make_plugin_manager",
+]
 
 log = logging.getLogger("postflow")
 
@@ -58,10 +67,7 @@ def make_plugin_manager(
         try:
             pm.load_setuptools_entrypoints(PROJECT)
         except Exception as exc:
-            raise ConfigError(
-                f"an installed postflow plugin failed to load: {exc!r} (block it with "
-                f"{BLOCK_ENV}=<name>)"
-            ) from exc
+            raise ConfigError(_load_failure(pm, exc)) from exc
     try:
         for plugin in plugins:
             pm.register(plugin)
@@ -80,6 +86,131 @@ def make_plugin_manager(
                 "another)"
             )
     return pm
+
+
+def installed_entry_points() -> list[tuple[Any, Any]]:
+    """``(distribution, entry point)`` for every entry point in the ``postflow`` group.
+
+    In the order pluggy's ``load_setuptools_entrypoints`` visits them, and read through
+    ``importlib.metadata.distributions`` as it does (tests replace that function).
+    """
+    return [(dist, ep) for dist in list(importlib.metadata.distributions())
+            for ep in dist.entry_points if ep.group == PROJECT]
+
+
+def distribution_label(dist: Any) -> str:
+    """``"name version"`` of an installed distribution."""
+    try:
+        name = dist.metadata["name"]
+    except Exception:  # pragma: no cover - metadata without a name
+        name = None
+    return f"{name or '?'} {getattr(dist, 'version', None) or '?'}"
+
+
+def _load_failure(pm: pluggy.PluginManager, exc: BaseException) -> str:
+    """The message for ``load_setuptools_entrypoints`` failing with ``exc``.
+
+    pluggy stops at the first entry point that fails to load or register; it is the
+    first one it would visit that is neither blocked nor fully loaded (pluggy records
+    a plugin's distribution only once its registration succeeded).
+    """
+    loaded = {pm.get_name(plugin) for plugin, _ in pm.list_plugin_distinfo()}
+    for dist, ep in installed_entry_points():
+        if pm.is_blocked(ep.name) or ep.name in loaded:
+            continue
+        return (f"installed postflow plugin {ep.name!r} (entry point {ep.value!r} of "
+                f"distribution {distribution_label(dist)}) failed to load: {exc!r}; "
+                f"uninstall it, or block it with {BLOCK_ENV}={ep.name}")
+    return (f"an installed postflow plugin failed to load: {exc!r} (block it with "
+            f"{BLOCK_ENV}=<name>)")
+
+
+@attrs.frozen
+class PluginInfo:
+    """One row of :func:`describe_plugins`."""
+
+    name: str
+    """The entry-point name, built-in module path, or in-process plugin name."""
+    origin: str
+    """``"<distribution> <version>"``, ``"built-in"`` or ``"in-process"``."""
+    hooks: tuple[str, ...]
+    """The hooks it implements (empty unless it loaded)."""
+    status: str
+    """``"ok"``, ``"blocked"`` (by :data:`BLOCK_ENV`), ``"broken: <error>"``, or
+    ``"ignored: <reason>"`` (a second entry point with a name already taken)."""
+
+
+def _plugin_problem(pm: pluggy.PluginManager, plugin: object) -> str | None:
+    """What ``make_plugin_manager`` would refuse in one registered plugin, or ``None``."""
+    for caller in pm.get_hookcallers(plugin) or ():
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            if not caller.has_spec() and not impl.optionalhook:
+                return f"unknown hook {caller.name!r}"
+            if caller.name == "postflow_after_transition" and (impl.hookwrapper
+                                                               or impl.wrapper):
+                return "postflow_after_transition cannot be a wrapper"
+    return None
+
+
+def _itself(plugin: object) -> object:
+    return plugin
+
+
+def describe_plugins(
+    plugins: Iterable[object] = (), *, entry_points: bool = True
+) -> list[PluginInfo]:
+    """Every plugin a workspace would load, each with its status; never raises for one.
+
+    Unlike :func:`make_plugin_manager`, a plugin that fails to import, to register or
+    to validate is listed as ``"broken: <error>"`` and the others are still described,
+    so ``postflow plugins`` can show what is wrong. Order: entry points, ``plugins``,
+    built-ins, as they are registered.
+    """
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name in blocked_names():
+        pm.set_blocked(name)
+    rows: list[PluginInfo] = []
+
+    def add(name: str, origin: str, load: Callable[..., object], *args: object) -> None:
+        if pm.is_blocked(name):
+            rows.append(PluginInfo(name, origin, (), "blocked"))
+            return
+        if pm.has_plugin(name):
+            rows.append(PluginInfo(name, origin, (),
+                                   f"ignored: a plugin called {name!r} is already loaded"))
+            return
+        try:
+            plugin = load(*args)
+            pm.register(plugin, name=name)
+        except Exception as exc:
+            if pm.has_plugin(name):  # registered, then refused by validation
+                pm.unregister(name=name)
+            rows.append(PluginInfo(name, origin, (), f"broken: {exc!r}"))
+            return
+        problem = _plugin_problem(pm, plugin)
+        if problem is not None:
+            pm.unregister(name=name)
+            rows.append(PluginInfo(name, origin, (), f"broken: {problem}"))
+            return
+        hooks = tuple(sorted(c.name for c in pm.get_hookcallers(plugin) or ()))
+        rows.append(PluginInfo(name, origin, hooks, "ok"))
+
+    if entry_points:
+        try:
+            found = installed_entry_points()
+        except Exception as exc:  # pragma: no cover - unreadable installed metadata
+            rows.append(PluginInfo(PROJECT, "entry points", (), f"broken: {exc!r}"))
+            found = []
+        for dist, ep in found:
+            add(ep.name, distribution_label(dist), ep.load)
+    for plugin in plugins:
+        add(pm.get_canonical_name(plugin), "in-process", _itself, plugin)
+    for module_name in BUILTIN_PLUGINS:
+        add(module_name, "built-in", importlib.import_module, module_name)
+    return rows
 
 
 class Hooks:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 
-DISTRIBUTION = "postflow"
-"""The name postflow is installed under (the import name is always ``postflow``)."""
+DISTRIBUTION = "postflow-editorial"
+"""The distribution (PyPI) name; the import name is always ``postflow``. ``postflow`` on
+PyPI is an unrelated project."""
 
 
 @functools.cache

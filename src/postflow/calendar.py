@@ -18,6 +18,7 @@ import hmac
 import re
 import secrets
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -43,7 +44,15 @@ if TYPE_CHECKING:
 
     from postflow.workspace import Workspace
 
-__all__ = ["Calendar", "CalendarSettings", "Feeds", "ImportReport", "RenderedFeed"]
+__all__ = [
+    "Calendar",
+    "CalendarSettings",
+    "Feeds",
+    "ImportReport",
+    "RenderedFeed",
+    "SubscriptionLinks",
+    "subscription_links",
+]
 
 PRODID = "-//postflow//postflow calendar//EN"
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
@@ -109,6 +118,10 @@ class ImportReport:
     """Entries of the category that the file no longer has (with ``prune=True``)."""
     skipped: tuple[tuple[str, str], ...] = ()
     """``(what, why)`` for each event that was not imported."""
+    own: tuple[str, ...] = ()
+    """UIDs of events this workspace rendered itself (its posts, ``post-<id>-<channel>@``,
+    and its planning entries, ``planning-<digest>@``, with its calendar ``domain``): an
+    export imported back is not planned a second time."""
 
 
 @attrs.frozen
@@ -340,8 +353,7 @@ class Calendar:
 
     def _planning_event(self, entry: PlanningEntry) -> icalendar.Event:
         event: icalendar.Event = _icalendar().Event()
-        digest = hashlib.sha256(entry.uid.encode("utf-8", "replace")).hexdigest()[:24]
-        event.add("uid", f"planning-{digest}@{self.settings.domain}")
+        event.add("uid", f"planning-{_planning_digest(entry.uid)}@{self.settings.domain}")
         event.add("dtstart", entry.start)
         event.add("dtend", entry.end)
         stamp = entry.updated_at or datetime(1970, 1, 1, tzinfo=UTC)
@@ -428,15 +440,29 @@ class Calendar:
         and an event whose time changed is updated (its SEQUENCE goes up). With
         ``prune=True``, entries of ``category`` that the file no longer has are
         removed. Events without a UID or a start, and recurring events, are skipped and
-        reported. Data that is not iCalendar raises :class:`~postflow.ValidationFailed`
-        and imports nothing.
+        reported. The workspace's own events (its posts and planning entries as
+        :meth:`ical` renders them, recognised by their UIDs and the calendar's
+        ``domain``) are not imported: they are listed in :attr:`ImportReport.own`, so
+        importing an export of this workspace adds nothing. Data that is not iCalendar
+        raises :class:`~postflow.ValidationFailed` and imports nothing.
         """
         ws = self._ws
         actor = ws.engine.manager(by)
         category = category or self.settings.planning_category
-        events, skipped = _parse_events(
+        parsed, skipped = _parse_events(
             data, timedelta(minutes=self.settings.event_minutes))
         stored = {e.uid: e for e in ws.storage.list_planning_entries()}
+        events: list[_Parsed] = []
+        own: list[str] = []
+        echoed: set[str] = set()  # digests of planning entries whose own event is in the file
+        for event in parsed:
+            kind, key = own_uid(event[0], self.settings.domain)
+            if kind is None:
+                events.append(event)
+                continue
+            own.append(event[0])
+            if kind == "planning":
+                echoed.add(key)
         now = ws.clock.now()
         changed: list[PlanningEntry] = []
         added: list[str] = []
@@ -459,6 +485,8 @@ class Calendar:
                                         version=old.version + 1))
             updated.append(uid)
         in_file = {uid for uid, *_ in events}
+        if echoed:  # an entry exported and imported back is still in the file
+            in_file |= {uid for uid in stored if _planning_digest(uid) in echoed}
         removed = sorted(uid for uid, old in stored.items()
                          if prune and old.category == category and uid not in in_file)
         if changed or removed:
@@ -468,7 +496,7 @@ class Calendar:
             ws.engine.commit(entry.correlation_id, lambda: ws.storage.save_planning_entries(
                 changed, entry, remove=removed))
         return ImportReport(tuple(added), tuple(updated), tuple(unchanged), tuple(removed),
-                            tuple(skipped))
+                            tuple(skipped), tuple(own))
 
 
 def _icalendar() -> Any:
@@ -551,6 +579,30 @@ def _description(workspace: Workspace, post: Post, channel: Channel,
     return f"{clean_text(post.text)}\n\n{clean_text(chr(10).join(lines))}"
 
 
+_OWN_UID = re.compile(r"(?:post-(?P<post>\d+)-(?P<channel>[^@\s]+)"
+                      r"|planning-(?P<planning>[0-9a-f]{24}))@(?P<domain>[^@\s]+)")
+
+
+def _planning_digest(uid: str) -> str:
+    """What a planning entry's UID becomes in the UID of its rendered event."""
+    return hashlib.sha256(uid.encode("utf-8", "replace")).hexdigest()[:24]
+
+
+def own_uid(uid: str, domain: str) -> tuple[str | None, str]:
+    """Whether ``uid`` is one a workspace with calendar ``domain`` renders itself.
+
+    ``("post", "<id>-<channel>")`` for a post's event (``post-<id>-<channel>@domain``),
+    ``("planning", "<digest>")`` for a planning entry's (``planning-<digest>@domain``),
+    else ``(None, "")``. The domain is compared without regard to case.
+    """
+    match = _OWN_UID.fullmatch(uid)
+    if match is None or match["domain"].lower() != domain.lower():
+        return None, ""
+    if match["planning"] is not None:
+        return "planning", match["planning"]
+    return "post", f"{match['post']}-{match['channel']}"
+
+
 @hookimpl(tryfirst=True)
 def postflow_calendar_event(
     workspace: Workspace, post: Post, channel: Channel, campaign: Campaign | None,
@@ -588,6 +640,89 @@ def postflow_calendar_event(
 
 
 # -- feeds ---------------------------------------------------------------------------
+
+@attrs.frozen
+class SubscriptionLinks:
+    """The links that subscribe a calendar app to a feed (:func:`subscription_links`)."""
+
+    url: str
+    """The feed's own URL (``https``, or ``http``): Google Calendar, Thunderbird."""
+    webcal: str
+    """The same URL as ``webcal://``: the system's calendar app (Apple, Outlook)."""
+    google: str | None
+    """Google Calendar's "add by URL" link, or ``None`` where Google cannot fetch the
+    feed (:attr:`google_note` says why)."""
+    google_note: str | None = None
+    """Why there is no Google link, to show instead of it."""
+
+
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".lan")
+
+
+def unreachable_from_internet(host: str) -> str | None:
+    """Why a server on the internet (Google's) can never fetch from ``host``, or ``None``.
+
+    Loopback, private, link-local, shared (CGNAT) and other non-global addresses, and
+    names that only resolve locally (``localhost``, one-label names, ``.local``,
+    ``.internal``, ``.home.arpa``, ``.lan``), are unreachable. Other names are assumed
+    public: whether they resolve, and to what, is not checked.
+    """
+    import ipaddress  # here: only feed links need it, not every ``import postflow``
+
+    name = host.strip().strip("[]").rstrip(".").lower()
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        if not name:
+            return "no host"
+        if name == "localhost" or name.endswith(".localhost"):
+            return "a loopback name"
+        if "." not in name:
+            return "a local host name"
+        if name.endswith(_LOCAL_SUFFIXES):
+            return "a name that only resolves locally"
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_unspecified:
+        return "the unspecified address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_private:
+        return "a private address"
+    if not address.is_global:
+        return "not a public address"
+    return None
+
+
+def subscription_links(base_url: str, token: str) -> SubscriptionLinks:
+    """The links of the feed with ``token`` served under ``base_url``.
+
+    The Google Calendar link is left out, with a note saying why, when ``base_url``
+    names a loopback, private or local-only host: Google fetches subscribed feeds from
+    its own servers, which can never reach it.
+    """
+    url = f"{base_url.rstrip('/')}/feeds/{token}.ics"
+    webcal = "webcal://" + url.split("://", 1)[-1]
+    try:
+        host = urllib.parse.urlsplit(url).hostname or ""
+    except ValueError:  # a malformed authority, e.g. an unclosed IPv6 bracket
+        host = ""
+    why = unreachable_from_internet(host)
+    if why == "no host":
+        return SubscriptionLinks(url, webcal, None, f"no Google Calendar link: the base "
+                                 f"URL {base_url!r} names no host")
+    if why is not None:
+        note = (f"no Google Calendar link: Google fetches feeds from its own servers, "
+                f"which cannot reach {host} ({why}); serve the feeds at a public https "
+                f"address and give that as the base URL")
+        return SubscriptionLinks(url, webcal, None, note)
+    # the feed's own URL, not webcal://: Google would fetch that over plain http
+    google = "https://calendar.google.com/calendar/r?cid=" + urllib.parse.quote(url, safe="")
+    return SubscriptionLinks(url, webcal, google)
+
 
 def hash_token(token: str) -> str:
     """The stored form of a feed token (SHA-256, hex)."""

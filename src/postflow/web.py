@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 from postflow.calendar import RenderedFeed, redact
 
@@ -67,9 +67,9 @@ def feed_app(ws: Workspace, *, prefix: str = "/feeds") -> WSGIApp:
         ]
         if not_modified(environ, rendered):
             log.info("feed %s: 304", feed.name)
-            # the length a 200 would have (a server must not add Content-Length: 0)
-            start_response("304 Not Modified", [
-                *validators, ("Content-Length", str(len(rendered.body)))])
+            # no Content-Length: RFC 9110 8.6 allows only the 200's length, and servers
+            # such as waitress warn that a 304 sent fewer bytes than its Content-Length
+            start_response("304 Not Modified", validators)
             return []
         log.info("feed %s: 200 (%d bytes)", feed.name, len(rendered.body))
         start_response("200 OK", [
@@ -110,8 +110,41 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
+class _ServerHandler(ServerHandler):
+    """wsgiref's handler, except that a bodiless 304 or 204 gets no ``Content-Length: 0``.
+
+    wsgiref adds that header to every response without a body, but a 304's
+    ``Content-Length`` may only be the length of the 200 it stands for (RFC 9110 8.6),
+    and a 204 must not have one.
+    """
+
+    def finish_content(self) -> None:
+        # typeshed declares neither attribute; wsgiref sets both before the body
+        status: str = getattr(self, "status", None) or ""
+        if not getattr(self, "headers_sent", True) and status[:3] in ("204", "304"):
+            self.send_headers()
+            return
+        super().finish_content()
+
+
 class _RedactingHandler(WSGIRequestHandler):
     """Logs requests through the ``postflow.web`` logger with the token cut short."""
+
+    def handle(self) -> None:
+        """Handle a single HTTP request (as wsgiref does, with :class:`_ServerHandler`)."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = ""
+            self.request_version = ""
+            self.command = ""
+            self.send_error(414)
+            return
+        if not self.parse_request():  # an error has been sent
+            return
+        handler = _ServerHandler(self.rfile, self.wfile,  # type: ignore[arg-type]
+                                 self.get_stderr(), self.get_environ(), multithread=False)
+        handler.request_handler = self  # type: ignore[attr-defined]  # wsgiref logs through it
+        handler.run(self.server.get_app())  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: Any) -> None:
         message = format % args

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from postflow._urls import redact_url
 from postflow.exceptions import ConfigError, ConflictError, NotFound, StorageError
 from postflow.hookspecs import hookimpl
 from postflow.models import (
@@ -219,10 +220,10 @@ _from_ts = datetime.fromisoformat
 def path_from_url(url: str) -> str:
     """The file path in a ``sqlite:///path`` URL."""
     if not url.startswith("sqlite:///"):
-        raise ConfigError(f"not a sqlite URL (expected sqlite:///path): {url!r}")
+        raise ConfigError(f"not a sqlite URL (expected sqlite:///path): {redact_url(url)!r}")
     path = url[len("sqlite:///"):]
     if not path:
-        raise ConfigError(f"sqlite URL without a file path: {url!r}")
+        raise ConfigError(f"sqlite URL without a file path: {redact_url(url)!r}")
     return path
 
 
