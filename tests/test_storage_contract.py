@@ -2,13 +2,15 @@
 
 Written against the abstract interface only and run over every backend the ``backend``
 fixture yields (``memory`` and ``sqlite`` now, more as plugins add them). Backends are
-opened the way users open them, through :func:`postflow.open` and the storage hook.
+found the way :func:`postflow.open` finds them, through the storage hook, but not opened
+as a workspace: :func:`postflow.open` stores a workflow, and these tests start from an
+empty backend.
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -33,6 +35,7 @@ from postflow import (
     Revision,
     Storage,
 )
+from postflow._plugins import Hooks, make_plugin_manager
 from postflow.models import FrozenData
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
@@ -82,9 +85,12 @@ def moved(post: Post, **changes: Any) -> Post:
 
 
 @pytest.fixture(name="storage")
-def _storage(url: str, make_ws: Callable[..., postflow.Workspace]) -> Storage:
-    """A fresh, empty backend of each kind, opened through postflow.open."""
-    return make_ws(url).storage
+def _storage(url: str) -> Iterator[Storage]:
+    """A fresh, empty backend of each kind, found through the storage hook."""
+    storage = Hooks(make_plugin_manager((), entry_points=False)).storage(url)
+    assert storage is not None
+    yield storage
+    storage.close()
 
 
 @attrs.frozen

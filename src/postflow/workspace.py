@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
 
+from postflow import workflow_store
 from postflow._plugins import Hooks, make_plugin_manager
 from postflow._time import Clock, SystemClock, to_utc, zone_of
 from postflow.calendar import Calendar, CalendarSettings, Feeds
@@ -116,6 +117,11 @@ def open(
     built-ins). ``clock`` replaces the system clock (see :mod:`postflow.testing`).
     ``entry_points=False`` ignores installed plugins. ``calendar`` sets how the
     calendar and its feeds are rendered, ``publishing`` how due posts are published.
+
+    The first open of a new database stores ``workflow`` (or the default) with the
+    data; later opens without ``workflow=`` use the stored one, and one with a
+    different workflow raises :class:`~postflow.ConfigError` saying what differs
+    (change it with :meth:`Workspace.apply_workflow`).
     """
     hooks = Hooks(make_plugin_manager(plugins, entry_points=entry_points))
     storage = hooks.storage(url)
@@ -125,8 +131,13 @@ def open(
             f"no storage backend for {url!r}: no plugin handles scheme {scheme!r} "
             "(built in: memory://, sqlite:///path)"
         )
-    return Workspace(storage, workflow or Workflow.default(), hooks, clock or SystemClock(),
-                     calendar, publishing)
+    clock = clock or SystemClock()
+    try:
+        workflow = workflow_store.resolve_workflow(storage, workflow, clock=clock)
+    except BaseException:
+        storage.close()
+        raise
+    return Workspace(storage, workflow, hooks, clock, calendar, publishing)
 
 
 class Workspace:
@@ -169,6 +180,24 @@ class Workspace:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    # -- the workflow --------------------------------------------------------------
+
+    def apply_workflow(self, workflow: Workflow, *, by: str,
+                       mapping: Mapping[str, str] | None = None,
+                       comment: str | None = None) -> workflow_store.AppliedWorkflow:
+        """Store ``workflow`` with the data and use it from now on (an admin's call).
+
+        ``mapping`` renames states of stored posts (``{"old": "new"}``). Refused with
+        :class:`~postflow.ValidationFailed` naming the posts that would not fit; see
+        :func:`postflow.workflow_store.apply_workflow`.
+        """
+        result = workflow_store.apply_workflow(self.storage, workflow, by=by,
+                                               clock=self.clock, mapping=mapping,
+                                               comment=comment)
+        self.workflow = result.workflow
+        self._recent.clear()
+        return result
 
     # -- triggers ------------------------------------------------------------------
 
