@@ -484,3 +484,30 @@ class TestSchema3Databases:
         self.make_v3(path, monkeypatch, {})
         assert make_ws(f"sqlite:///{path}", workflow=legal).workflow is legal
         assert make_ws(f"sqlite:///{path}").workflow.same_definition(legal)
+
+
+class TestCommandLineHelpers:
+    """What ``postflow workflow apply`` will call to read its options and report."""
+
+    def test_parse_mapping(self) -> None:
+        assert store.parse_mapping(["draft=idea", " review = check "]) == {
+            "draft": "idea", "review": "check"}
+        assert store.parse_mapping([]) == {}
+
+    @pytest.mark.parametrize(("items", "fragment"), [
+        (["draft"], "'draft': expected OLD=NEW"),
+        (["=idea"], "'=idea': expected OLD=NEW"),
+        (["draft=idea", "draft=plan"], "'draft' is renamed twice"),
+    ])
+    def test_parse_mapping_refuses(self, items: list[str], fragment: str) -> None:
+        with pytest.raises(ConfigError, match=fragment):
+            store.parse_mapping(items)
+
+    def test_describe_applied(self, make_ws: MakeWs, legal: Workflow) -> None:
+        ws = make_ws("memory://")
+        add_team(ws)
+        assert store.describe_applied(ws.apply_workflow(legal, by="dee")) == (
+            "workflow 'custom' applied\n  name: 'default' -> 'custom'\n"
+            "  roles added: legal\n  stages added: legal")
+        assert "nothing changed" in store.describe_applied(
+            ws.apply_workflow(legal, by="dee"))

@@ -7,6 +7,16 @@ other rules to the same posts. Changing it is explicit: :func:`apply_workflow` (
 ``Workspace.apply_workflow`` and ``postflow workflow apply FILE`` call).
 
 These functions take the storage, the workflow and a clock, never a workspace.
+
+What the command line does with them (its commands live in ``postflow.cli``):
+
+* ``postflow workflow show`` without a file prints :func:`stored_workflow` of the
+  database (the default workflow when none is stored yet);
+* ``postflow workflow apply FILE [--rename OLD=NEW ...] --by NAME`` opens the database
+  without ``workflow=`` (on :class:`WorkflowNotStored`, with ``workflow=`` the file's
+  workflow, which stores it when every post fits), then calls
+  ``Workspace.apply_workflow`` with :func:`parse_mapping` of the ``--rename`` options
+  and prints :func:`describe_applied` of the result.
 """
 
 from __future__ import annotations
@@ -37,7 +47,9 @@ __all__ = [
     "WorkflowMismatch",
     "WorkflowNotStored",
     "apply_workflow",
+    "describe_applied",
     "misfits",
+    "parse_mapping",
     "resolve_workflow",
     "stored_workflow",
 ]
@@ -265,6 +277,36 @@ def _rename_states(storage: Storage, mapping: Mapping[str, str], *, by: str, clo
             renamed.append(current.id)
             break
     return renamed
+
+
+def parse_mapping(items: Sequence[str]) -> dict[str, str]:
+    """``["old=new", ...]`` (the command line's ``--rename`` options) as a state mapping.
+
+    Raises :class:`~postflow.ConfigError` naming an item that is not ``OLD=NEW`` or a
+    state renamed twice.
+    """
+    mapping: dict[str, str] = {}
+    for item in items:
+        old, sep, new = item.partition("=")
+        old, new = old.strip(), new.strip()
+        if not sep or not old or not new:
+            raise ConfigError(f"state rename {item!r}: expected OLD=NEW, e.g. draft=idea")
+        if old in mapping:
+            raise ConfigError(f"state rename {item!r}: {old!r} is renamed twice")
+        mapping[old] = new
+    return mapping
+
+
+def describe_applied(result: AppliedWorkflow) -> str:
+    """A few lines saying what :func:`apply_workflow` did."""
+    if not result.changes and not result.renamed_posts:
+        return f"workflow {result.workflow.name!r} is already the stored one: nothing changed"
+    lines = [f"workflow {result.workflow.name!r} applied"]
+    lines += [f"  {change}" for change in result.changes]
+    if result.renamed_posts:
+        lines.append(f"  posts moved to renamed states: "
+                     f"{', '.join(map(str, result.renamed_posts))}")
+    return "\n".join(lines)
 
 
 def _correlation_id() -> str:
