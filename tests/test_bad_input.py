@@ -13,6 +13,7 @@ import pytest
 
 import postflow
 from conftest import add_team
+from postflow import workflow_store
 from postflow.testing import FixedClock
 from postflow.workflow import DEFAULT_WORKFLOW
 
@@ -142,6 +143,39 @@ def newer_postflow(ws: Workspace, clock: FixedClock, tmp_path: Path) -> Path:
     return path
 
 
+def unknown_extends(ws: Workspace, clock: FixedClock, tmp_path: Path) -> Path:
+    """A workflow file extending a workflow that does not exist."""
+    path = tmp_path / "workflow.toml"
+    path.write_text('extends = "standard"\nroles = ["legal"]\n', encoding="utf-8")
+    return path
+
+
+def latin1_workflow(ws: Workspace, clock: FixedClock, tmp_path: Path) -> Path:
+    """A workflow file saved as Latin-1."""
+    path = tmp_path / "workflow.toml"
+    path.write_bytes('name = "R\u00e9daction"\nextends = "default"\n'.encode("latin-1"))
+    return path
+
+
+def legal_db(ws: Workspace, clock: FixedClock, tmp_path: Path) -> Path:
+    """A SQLite database made with a legal stage (closed again)."""
+    path = tmp_path / "legal.db"
+    legal = postflow.Workflow.from_dict({"extends": "default", "name": "legal",
+                                         "roles": ["legal"],
+                                         "stages": [{"name": "legal", "roles": ["legal"]}]})
+    with postflow.open(f"sqlite:///{path}", workflow=legal, entry_points=False) as other:
+        add_team(other)
+        other.posts.create(author="ana", text="Hello", channels=["acme-x"])
+    return path
+
+
+def tiny_workflow() -> postflow.Workflow:
+    """A workflow without the default's draft and review states."""
+    return postflow.Workflow.from_dict({
+        "name": "tiny", "states": ["idea", "approved"],
+        "transitions": [{"trigger": "approve", "source": "idea", "dest": "approved"}]})
+
+
 def open_db(path: Path) -> object:
     """Open a workspace on a SQLite file (closing it should it open)."""
     postflow.open(f"sqlite:///{path}", entry_points=False).close()
@@ -237,6 +271,30 @@ CASES: list[Any] = [
     pytest.param(invalid_workflow, lambda ws, p, c: postflow.Workflow.from_toml(p),
         postflow.ConfigError, ["workflow.toml", "unknown state 'reveiw'"],
         id="invalid-workflow-file"),
+    pytest.param(unknown_extends, lambda ws, p, c: postflow.Workflow.from_toml(p),
+        postflow.ConfigError, ["workflow.toml", "'extends' names unknown workflow "
+                               "'standard'", "built in: default"],
+        id="extends-unknown-workflow"),
+    pytest.param(latin1_workflow, lambda ws, p, c: postflow.Workflow.from_toml(p),
+        postflow.ConfigError, ["workflow.toml", "not UTF-8"],
+        id="non-utf8-workflow-file"),
+    pytest.param(nothing, lambda ws, p, c: workflow_store.resolve_workflow(
+        ws.storage, postflow.Workflow.default(), clock=c),
+        workflow_store.WorkflowMismatch, [
+            "is used with workflow 'default', not with the given workflow 'default'",
+            "stage 'review' changed: quorum 2 -> 1"],
+        id="open-with-a-conflicting-workflow"),
+    pytest.param(legal_db, lambda ws, p, c: postflow.open(
+        f"sqlite:///{p}", entry_points=False, workflow=postflow.Workflow.default()),
+        workflow_store.WorkflowMismatch, [
+            "legal.db is used with workflow 'legal', not with the given workflow 'default'",
+            "roles removed: legal", "stages removed: legal"],
+        id="reopen-with-a-conflicting-workflow"),
+    pytest.param(half_approved, lambda ws, p, c: ws.apply_workflow(tiny_workflow(),
+                                                                   by="dee"),
+        postflow.ValidationFailed, ["cannot apply workflow 'tiny'",
+                                    "post {id} is in state 'review'", "unknown-state"],
+        id="apply-a-workflow-that-orphans-posts"),
     pytest.param(foreign_sqlite, lambda ws, p, c: open_db(p),
         postflow.StorageError, ["other.db", "not a postflow one", "customers"],
         id="foreign-sqlite-database"),
@@ -259,6 +317,7 @@ def snapshot(ws: Workspace, context: Context) -> dict[str, object]:
         "audit": ws.audit_log(),
         "team": ws.team.list(),
         "channels": ws.channels.list(),
+        "workflow": ws.storage.stored_workflow(),
     }
     if isinstance(context, Path):
         state["file"] = context.read_bytes()

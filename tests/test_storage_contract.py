@@ -2,15 +2,17 @@
 
 Written against the abstract interface only and run over every backend the ``backend``
 fixture yields (``memory`` and ``sqlite`` now, more as plugins add them). Backends are
-opened the way users open them, through :func:`postflow.open` and the storage hook.
+found the way :func:`postflow.open` finds them, through the storage hook, but not opened
+as a workspace: :func:`postflow.open` stores a workflow, and these tests start from an
+empty backend.
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import pytest
@@ -33,6 +35,7 @@ from postflow import (
     Revision,
     Storage,
 )
+from postflow._plugins import Hooks, make_plugin_manager
 from postflow.models import FrozenData
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
@@ -82,9 +85,12 @@ def moved(post: Post, **changes: Any) -> Post:
 
 
 @pytest.fixture(name="storage")
-def _storage(url: str, make_ws: Callable[..., postflow.Workspace]) -> Storage:
-    """A fresh, empty backend of each kind, opened through postflow.open."""
-    return make_ws(url).storage
+def _storage(url: str) -> Iterator[Storage]:
+    """A fresh, empty backend of each kind, found through the storage hook."""
+    storage = Hooks(make_plugin_manager((), entry_points=False)).storage(url)
+    assert storage is not None
+    yield storage
+    storage.close()
 
 
 @attrs.frozen
@@ -878,6 +884,61 @@ class TestFeeds:
                               expected_version=0)
         assert [f.name for f in storage.list_feeds()] == ["a"]
         assert storage.find_feed("h1") == Feed("a", token_hash="h1")
+
+
+class TestStoredWorkflow:
+    """stored_workflow and save_workflow: a compare-and-set on the definition."""
+
+    DEFINITION: ClassVar[dict[str, Any]] = {
+        "name": "w", "states": ["a", "b"], "stages": [{"name": "s", "due": None}],
+        "four_eyes": True, "count": 2,
+    }
+
+    def test_nothing_is_stored_in_a_new_backend(self, storage: Storage) -> None:
+        assert storage.stored_workflow() is None
+
+    def test_saved_definition_comes_back_equal_with_its_entry(self, storage: Storage) -> None:
+        storage.save_workflow(self.DEFINITION, make_entry("workflow.store"), expected=None)
+        assert storage.stored_workflow() == self.DEFINITION
+        assert [e.action for e in storage.audit_log()] == ["workflow.store"]
+
+    def test_returned_definition_is_a_copy(self, storage: Storage) -> None:
+        definition = {**self.DEFINITION, "states": ["a", "b"]}
+        storage.save_workflow(definition, make_entry("workflow.store"), expected=None)
+        definition["states"].append("c")
+        read = storage.stored_workflow()
+        assert read is not None
+        read["states"].append("d")  # type: ignore[attr-defined]
+        assert storage.stored_workflow() == self.DEFINITION
+
+    def test_replacing_needs_the_stored_definition(self, storage: Storage) -> None:
+        """Saving again needs ``expected`` equal to what is stored; a stale or missing
+        one raises ConflictError and writes nothing."""
+        storage.save_workflow(self.DEFINITION, make_entry("workflow.store"), expected=None)
+        changed = {**self.DEFINITION, "name": "w2"}
+        before = storage.last_change()
+        for stale in (None, changed, {**self.DEFINITION, "count": 3}):
+            with pytest.raises(ConflictError):
+                storage.save_workflow(changed, make_entry("workflow.apply"), expected=stale)
+        assert storage.last_change() == before
+        assert storage.stored_workflow() == self.DEFINITION
+        storage.save_workflow(changed, make_entry("workflow.apply"),
+                              expected=dict(reversed(list(self.DEFINITION.items()))))
+        assert storage.stored_workflow() == changed
+        assert storage.audit_log()[-1].action == "workflow.apply"
+
+    def test_expected_none_is_refused_once_one_is_stored(self, storage: Storage) -> None:
+        """Two first opens racing: the second save with ``expected=None`` conflicts."""
+        storage.save_workflow(self.DEFINITION, make_entry("workflow.store"), expected=None)
+        with pytest.raises(ConflictError):
+            storage.save_workflow({"name": "other"}, make_entry("workflow.store"),
+                                  expected=None)
+        assert storage.stored_workflow() == self.DEFINITION
+
+    def test_posts_are_not_touched(self, storage: Storage) -> None:
+        post = insert(storage)
+        storage.save_workflow(self.DEFINITION, make_entry("workflow.store"), expected=None)
+        assert storage.get_post(post.id) == post
 
 
 class TestPublishingStorage:

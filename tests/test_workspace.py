@@ -949,8 +949,8 @@ class TestAudit:
     def test_every_change_appends(self, ws: Workspace, clock: FixedClock) -> None:
         """Each kind of change appends exactly one entry with its action and actor."""
         log = ws.audit_log()
-        assert [e.action for e in log] == ["member.add"] * 7 + ["channel.add"] * 2 + [
-            "campaign.add"]
+        assert [e.action for e in log] == ["workflow.store"] + ["member.add"] * 7 + [
+            "channel.add"] * 2 + ["campaign.add"]
 
         def expect(action: str, actor: str, call: Callable[[], Any]) -> None:
             before = ws.audit_log()

@@ -13,12 +13,12 @@ __all__ = ["POST_ACTIONS", "TEAM_ACTIONS", "replay"]
 TEAM_ACTIONS = frozenset({
     "member.add", "member.update", "channel.add", "channel.update", "campaign.add",
     "campaign.update", "feed.create", "feed.rotate", "feed.revoke", "calendar.import",
-    "pause", "resume", "series.create",
+    "pause", "resume", "series.create", "workflow.store", "workflow.apply",
 })
 """Actions of entries that concern no post."""
 
 POST_ACTIONS = frozenset({"create", "edit", "comment", "plan", "claim", "retry_wait",
-                          "release", "delivery.resolve"})
+                          "release", "delivery.resolve", "workflow.apply"})
 """Post actions that are not workflow triggers (every trigger name is an action too)."""
 
 
@@ -51,6 +51,12 @@ def replay(entries: Iterable[AuditEntry]) -> Post:
         if entry.action == "claim":  # a worker's lease: the post itself is unchanged
             post = _evolve(post, {"version": post.version + 1, "claimed_by": entry.actor,
                                   "claimed_until": _datetime(data.get("claimed_until"))})
+            continue
+        if entry.action == "workflow.apply":  # a state renamed by a new workflow
+            renamed = _evolve(post, {"version": post.version + 1, "state": entry.to_state})
+            if calendar_slot(renamed) != calendar_slot(post):
+                renamed = _evolve(renamed, {"sequence": post.sequence + 1})
+            post = renamed
             continue
         changes: dict[str, object] = {
             "version": post.version + 1, "updated_at": entry.at,

@@ -23,7 +23,8 @@ from postflow._time import parse_duration
 from postflow.exceptions import ConfigError
 from postflow.models import ROLES, Approval, StageStatus
 
-__all__ = ["DEFAULT_WORKFLOW", "Stage", "TransitionRule", "Workflow"]
+__all__ = ["BUILTIN_WORKFLOWS", "DEFAULT_WORKFLOW", "Stage", "TransitionRule", "Workflow",
+           "workflow_diff"]
 
 EDIT = "edit"
 """The generated trigger editing fires; workflows may not define it themselves."""
@@ -63,11 +64,18 @@ DEFAULT_WORKFLOW: Mapping[str, Any] = {
     "stages": [{"name": "review", "roles": ["approver"], "quorum": 1}],
 }
 
+BUILTIN_WORKFLOWS: Mapping[str, Mapping[str, Any]] = {"default": DEFAULT_WORKFLOW}
+"""The workflows ``extends`` may name (besides a path to a TOML file)."""
+
+NOT_EDITABLE_BY_DEFAULT = frozenset({"published", "archived"})
+"""States a workflow that leaves ``editable`` out does not make editable."""
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOP_KEYS = {
     "name", "initial", "states", "transitions", "stages", "roles", "edit_returns_to",
     "editable", "four_eyes", "approval_state",
 }
+_EXTENDING_KEYS = _TOP_KEYS | {"extends"}
 _TRANSITION_KEYS = {"trigger", "source", "dest", "roles", "author_only", "comment_required"}
 _STAGE_KEYS = {"name", "roles", "members", "quorum", "due"}
 
@@ -226,28 +234,35 @@ class Workflow:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Workflow:
-        """Load and validate a workflow from a TOML file."""
+        """Load and validate a workflow from a TOML file.
+
+        An ``extends`` path in it is relative to the file's folder.
+        """
         path = Path(path)
+        data = _read_toml(path)
         try:
-            with path.open("rb") as fh:
-                data = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"workflow file {path}: cannot read it: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"workflow file {path}: not valid TOML: {exc}") from exc
-        try:
-            return cls.from_dict(data)
+            resolved = _resolve(data, path.parent, (path.resolve(),))
+            return cls._build(resolved)
         except ConfigError as exc:
             raise ConfigError(f"workflow file {path}: {exc}") from exc
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Workflow:
+    def from_dict(cls, data: Mapping[str, Any], *, base_dir: str | Path | None = None
+                  ) -> Workflow:
         """Validate a workflow definition (the shape of :data:`DEFAULT_WORKFLOW`).
 
-        Raises :class:`~postflow.ConfigError` naming the first problem found: unknown
-        keys, states or roles, unreachable states, duplicate triggers, stages without
-        an ``approve`` trigger, impossible quorums.
+        ``extends`` (a name in :data:`BUILTIN_WORKFLOWS` or a path to a TOML file,
+        relative to ``base_dir``, by default the working directory) starts from another
+        workflow; see :doc:`workflow-format`. Raises :class:`~postflow.ConfigError`
+        naming the first problem found: unknown keys, states or roles, unreachable
+        states, duplicate triggers, stages without an ``approve`` trigger, impossible
+        quorums, unknown or circular ``extends``.
         """
+        return cls._build(_resolve(data, Path(base_dir or "."), ()))
+
+    @classmethod
+    def _build(cls, data: Mapping[str, Any]) -> Workflow:
+        """Validate a definition whose ``extends`` is resolved."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"a workflow must be a table/dict, got {type(data).__name__}")
         _no_unknown_keys(data, _TOP_KEYS, "workflow")
@@ -314,7 +329,10 @@ class Workflow:
                 + (f" or the approval state {approval_state!r}" if approval_state else "")
                 + f", not {edit_returns_to!r}: an edited post must be approved again"
             )
-        editable = frozenset(_names(data.get("editable", states), "editable"))
+        if "editable" in data:
+            editable = frozenset(_names(data["editable"], "editable"))
+        else:
+            editable = frozenset(states) - NOT_EDITABLE_BY_DEFAULT
         for state in editable:
             _known_state(state, states, name, "editable")
         four_eyes = data.get("four_eyes", True)
@@ -333,6 +351,49 @@ class Workflow:
                 f"reached from {initial!r}"
             )
         return workflow
+
+    # -- the stored form ------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised definition: every key present, defaults filled, ``extends``
+        resolved, in a stable order, JSON-able (what a database stores).
+
+        ``Workflow.from_dict(w.to_dict()).to_dict() == w.to_dict()`` for every workflow.
+        """
+        transitions: list[dict[str, Any]] = []
+        for rule in self.rules.values():
+            entry: dict[str, Any] = {"trigger": rule.trigger, "source": list(rule.sources),
+                                     "dest": rule.dest}
+            if rule.trigger != "approve":
+                entry["roles"] = sorted(rule.roles)
+            entry["author_only"] = rule.author_only
+            entry["comment_required"] = rule.comment_required
+            transitions.append(entry)
+        return {
+            "name": self.name,
+            "initial": self.initial,
+            "states": list(self.states),
+            "roles": sorted(self.roles - ROLES),
+            "transitions": transitions,
+            "stages": [
+                {"name": stage.name, "roles": sorted(stage.roles),
+                 "members": sorted(stage.members), "quorum": stage.quorum,
+                 "due": _format_duration(stage.due) if stage.due else None}
+                for stage in self.stages
+            ],
+            "approval_state": self.approval_state,
+            "edit_returns_to": self.edit_returns_to,
+            "editable": [s for s in self.states if s in self.editable],
+            "four_eyes": self.four_eyes,
+        }
+
+    def same_definition(self, other: Workflow) -> bool:
+        """Whether two workflows define the same thing (compared normalised)."""
+        return self is other or self.to_dict() == other.to_dict()
+
+    def differences(self, other: Workflow) -> list[str]:
+        """What ``other`` changes compared with this workflow, one line per change."""
+        return workflow_diff(self.to_dict(), other.to_dict())
 
     # -- the rulebook --------------------------------------------------------------
 
@@ -632,5 +693,131 @@ def _stage(raw: object, roles: frozenset[str], workflow: str) -> Stage:
             )
     else:
         raise ConfigError(f"{where}: quorum must be a positive number or 'all'")
-    due = parse_duration(raw["due"], what=f"{where}: due") if "due" in raw else None
+    due_raw = raw.get("due")
+    due = None if due_raw is None else parse_duration(due_raw, what=f"{where}: due")
     return Stage(name, stage_roles, members, quorum, due)
+
+
+# -- extends ---------------------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"workflow file {path}: cannot read it: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"workflow file {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"workflow file {path}: not valid TOML: {exc}") from exc
+
+
+def _resolve(data: Mapping[str, Any], base_dir: Path, chain: tuple[Path, ...]
+             ) -> Mapping[str, Any]:
+    """``data`` with its ``extends`` (recursively) merged in, or ``data`` itself."""
+    if not isinstance(data, Mapping) or "extends" not in data:
+        return data
+    _no_unknown_keys(data, _EXTENDING_KEYS, "workflow")
+    target = data["extends"]
+    if not isinstance(target, str) or not target.strip():
+        raise ConfigError(f"workflow: 'extends' must be a workflow name or a path, "
+                          f"got {target!r}")
+    if target in BUILTIN_WORKFLOWS:
+        base = Workflow._build(BUILTIN_WORKFLOWS[target]).to_dict()
+    elif "/" in target or "\\" in target or target.endswith(".toml"):
+        path = (base_dir / target).resolve()
+        if path in chain:
+            cycle = " -> ".join(str(p) for p in (*chain[chain.index(path):], path))
+            raise ConfigError(f"workflow: 'extends' makes a cycle: {cycle}")
+        raw = _read_toml(path)
+        try:
+            base = Workflow._build(_resolve(raw, path.parent, (*chain, path))).to_dict()
+        except ConfigError as exc:
+            raise ConfigError(f"extended workflow file {path}: {exc}") from exc
+    else:
+        raise ConfigError(
+            f"workflow: 'extends' names unknown workflow {target!r} (built in: "
+            f"{', '.join(sorted(BUILTIN_WORKFLOWS))}; or give a path to a TOML file, "
+            "e.g. 'base.toml')"
+        )
+    return _merge_definitions(base, data)
+
+
+def _merge_definitions(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """``child`` laid over the normalised ``base``: states, roles, triggers and stages
+    are added (a trigger or stage of the same name replaces the base's), other keys
+    replace the base's. The name is the child's (``custom`` without one)."""
+    merged = dict(base)
+    merged["name"] = child.get("name", "custom")
+    for key in ("initial", "approval_state", "edit_returns_to", "four_eyes", "editable"):
+        if key in child:
+            merged[key] = child[key]
+    added_states = [s for s in _names(child.get("states"), "states") if s not in base["states"]]
+    merged["states"] = [*base["states"], *added_states]
+    if "editable" not in child:
+        merged["editable"] = [*base["editable"],
+                              *(s for s in added_states if s not in NOT_EDITABLE_BY_DEFAULT)]
+    extra_roles = _names(child.get("roles"), "roles")
+    merged["roles"] = [*base["roles"], *(r for r in extra_roles if r not in base["roles"])]
+
+    raw_transitions = child.get("transitions", [])
+    if not isinstance(raw_transitions, Sequence) or isinstance(raw_transitions, str):
+        raise ConfigError("workflow: 'transitions' must be a list")
+    overridden = {t.get("trigger") for t in raw_transitions if isinstance(t, Mapping)}
+    transitions = [t for t in base["transitions"] if t["trigger"] not in overridden]
+    merged["transitions"] = [*transitions, *raw_transitions]
+
+    raw_stages = child.get("stages", [])
+    if not isinstance(raw_stages, Sequence) or isinstance(raw_stages, str):
+        raise ConfigError("workflow: 'stages' must be a list")
+    by_name = {s.get("name"): s for s in raw_stages if isinstance(s, Mapping)}
+    stages = [by_name.pop(s["name"], s) for s in base["stages"]]
+    merged["stages"] = [*stages, *(s for s in raw_stages
+                                   if not isinstance(s, Mapping) or s.get("name") in by_name)]
+    return merged
+
+
+# -- comparing -------------------------------------------------------------------------
+
+
+def workflow_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What changes from the normalised definition ``old`` to ``new``, one short line
+    per change (empty when they are the same)."""
+    lines: list[str] = []
+
+    def listed(what: str, before: Iterable[str], after: Iterable[str]) -> None:
+        before, after = list(before), list(after)
+        added = [x for x in after if x not in before]
+        removed = [x for x in before if x not in after]
+        if added:
+            lines.append(f"{what} added: {', '.join(added)}")
+        if removed:
+            lines.append(f"{what} removed: {', '.join(removed)}")
+
+    for key in ("name", "initial", "approval_state", "edit_returns_to", "four_eyes"):
+        if old.get(key) != new.get(key):
+            lines.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    listed("states", old.get("states", ()), new.get("states", ()))
+    listed("editable states", old.get("editable", ()), new.get("editable", ()))
+    listed("roles", old.get("roles", ()), new.get("roles", ()))
+    for what, key, label in (("triggers", "transitions", "trigger"),
+                             ("stages", "stages", "name")):
+        before = {item[label]: item for item in old.get(key, ())}
+        after = {item[label]: item for item in new.get(key, ())}
+        listed(what, before, after)
+        for name in before:
+            if name in after and before[name] != after[name]:
+                fields = sorted(k for k in {*before[name], *after[name]}
+                                if before[name].get(k) != after[name].get(k))
+                changes = "; ".join(
+                    f"{k} {before[name].get(k)!r} -> {after[name].get(k)!r}" for k in fields)
+                lines.append(f"{what[:-1]} {name!r} changed: {changes}")
+        common_before = [n for n in before if n in after]
+        common_after = [n for n in after if n in before]
+        if key == "stages" and common_before != common_after:
+            lines.append(f"stage order: {', '.join(common_before)} -> "
+                         f"{', '.join(common_after)}")
+    return lines

@@ -7,13 +7,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from postflow import workflow_store
 from postflow._fields import UNSET
 from postflow._plugins import Hooks, make_plugin_manager
 from postflow._time import Clock, SystemClock
 from postflow.calendar import Calendar, CalendarSettings, Feeds
 from postflow.changes import Changes
 from postflow.directory import Campaigns, Channels, Team
-from postflow.engine import RESERVED_DATA_KEYS, ChangeEngine
+from postflow.engine import RESERVED_DATA_KEYS, ChangeEngine, new_correlation_id
 from postflow.exceptions import ConfigError, InvalidTransition, ValidationFailed
 from postflow.models import AuditEntry, Delivery, Hold, Post, Revision, StageStatus
 from postflow.policy import ACTION_ROLES
@@ -42,6 +43,11 @@ def open(
     built-ins). ``clock`` replaces the system clock (see :mod:`postflow.testing`).
     ``entry_points=False`` ignores installed plugins. ``calendar`` sets how the
     calendar and its feeds are rendered, ``publishing`` how due posts are published.
+
+    The first open of a new database stores ``workflow`` (or the default) with the
+    data; later opens without ``workflow=`` use the stored one, and one with a
+    different workflow raises :class:`~postflow.ConfigError` saying what differs
+    (change it with :meth:`Workspace.apply_workflow`).
     """
     hooks = Hooks(make_plugin_manager(plugins, entry_points=entry_points))
     storage = hooks.storage(url)
@@ -51,9 +57,18 @@ def open(
             f"no storage backend for {url!r}: no plugin handles scheme {scheme!r} "
             "(built in: memory://, sqlite:///path)"
         )
-    return Workspace(storage, workflow or Workflow.default(), hooks, clock or SystemClock(),
-                     calendar, publishing)
-
+    clock = clock or SystemClock()
+    try:
+        mark = storage.last_change()[0] if hooks.watches else 0
+        workflow = workflow_store.resolve_workflow(storage, workflow, clock=clock)
+    except BaseException:
+        storage.close()
+        raise
+    ws = Workspace(storage, workflow, hooks, clock, calendar, publishing)
+    if hooks.watches:  # a workflow stored by this open is a change like any other
+        ws.engine.announce([e for e in storage.audit_log(after_id=mark)
+                            if e.action == workflow_store.STORE_ACTION])
+    return ws
 
 
 class Workspace:
@@ -97,6 +112,26 @@ class Workspace:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    # -- the workflow --------------------------------------------------------------
+
+    def apply_workflow(self, workflow: Workflow, *, by: str,
+                       mapping: Mapping[str, str] | None = None,
+                       comment: str | None = None) -> workflow_store.AppliedWorkflow:
+        """Store ``workflow`` with the data and use it from now on (an admin's call).
+
+        ``mapping`` renames states of stored posts (``{"old": "new"}``). Refused with
+        :class:`~postflow.ValidationFailed` naming the posts that would not fit; see
+        :func:`postflow.workflow_store.apply_workflow`.
+        """
+        engine = self.engine
+        correlation_id = new_correlation_id()
+        result = engine.commit(correlation_id, lambda: workflow_store.apply_workflow(
+            self.storage, workflow, by=by, clock=self.clock, mapping=mapping,
+            comment=comment, correlation_id=correlation_id))
+        self.workflow = engine.workflow = result.workflow
+        engine.recent.clear()
+        return result
 
     # -- triggers ------------------------------------------------------------------
 

@@ -350,6 +350,31 @@ class Storage(abc.ABC):
     def list_feeds(self) -> list[Feed]:
         """Every feed (revoked ones too), ordered by name."""
 
+    # -- the workflow --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def stored_workflow(self) -> Mapping[str, Any] | None:
+        """The workflow definition stored with the data, or ``None`` when there is none.
+
+        It is what :meth:`save_workflow` stored, as JSON decodes it (plain dicts, lists,
+        strings, numbers, booleans, ``None``): a new object per call that the caller may
+        keep or change. Reads one small record: every :func:`postflow.open` calls it.
+        """
+
+    @abc.abstractmethod
+    def save_workflow(
+        self, definition: Mapping[str, Any], entry: NewEntry, *,
+        expected: Mapping[str, Any] | None,
+    ) -> None:
+        """Store a workflow definition (JSON-able), appending ``entry`` in the same
+        transaction.
+
+        A compare-and-set on the definition: it is stored only if the stored one still
+        equals ``expected`` (``None``: nothing is stored yet); otherwise
+        :class:`~postflow.ConflictError` is raised and nothing is written. Posts are not
+        touched: checking that they fit the new workflow is the caller's job.
+        """
+
     # -- audit ---------------------------------------------------------------------
 
     @abc.abstractmethod

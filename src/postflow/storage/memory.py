@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import operator
 import secrets
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, overload
 
@@ -118,6 +119,7 @@ class MemoryStorage(Storage):
         self._series: dict[int, Series] = {}
         self._instance = secrets.token_hex(8)
         self._series_ids = itertools.count(1)
+        self._workflow: str | None = None  # the stored definition, as JSON text
 
     def __repr__(self) -> str:
         return f"MemoryStorage({len(self._posts)} posts)"
@@ -493,6 +495,26 @@ class MemoryStorage(Storage):
     def revisions(self, post_id: int) -> list[Revision]:
         with self._lock:
             return list(self._revisions.get(post_id, ()))
+
+    # -- the workflow --------------------------------------------------------------
+
+    def stored_workflow(self) -> Mapping[str, Any] | None:
+        text = self._workflow
+        return None if text is None else dict(json.loads(text))
+
+    def save_workflow(
+        self, definition: Mapping[str, Any], entry: NewEntry, *,
+        expected: Mapping[str, Any] | None,
+    ) -> None:
+        text = json.dumps(definition, sort_keys=True)
+        with self._lock:
+            stored = None if self._workflow is None else json.loads(self._workflow)
+            if stored != (None if expected is None else json.loads(json.dumps(expected))):
+                raise ConflictError(
+                    "the stored workflow changed since it was read"
+                    if stored is not None else "no workflow was stored when it was read")
+            self._workflow = text
+            self._append([entry])
 
     # -- audit ---------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
 log = logging.getLogger("postflow")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema this postflow writes; older files are migrated forward on open."""
 
 _SCHEMA_V1 = """
@@ -149,9 +149,44 @@ def _migrate_to_2(db: sqlite3.Connection) -> None:
             db.execute("UPDATE posts SET sequence = ? WHERE id = ?", (sequence, post_id))
 
 
+_SCHEMA_V4 = """
+CREATE TABLE workflow (
+    id INTEGER PRIMARY KEY CHECK (id = 1), definition TEXT NOT NULL);
+"""
+
+
+def _migrate_to_4(db: sqlite3.Connection) -> None:
+    """The stored workflow. A database with posts gets the default workflow stored if
+    every post's state, and the stage of every approval it carries, exist in it; if
+    not (it was used with another workflow), nothing is stored and opening it needs
+    that workflow once. A database without posts stores nothing: its next open stores
+    the workflow it is opened with, as a new one does."""
+    from postflow.workflow import Workflow
+
+    _run_script(db, _SCHEMA_V4)
+    if db.execute("SELECT 1 FROM posts LIMIT 1").fetchone() is None:
+        return
+    default = Workflow.default()
+    states = {r[0] for r in db.execute("SELECT DISTINCT state FROM posts")}
+    if not states <= set(default.states):
+        return
+    stage_names = {stage.name for stage in default.stages}
+    for (approvals,) in db.execute("SELECT DISTINCT approvals FROM posts "
+                                   "WHERE approvals != '[]'"):
+        if any(a[1] not in stage_names for a in json.loads(approvals)):
+            return
+    definition = default.to_dict()
+    db.execute("INSERT INTO workflow VALUES (1, ?)", (_to_json(definition),))
+    db.execute(_INSERT_AUDIT, (
+        None, "workflow.store", "system", datetime.now(UTC).isoformat(), "migration-4",
+        None, None, None, "stored by the schema 4 migration: every post fits the default",
+        _to_json({"workflow": default.name})))
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _migrate_to_2,  # media, published URLs, calendar
     3: lambda db: _run_script(db, _SCHEMA_V3),  # leases, publishers, deliveries, holds
+    4: _migrate_to_4,  # the stored workflow
 }
 """``MIGRATIONS[n]`` upgrades a schema at version ``n - 1`` to ``n`` (inside a transaction).
 
@@ -862,6 +897,25 @@ class SQLiteStorage(Storage):
         return [_feed(r) for r in self._read("SELECT * FROM feeds ORDER BY name")]
 
     # -- audit ---------------------------------------------------------------------
+
+    def stored_workflow(self) -> Mapping[str, Any] | None:
+        rows = self._read("SELECT definition FROM workflow WHERE id = 1")
+        return dict(json.loads(rows[0][0])) if rows else None
+
+    def save_workflow(
+        self, definition: Mapping[str, Any], entry: NewEntry, *,
+        expected: Mapping[str, Any] | None,
+    ) -> None:
+        text = _to_json(definition)
+        with self._write() as db:
+            row = db.execute("SELECT definition FROM workflow WHERE id = 1").fetchone()
+            stored = None if row is None else json.loads(row[0])
+            if stored != (None if expected is None else json.loads(_to_json(expected))):
+                raise ConflictError(
+                    "the stored workflow changed since it was read"
+                    if stored is not None else "no workflow was stored when it was read")
+            db.execute("INSERT OR REPLACE INTO workflow VALUES (1, ?)", (text,))
+            self._append(db, [entry])
 
     def append_audit(self, entries: Sequence[NewEntry]) -> list[AuditEntry]:
         with self._write() as db:
