@@ -61,3 +61,13 @@ def test_sqlite_url_errors_hide_the_password() -> None:
     with pytest.raises(postflow.ConfigError) as info:
         path_from_url("mysql://root:hunter2@localhost/x")
     assert "hunter2" not in str(info.value)
+
+
+def test_messages_about_storage_urls_hide_the_password() -> None:
+    """The unknown-scheme error and a workspace's repr never show a password."""
+    import postflow
+
+    with pytest.raises(postflow.ConfigError) as caught:
+        postflow.open("nosuch://app:s3cret@db.example/postflow", entry_points=False)
+    assert "s3cret" not in str(caught.value)
+    assert "app:***@db.example" in str(caught.value)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from postflow._urls import redact_url
 from postflow.storage import PostQuery
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def run_worker(ws: Workspace, worker: str, *, once: bool, interval: float,
     totals: Counter[str] = Counter()
     started = time.monotonic()
     last_progress = started
-    print(f"postflow worker {worker} started on {ws.storage.url}"
+    print(f"postflow worker {worker} started on {redact_url(ws.storage.url)}"
           + (" (once)" if once else f", every {interval:g} s"), file=sys.stderr, flush=True)
     try:
         while not stop.event.is_set():

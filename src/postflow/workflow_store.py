@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from postflow._time import Clock
+from postflow._urls import redact_url
 from postflow.exceptions import (
     ConfigError,
     ConflictError,
@@ -106,11 +107,12 @@ def stored_workflow(storage: Storage) -> Workflow | None:
 
 
 def _load(definition: Mapping[str, Any], storage: Storage) -> Workflow:
+    where = redact_url(storage.url)
     try:
         return Workflow.from_dict(definition)
     except ConfigError as exc:
         raise ConfigError(
-            f"{storage.url}: the workflow stored with the data is not valid: {exc}") from exc
+            f"{where}: the workflow stored with the data is not valid: {exc}") from exc
 
 
 def resolve_workflow(storage: Storage, given: Workflow | None, *, clock: Clock) -> Workflow:
@@ -127,6 +129,7 @@ def resolve_workflow(storage: Storage, given: Workflow | None, *, clock: Clock) 
       (compared normalised); otherwise :class:`WorkflowMismatch` naming both and what
       differs.
     """
+    where = redact_url(storage.url)
     for _ in range(_MAX_ATTEMPTS):
         definition = storage.stored_workflow()
         if definition is not None:
@@ -137,7 +140,7 @@ def resolve_workflow(storage: Storage, given: Workflow | None, *, clock: Clock) 
                 return given
             changes = stored.differences(given)
             raise WorkflowMismatch(
-                f"{storage.url} is used with workflow {stored.name!r}, not with the given "
+                f"{where} is used with workflow {stored.name!r}, not with the given "
                 f"workflow {given.name!r}, which differs: {'; '.join(changes)}. Open it "
                 f"without a workflow to use {stored.name!r}, or change it explicitly "
                 "(Workspace.apply_workflow, postflow workflow apply FILE)",
@@ -146,7 +149,7 @@ def resolve_workflow(storage: Storage, given: Workflow | None, *, clock: Clock) 
         if storage.list_posts(PostQuery(limit=1)):
             if given is None:
                 raise WorkflowNotStored(
-                    f"{storage.url} has no stored workflow and its posts do not fit the "
+                    f"{where} has no stored workflow and its posts do not fit the "
                     "default one (it was used with another workflow before postflow "
                     "stored workflows): apply the right one once with "
                     "'postflow workflow apply FILE' (or open it with workflow=... in "
@@ -154,7 +157,7 @@ def resolve_workflow(storage: Storage, given: Workflow | None, *, clock: Clock) 
             problems = misfits(storage, workflow)
             if problems:
                 raise ValidationFailed(
-                    f"cannot store workflow {workflow.name!r} with {storage.url}", problems)
+                    f"cannot store workflow {workflow.name!r} with {where}", problems)
         entry = NewEntry(STORE_ACTION, SYSTEM_ACTOR, clock.now(), _correlation_id(),
                          data=freeze({"workflow": workflow.name}))
         try:
@@ -162,7 +165,7 @@ def resolve_workflow(storage: Storage, given: Workflow | None, *, clock: Clock) 
         except ConflictError:
             continue  # another process stored one first: compare with it
         return workflow
-    raise ConflictError(f"{storage.url}: the stored workflow keeps changing; try again")
+    raise ConflictError(f"{where}: the stored workflow keeps changing; try again")
 
 
 def misfits(storage: Storage, workflow: Workflow,
@@ -208,6 +211,7 @@ def apply_workflow(
     Workspaces already open elsewhere keep the workflow they opened with until they
     are opened again.
     """
+    where = redact_url(storage.url)
     member = storage.get_member(by) if isinstance(by, str) else None
     if member is None or not member.active:
         raise PermissionDenied(f"{by!r} is not an active member of this team and may not "
@@ -247,7 +251,7 @@ def apply_workflow(
         renamed = _rename_states(storage, mapping, by=by, clock=clock,
                                  correlation_id=correlation_id, comment=comment)
         return AppliedWorkflow(workflow, tuple(changes), tuple(renamed))
-    raise ConflictError(f"{storage.url}: the stored workflow keeps changing; try again")
+    raise ConflictError(f"{where}: the stored workflow keeps changing; try again")
 
 
 def _rename_states(storage: Storage, mapping: Mapping[str, str], *, by: str, clock: Clock,

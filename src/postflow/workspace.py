@@ -11,6 +11,7 @@ from postflow import workflow_store
 from postflow._fields import UNSET
 from postflow._plugins import Hooks, make_plugin_manager
 from postflow._time import Clock, SystemClock
+from postflow._urls import redact_url
 from postflow.calendar import Calendar, CalendarSettings, Feeds
 from postflow.changes import Changes
 from postflow.directory import Campaigns, Channels, Team
@@ -54,7 +55,7 @@ def open(
     if storage is None:
         scheme = url.split(":", 1)[0]
         raise ConfigError(
-            f"no storage backend for {url!r}: no plugin handles scheme {scheme!r} "
+            f"no storage backend for {redact_url(url)!r}: no plugin handles scheme {scheme!r} "
             "(built in: memory://, sqlite:///path)"
         )
     clock = clock or SystemClock()
@@ -101,7 +102,7 @@ class Workspace:
         self.changes = Changes(self.engine)
 
     def __repr__(self) -> str:
-        return f"<Workspace {self.storage.url} workflow={self.workflow.name!r}>"
+        return f"<Workspace {redact_url(self.storage.url)} workflow={self.workflow.name!r}>"
 
     def close(self) -> None:
         """Close the storage backend."""

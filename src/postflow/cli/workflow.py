@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from postflow import workflow_store
+from postflow._urls import redact_url
 from postflow.cli._app import DEFAULT_URL, URL_ENV, cli, open_workspace
 from postflow.workflow import Workflow
 
@@ -64,7 +65,7 @@ def workflow_apply(file: Path, url: str, by: str, renames: tuple[str, ...],
         # a database from before stored workflows: opening with the file stores it
         # when every post fits
         with open_workspace(url, file) as ws:
-            click.echo(f"workflow {ws.workflow.name!r} stored with {url}")
+            click.echo(f"workflow {ws.workflow.name!r} stored with {redact_url(url)}")
         return
     with ws:
         if not mapping and ws.workflow.same_definition(new):
