@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from postflow._time import zone_of
+from postflow._time import check_day, zone_of
 from postflow.exceptions import ConfigError, ValidationFailed
 from postflow.models import NO_CADENCE, Cadence, FrozenData, Member, Post
 
@@ -34,7 +34,8 @@ def planned_date(value: object, post_id: int | None) -> date | None:
             f"post {post_id}" if post_id else "new post", "not-a-date",
             f"planned_for must be a date (a day, not a time), got {value!r}",
             field="planned_for")
-    return value
+    return check_day(value, field="planned_for",
+                     subject=f"post {post_id}" if post_id else "new post")
 
 
 def http_url(value: object, subject: str, field: str) -> str:

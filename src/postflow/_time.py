@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -75,6 +75,29 @@ def zone_of(name: str) -> tzinfo:
         raise ConfigError(f"unknown time zone {name!r}") from exc
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest instant postflow accepts (a post's times, planned days, filters)."""
+LATEST = datetime(2999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+"""The latest instant postflow accepts: far enough for any plan, and far enough from
+``datetime.max`` that every window postflow computes around a time (a day, a year of
+slots, an event's end) stays representable."""
+
+
+def out_of_range(subject: str, field: str, shown: str) -> ValidationFailed:
+    """The error for a time or day outside :data:`EARLIEST` … :data:`LATEST`."""
+    return ValidationFailed.single(
+        subject, "out-of-range",
+        f"{field} {shown} is outside the range postflow accepts "
+        f"({EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d})", field=field)
+
+
+def check_day(value: date, *, field: str, subject: str) -> date:
+    """``value`` if it lies within :data:`EARLIEST` … :data:`LATEST` (by calendar day)."""
+    if not EARLIEST.date() <= value <= LATEST.date():
+        raise out_of_range(subject, field, value.isoformat())
+    return value
+
+
 def to_utc(value: object, *, field: str, subject: str) -> tuple[datetime, str]:
     """Check that ``value`` is an aware, existing instant; return it in UTC and its zone.
 
@@ -95,14 +118,16 @@ def to_utc(value: object, *, field: str, subject: str) -> tuple[datetime, str]:
             field=field,
         )
     if value.tzinfo is UTC:
+        if not EARLIEST <= value <= LATEST:
+            raise out_of_range(subject, field, value.isoformat())
         return value, "UTC"
     try:
         utc = value.astimezone(UTC)
         back = utc.astimezone(value.tzinfo)
     except OverflowError as exc:
-        raise ValidationFailed.single(
-            subject, "out-of-range", f"{field} {value.isoformat()} is out of range",
-            field=field) from exc
+        raise out_of_range(subject, field, value.isoformat()) from exc
+    if not EARLIEST <= utc <= LATEST:
+        raise out_of_range(subject, field, value.isoformat())
     if back.replace(tzinfo=None, fold=0) != value.replace(tzinfo=None, fold=0):
         raise ValidationFailed.single(
             subject,

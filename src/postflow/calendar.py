@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from postflow._time import to_utc
+from postflow._time import EARLIEST, LATEST, to_utc
 from postflow.engine import new_correlation_id
 from postflow.exceptions import ConfigError, ValidationFailed
 from postflow.hookspecs import hookimpl
@@ -53,6 +54,8 @@ __all__ = [
     "SubscriptionLinks",
     "subscription_links",
 ]
+
+log = logging.getLogger("postflow.calendar")
 
 PRODID = "-//postflow//postflow calendar//EN"
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
@@ -313,6 +316,11 @@ class Calendar:
         events: dict[str, bytes] = {}
         sort_key = (datetime.min.replace(tzinfo=UTC), post.id)
         last_instant = sort_key[0]
+        if slot is not None and not _representable(slot[1]):
+            # stored before postflow refused such dates: left out, never a broken feed
+            log.warning("post %s: its calendar date %s is outside what calendars can "
+                        "show; it is left out of the calendar", post.id, slot[1])
+            slot = None
         if slot is not None:
             start = last_instant = slot[1]  # type: ignore[assignment]
             if not isinstance(start, datetime):
@@ -531,6 +539,12 @@ def text_value(text: str) -> Any:
 
 def _correlation() -> str:
     return new_correlation_id()
+
+
+def _representable(value: datetime | date) -> bool:
+    """Whether an event at ``value`` (and its end, a day later at most) can be written."""
+    day = value.date() if isinstance(value, datetime) else value
+    return EARLIEST.date() <= day <= LATEST.date()
 
 
 def _instant(value: datetime | date) -> datetime:

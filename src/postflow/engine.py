@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from postflow import policy
 from postflow._fields import is_id, merged_published_urls
-from postflow._time import Clock, to_utc
+from postflow._time import Clock, check_day, to_utc
 from postflow.exceptions import (
     ConflictError,
     InvalidTransition,
@@ -444,6 +444,11 @@ class ChangeEngine:
             problems.append(Problem(
                 "not-a-date", f"planned_for must be a date (a day, not a time), got "
                 f"{planned_for!r}", field="planned_for"))
+        elif planned_for is not None:
+            try:
+                check_day(planned_for, field="planned_for", subject=subject)
+            except ValidationFailed as exc:
+                problems += exc.problems
         if not isinstance(text, str) or not text or text.isspace():
             problems.append(Problem("empty-text", "the text is empty", field="text"))
         if not channels:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from postflow._fields import channel_names, media_urls
-from postflow._time import to_utc, zone_of
+from postflow._time import LATEST, to_utc, zone_of
 from postflow.engine import ChangeEngine, future_time, new_correlation_id
 from postflow.exceptions import ConflictError, NotFound, Problem, ValidationFailed
 from postflow.models import OFF_CALENDAR_STATES, Channel, Post, Revision, Series, freeze, replace
@@ -123,7 +123,7 @@ class Scheduling:
             candidate += step
         zone = zone_of(found.timezone)
         slots: list[datetime] = []
-        limit = start + timedelta(days=366)
+        limit = min(start + timedelta(days=366), LATEST)  # never past what is accepted
         # one query for the whole search, not one per step
         margin = (found.cadence.min_gap or timedelta(0)) + timedelta(days=2)
         known = sorted(((p.scheduled_at, p) for p in self._engine.storage.list_posts(PostQuery(
