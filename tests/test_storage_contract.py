@@ -1049,3 +1049,33 @@ class TestChangeCursors:
         with pytest.raises(ValueError, match="back"):
             storage.save_cursor("mail", 4, expected=5)
         assert storage.cursor("mail") == 5
+
+
+class TestSlotGuards:
+    """``update_post(slot_guards=…)``: cadence checks and writes as one atomic step."""
+
+    def test_guards_move_on_with_the_write(self, storage: Storage) -> None:
+        """A current guard lets the write through and moves the channel's version."""
+        post = insert(storage)
+        assert storage.slot_version("acme-x") == 0
+        storage.update_post(moved(post, state="scheduled"), expected_version=post.version,
+                            entries=[make_entry("schedule", post)],
+                            slot_guards={"acme-x": 0})
+        assert storage.slot_version("acme-x") == 1
+        assert storage.slot_version("acme-li") == 0
+
+    def test_a_stale_guard_writes_nothing(self, storage: Storage) -> None:
+        """When another schedule moved the version, the write is a conflict."""
+        first, second = insert(storage), insert(storage)
+        storage.update_post(moved(first, state="scheduled"), expected_version=first.version,
+                            entries=[make_entry("schedule", first)],
+                            slot_guards={"acme-x": 0})
+        log_length = len(storage.audit_log())
+        with pytest.raises(postflow.ConflictError, match="acme-x"):
+            storage.update_post(moved(second, state="scheduled"),
+                                expected_version=second.version,
+                                entries=[make_entry("schedule", second)],
+                                slot_guards={"acme-x": 0})
+        assert storage.get_post(second.id) == second
+        assert len(storage.audit_log()) == log_length
+        assert storage.slot_version("acme-x") == 1

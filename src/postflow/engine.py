@@ -87,8 +87,11 @@ MAX_ATTEMPTS = 20
 _CACHE_SIZE = 2048
 T = TypeVar("T")
 D = TypeVar("D", Member, Channel, Campaign)
-SlotPlanner = Callable[[Post, "datetime | None", datetime], "tuple[datetime, str]"]
-"""``(post, at, now) -> (utc, zone)``: where ``schedule`` puts a post, or a refusal."""
+SlotPlanner = Callable[[Post, "datetime | None", datetime],
+                       "tuple[datetime, str, Mapping[str, int]]"]
+"""``(post, at, now) -> (utc, zone, guards)``: where ``schedule`` puts a post, or a
+refusal; ``guards`` are the channels' slot versions the decision was based on (see
+:meth:`~postflow.Storage.update_post`), so that a concurrent schedule cannot slip in."""
 
 _correlation_prefix = secrets.token_hex(8)
 _correlation_counter = itertools.count()
@@ -109,7 +112,8 @@ def new_correlation_id() -> str:
     return f"{_correlation_prefix}-{next(_correlation_counter):x}"
 
 
-def future_time(post: Post, at: datetime | None, now: datetime) -> tuple[datetime, str]:
+def future_time(post: Post, at: datetime | None, now: datetime
+                ) -> tuple[datetime, str, Mapping[str, int]]:
     """The slot planner without channel rules: any aware time in the future."""
     if at is None:
         raise ValidationFailed.single(f"post {post.id}", "time-required",
@@ -119,7 +123,7 @@ def future_time(post: Post, at: datetime | None, now: datetime) -> tuple[datetim
         raise ValidationFailed.single(
             f"post {post.id}", "in-the-past",
             f"at={at.isoformat()} is not in the future (now {now.isoformat()})", field="at")
-    return utc, zone
+    return utc, zone, NO_DATA
 
 
 class ChangeEngine:
@@ -253,13 +257,14 @@ class ChangeEngine:
         action: str,
         by: str,
         expected_version: int | None,
-        plan: Callable[..., tuple[Post, NewEntry]],
+        plan: Callable[..., tuple[Any, ...]],
         args: tuple[Any, ...],
     ) -> Post:
         """Plan a change on a base snapshot, let plugins veto it, compare-and-set it.
 
         ``plan(post, member, now, *args)`` returns the changed snapshot and its entry
-        (the snapshot itself when nothing changes).
+        (the snapshot itself when nothing changes), and optionally the slot guards the
+        plan relied on (see :meth:`~postflow.Storage.update_post`).
         """
         hooks = self.hooks
         post = self.recent.get(post_id)
@@ -282,7 +287,10 @@ class ChangeEngine:
                         f"post {post_id} is being published by {post.claimed_by} (lease "
                         f"until {post.claimed_until.isoformat()}); try again after that",
                         post_id=post_id, trigger=action, state=post.state)
-                changed, entry = plan(post, member, now, *args)
+                planned = plan(post, member, now, *args)
+                changed: Post = planned[0]
+                entry: NewEntry = planned[1]
+                guards: Mapping[str, int] = planned[2] if len(planned) > 2 else NO_DATA
                 if changed.claimed_until is not None and changed is not post:
                     # a person's change ends any lease or retry wait the post had
                     changed = replace(changed, claimed_by=None, claimed_until=None)
@@ -305,9 +313,9 @@ class ChangeEngine:
                                     changed.campaign, member.name, changed.updated_at,
                                     changed.media)
             try:
-                stored = self.storage.update_post(changed, expected_version=post.version,
-                                                  entries=(entry,), revision=revision,
-                                                  previous=post)
+                stored = self.storage.update_post(
+                    changed, expected_version=post.version, entries=(entry,),
+                    revision=revision, previous=post, slot_guards=guards)
             except ConflictError:
                 post, fresh = self.fetch(post_id), True
                 continue
@@ -342,7 +350,7 @@ class ChangeEngine:
     def plan_trigger(
         self, post: Post, member: Member, now: datetime, trigger: str, comment: str | None,
         at: datetime | None, extra: Mapping[str, Any],
-    ) -> tuple[Post, NewEntry]:
+    ) -> tuple[Post, NewEntry, Mapping[str, int]]:
         """Fire ``trigger`` of the workflow on ``post`` for ``member`` (a plan for
         :meth:`change_post`)."""
         workflow = self.workflow
@@ -364,8 +372,9 @@ class ChangeEngine:
         if stage is not None:
             approvals = (*approvals, Approval(member.name, stage, post.revision, now, comment))
             data["stage"] = stage
+        guards: Mapping[str, int] = NO_DATA
         if trigger == "schedule":
-            scheduled_at, zone = self.slot(post, at, now)
+            scheduled_at, zone, guards = self.slot(post, at, now)
         elif at is not None:
             data["at"] = to_utc(at, field="at", subject=f"post {post.id}")[0].isoformat()
         dest = workflow.fire(trigger, state, approvals)
@@ -398,7 +407,7 @@ class ChangeEngine:
         )
         entry = NewEntry(trigger, member.name, now, new_correlation_id(), post.id, state,
                          dest, post.revision, comment, freeze(data) if data else NO_DATA)
-        return changed, entry
+        return changed, entry, guards
 
     def not_possible(self, post: Post, trigger: str) -> InvalidTransition:
         """The error for ``trigger`` where the workflow has no such move."""

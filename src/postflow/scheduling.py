@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -36,21 +36,25 @@ class Scheduling:
 
     def future_slot(
         self, post: Post, at: datetime | None, now: datetime
-    ) -> tuple[datetime, str]:
+    ) -> tuple[datetime, str, Mapping[str, int]]:
         """Where ``schedule`` puts ``post``: ``at`` (or its occurrence time), which must be
-        in the future and keep every cadence rule of its channels."""
+        in the future and keep every cadence rule of its channels; and the slot versions
+        of those channels the check read (the write refuses if they moved meanwhile)."""
+        storage = self._engine.storage
         if at is None and post.occurrence_at is not None:
-            channel = self._engine.storage.get_channel(post.channels[0])
+            channel = storage.get_channel(post.channels[0])
             at = post.occurrence_at.astimezone(zone_of(channel.timezone if channel else "UTC"))
-        utc, zone = future_time(post, at, now)
+        utc, zone, _ = future_time(post, at, now)
         problems = []
+        guards: dict[str, int] = {}
         for name in post.channels:
-            channel = self._engine.storage.get_channel(name)
+            channel = storage.get_channel(name)
             if channel is not None and not channel.cadence.empty:
+                guards[name] = storage.slot_version(name)  # read before the check
                 problems += self._cadence_problems(channel, utc, exclude=post.id)
         if problems:
             raise ValidationFailed(f"post {post.id}", problems)
-        return utc, zone
+        return utc, zone, guards
 
     def _cadence_problems(self, channel: Channel, at: datetime, *, exclude: int | None,
                           extra: Sequence[datetime] = (),

@@ -188,6 +188,7 @@ class Storage(abc.ABC):
         revision: Revision | None = None,
         previous: Post | None = None,
         deliveries: Sequence[Delivery] = (),
+        slot_guards: Mapping[str, int] = NO_DATA,
     ) -> Sequence[AuditEntry]:
         """Replace the stored post if its version is still ``expected_version``.
 
@@ -202,7 +203,18 @@ class Storage(abc.ABC):
         build lazily since most callers never read it). Raises
         :class:`~postflow.ConflictError` when the stored version differs and
         :class:`~postflow.NotFound` when there is no such post; nothing is written then.
+
+        ``slot_guards`` maps channel names to the :meth:`slot_version` the caller read
+        before it checked the channel's cadence: each must still be current, and is
+        moved on by one in the same transaction, else :class:`~postflow.ConflictError`
+        and nothing is written. Two processes scheduling into one channel thus never
+        both pass a check that only one of them may pass.
         """
+
+    @abc.abstractmethod
+    def slot_version(self, channel: str) -> int:
+        """A counter of the posts scheduled onto ``channel`` under a slot guard (see
+        :meth:`update_post`); ``0`` when there was none."""
 
     @abc.abstractmethod
     def list_posts(self, query: PostQuery) -> list[Post]:

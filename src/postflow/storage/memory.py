@@ -95,6 +95,7 @@ class MemoryStorage(Storage):
         self.url = url
         self._lock = threading.Lock()
         self._cursors: dict[str, int] = {}
+        self._slots: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._audit_ids = itertools.count(1)
         self._members: dict[str, Member] = {}
@@ -230,6 +231,7 @@ class MemoryStorage(Storage):
         revision: Revision | None = None,
         previous: Post | None = None,
         deliveries: Sequence[Delivery] = (),
+        slot_guards: Mapping[str, int] = NO_DATA,
     ) -> Sequence[AuditEntry]:
         with self._lock:
             stored = self._posts.get(post.id)
@@ -241,6 +243,15 @@ class MemoryStorage(Storage):
                     f"not {expected_version}: it changed since it was read",
                     post_id=post.id, expected=expected_version, actual=stored.version,
                 )
+            if slot_guards:
+                slots = self._slots
+                for channel, version in slot_guards.items():
+                    if slots.get(channel, 0) != version:
+                        raise ConflictError(
+                            f"post {post.id}: channel {channel!r} was scheduled onto "
+                            "since its cadence was checked", post_id=post.id)
+                for channel in slot_guards:
+                    slots[channel] = slots.get(channel, 0) + 1
             self._reindex(stored, post)
             self._posts[post.id] = post
             if revision is not None:
@@ -255,6 +266,9 @@ class MemoryStorage(Storage):
         return self._instance
 
     # -- change consumers ----------------------------------------------------------
+
+    def slot_version(self, channel: str) -> int:
+        return self._slots.get(channel, 0)
 
     def cursor(self, consumer: str) -> int:
         return self._cursors.get(consumer, 0)

@@ -531,9 +531,20 @@ class SQLiteStorage(Storage):
         revision: Revision | None = None,
         previous: Post | None = None,
         deliveries: Sequence[Delivery] = (),
+        slot_guards: Mapping[str, int] = NO_DATA,
     ) -> list[AuditEntry]:
         columns, values = self._changed_columns(post, previous, expected_version)
         with self._write() as db:
+            for channel, version in slot_guards.items():
+                key = f"slots:{channel}"
+                db.execute("INSERT OR IGNORE INTO postflow_meta VALUES (?, '0')", (key,))
+                moved = db.execute(
+                    "UPDATE postflow_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+                    " WHERE key = ? AND CAST(value AS INTEGER) = ?", (key, version))
+                if moved.rowcount != 1:
+                    raise ConflictError(
+                        f"post {post.id}: channel {channel!r} was scheduled onto since its "
+                        "cadence was checked", post_id=post.id)
             cursor = db.execute(self._update_sql(columns),
                                 (*values, post.id, expected_version))
             if cursor.rowcount != 1:
@@ -727,6 +738,11 @@ class SQLiteStorage(Storage):
             f"UNION SELECT id, version FROM posts WHERE {planned} ORDER BY id",
             [*window, *window, *days])
         return [(r[0], r[1]) for r in rows]
+
+    def slot_version(self, channel: str) -> int:
+        rows = self._read("SELECT value FROM postflow_meta WHERE key = ?",
+                          (f"slots:{channel}",))
+        return int(rows[0][0]) if rows else 0
 
     # -- change consumers ----------------------------------------------------------
 
