@@ -859,7 +859,7 @@ class TestPlanAndComment:
     def test_empty_comment(self, ws: Workspace) -> None:
         """An empty comment is refused."""
         post = draft(ws)
-        with pytest.raises(postflow.ValidationFailed, match="needs text"):
+        with pytest.raises(postflow.ValidationFailed, match="comment is empty"):
             ws.comment(post.id, by="ben", text="  ")
 
 

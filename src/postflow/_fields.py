@@ -7,6 +7,7 @@ subject and field.
 from __future__ import annotations
 
 import re
+import unicodedata
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
@@ -19,7 +20,64 @@ from postflow.models import NO_CADENCE, Cadence, FrozenData, Member, Post
 UNSET: Any = object()
 """A default meaning "not given" where ``None`` is a value (e.g. clearing a campaign)."""
 
-_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+LIMITS: Mapping[str, int] = {
+    "text": 50_000,
+    "comment": 10_000,
+    "name": 100,
+    "email": 254,
+    "handle": 100,
+    "goal": 2_000,
+    "hashtag": 100,
+    "reason": 1_000,
+    "setting": 2_048,
+    "url": 2_048,
+    "items": 100,
+}
+"""The longest each kind of field may be, in characters (``items``: the most entries of
+a list such as a post's channels or media). Documented in docs/concepts.rst."""
+
+MAX_ID = 2**63 - 1
+"""The largest id any backend can store (a signed 64-bit integer)."""
+
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+
+
+def visible(value: str) -> bool:
+    """Whether ``value`` has a character a reader would see (not only spaces, control,
+    format or zero-width characters)."""
+    category = unicodedata.category
+    return any(category(c) not in _INVISIBLE for c in value)
+
+
+def checked_text(value: object, subject: str, field: str, *, limit: int,
+                 one_line: bool = False, required: bool = True) -> str:
+    """``value`` if it is text postflow can store and show: UTF-8 encodable (no lone
+    surrogates), no control characters (line breaks and tabs allowed unless
+    ``one_line``), at most ``limit`` characters, and (when ``required``) something
+    visible. Otherwise :class:`~postflow.ValidationFailed` naming ``field``."""
+    if not isinstance(value, str):
+        raise ValidationFailed.single(subject, f"bad-{field}",
+                                      f"{field} must be text, got {value!r}", field=field)
+    if len(value) > limit:
+        raise ValidationFailed.single(
+            subject, "too-long", f"{field} is {len(value):,} characters long; the limit is "
+            f"{limit:,}", field=field)
+    if _SURROGATE.search(value):
+        raise ValidationFailed.single(
+            subject, "bad-encoding", f"{field} contains a lone surrogate (not valid "
+            "Unicode text)", field=field)
+    if (_CONTROL_ONE_LINE if one_line else _CONTROL_TEXT).search(value):
+        raise ValidationFailed.single(
+            subject, "control-character", f"{field} contains a control character"
+            + (" (it must be one line)" if one_line else ""), field=field)
+    if required and not visible(value):
+        raise ValidationFailed.single(subject, f"empty-{field}", f"the {field} is empty",
+                                      field=field)
+    return value
 
 
 def roles_text(member: Member) -> str:
@@ -40,6 +98,10 @@ def planned_date(value: object, post_id: int | None) -> date | None:
 
 def http_url(value: object, subject: str, field: str) -> str:
     """An absolute http(s) URL without spaces or control characters, or a refusal."""
+    if isinstance(value, str) and len(value) > LIMITS["url"]:
+        raise ValidationFailed.single(
+            subject, "too-long", f"{field}: a URL of {len(value):,} characters; the limit "
+            f"is {LIMITS['url']:,}", field=field)
     if isinstance(value, str) and value.isprintable() and " " not in value:
         parts = urllib.parse.urlsplit(value)
         if parts.scheme in ("http", "https") and parts.netloc:
@@ -71,22 +133,40 @@ def merged_published_urls(value: object, post: Post) -> FrozenData:
     return FrozenData(merged)
 
 
+def is_count(value: object) -> bool:
+    """Whether ``value`` is a whole number >= 0 (an ``int``, not a bool) a backend can
+    hold: a limit, an offset, a position."""
+    return type(value) is int and 0 <= value <= MAX_ID
+
+
 def is_id(value: object) -> bool:
-    return type(value) is int
+    """Whether ``value`` can be a stored id: an ``int`` (not a bool or float) that any
+    backend can hold."""
+    return type(value) is int and 0 < value <= MAX_ID
 
 
 def name_list(value: object, subject: str, field: str) -> tuple[str, ...]:
-    """A name or an iterable of names, as a tuple; anything else is refused."""
+    """A name or an iterable of names, as a tuple; anything else is refused.
+
+    At most ``LIMITS["items"]`` names of at most ``LIMITS["name"]`` characters each
+    (what a name can be is checked where it is looked up)."""
+    names: tuple[Any, ...] | None = None
     if isinstance(value, str):
-        return (value,)
-    if type(value) is tuple or type(value) is list:
+        names = (value,)
+    elif type(value) is tuple or type(value) is list or (
+            isinstance(value, Iterable) and not isinstance(value, bytes | Mapping)):
         names = tuple(value)
-        if all(type(n) is str for n in names):
-            return names
-    if isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
-        names = tuple(value)
-        if all(isinstance(n, str) for n in names):
-            return names
+    if names is not None and all(isinstance(n, str) for n in names):
+        if len(names) > LIMITS["items"]:
+            raise ValidationFailed.single(
+                subject, "too-many", f"{field}: {len(names)} entries; the limit is "
+                f"{LIMITS['items']}", field=field)
+        for name in names:
+            if len(name) > LIMITS["name"]:
+                raise ValidationFailed.single(
+                    subject, "too-long", f"{field}: a name of {len(name):,} characters; "
+                    f"the limit is {LIMITS['name']}", field=field)
+        return names
     raise ValidationFailed.single(
         subject, f"bad-{field}", f"{field} must be a name or a list of names, got {value!r}",
         field=field)
@@ -98,17 +178,22 @@ def channel_names(value: object, subject: str = "new post") -> tuple[str, ...]:
 
 def hashtag_list(value: object, subject: str) -> tuple[str, ...]:
     tags = name_list(value, subject, "hashtags")
-    if not all(t.strip("#").strip() for t in tags):
-        raise ValidationFailed.single(subject, "bad-hashtags", "a hashtag is empty",
-                                      field="hashtags")
+    for tag in tags:
+        checked_text(tag, subject, "hashtags", limit=LIMITS["hashtag"], one_line=True,
+                     required=False)
+        if not visible(tag.strip("#")):
+            raise ValidationFailed.single(subject, "bad-hashtags", "a hashtag is empty",
+                                          field="hashtags")
     return tuple(t if t.startswith("#") else f"#{t}" for t in tags)
 
 
-def optional_text(value: object, subject: str, field: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise ValidationFailed.single(subject, f"bad-{field}",
-                                  f"{field} must be text, got {value!r}", field=field)
+def optional_text(value: object, subject: str, field: str, *, limit: int | None = None,
+                  one_line: bool = True) -> str | None:
+    """``None`` or checked text (see :func:`checked_text`; it may be empty)."""
+    if value is None:
+        return None
+    return checked_text(value, subject, field, limit=limit or LIMITS.get(field, 2_000),
+                        one_line=one_line, required=False)
 
 
 def cadence_value(value: object, subject: str) -> Cadence:
@@ -137,6 +222,10 @@ def publisher_settings(value: object, subject: str) -> FrozenData:
         raise ValidationFailed.single(subject, "bad-settings",
                                       f"settings must map text to text, got {value!r}",
                                       field="settings")
+    for key, setting in value.items():
+        checked_text(key, subject, "settings", limit=LIMITS["name"], one_line=True)
+        checked_text(setting, subject, "settings", limit=LIMITS["setting"], one_line=True,
+                     required=False)
     return FrozenData(value)
 
 
@@ -152,7 +241,8 @@ def zone_name(name: object, subject: str) -> str:
 
 
 def slug(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _SLUG.match(value):
+    """A name: letters, digits and ``_ . @ -``, at most ``LIMITS["name"]`` long."""
+    if not isinstance(value, str) or len(value) > LIMITS["name"] or not _SLUG.fullmatch(value):
         raise ValidationFailed.single(
             what, "bad-name",
             f"{value!r} is not a valid name (letters, digits and _ . @ -)", field="name")

@@ -212,7 +212,7 @@ class Campaigns(_Directory[Campaign]):
         actor = ws.manager(by)
         subject = f"campaign {name!r}"
         slug(name, subject)
-        campaign = Campaign(name, optional_text(goal, name, "goal") or "",
+        campaign = Campaign(name, optional_text(goal, name, "goal", one_line=False) or "",
                             hashtag_list(hashtags, subject))
         entry = ws.entry("campaign.add", actor, ws.clock.now(), None,
                           {"campaign": name, "goal": campaign.goal,
@@ -229,7 +229,7 @@ class Campaigns(_Directory[Campaign]):
         self.get(name)
         changes: dict[str, Any] = {}
         if goal is not None:
-            changes["goal"] = optional_text(goal, name, "goal")
+            changes["goal"] = optional_text(goal, name, "goal", one_line=False)
         if hashtags is not None:
             changes["hashtags"] = hashtag_list(hashtags, f"campaign {name!r}")
 

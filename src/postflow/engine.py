@@ -18,7 +18,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from postflow import policy
-from postflow._fields import is_id, merged_published_urls
+from postflow._fields import LIMITS, checked_text, is_id, merged_published_urls
 from postflow._time import Clock, check_day, to_utc
 from postflow.exceptions import (
     ConflictError,
@@ -267,7 +267,7 @@ class ChangeEngine:
         plan relied on (see :meth:`~postflow.Storage.update_post`).
         """
         hooks = self.hooks
-        post = self.recent.get(post_id)
+        post = self.recent.get(post_id) if is_id(post_id) else None
         fresh = False
         if post is None or (expected_version is not None and post.version != expected_version):
             post, fresh = self.fetch(post_id), True
@@ -359,9 +359,9 @@ class ChangeEngine:
         if rule is None or state not in rule.sources:
             raise self.not_possible(post, trigger)
         stage = self.check_trigger(member, rule, post)
-        if comment is not None and not isinstance(comment, str):
-            raise ValidationFailed.single(f"post {post.id}", "bad-comment",
-                                          "comment must be text", field="comment")
+        if comment is not None:
+            checked_text(comment, f"post {post.id}", "comment", limit=LIMITS["comment"],
+                         required=False)
         if rule.comment_required and not (comment and comment.strip()):
             raise ValidationFailed.single(
                 f"post {post.id}", "comment-required",
@@ -458,8 +458,10 @@ class ChangeEngine:
                 check_day(planned_for, field="planned_for", subject=subject)
             except ValidationFailed as exc:
                 problems += exc.problems
-        if not isinstance(text, str) or not text or text.isspace():
-            problems.append(Problem("empty-text", "the text is empty", field="text"))
+        try:
+            checked_text(text, subject, "text", limit=LIMITS["text"])
+        except ValidationFailed as exc:
+            problems += exc.problems
         if not channels:
             problems.append(Problem("no-channels", "name at least one channel",
                                     field="channels"))

@@ -6,7 +6,16 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from postflow._fields import UNSET, channel_names, is_id, media_urls, planned_date
+from postflow._fields import (
+    LIMITS,
+    UNSET,
+    channel_names,
+    checked_text,
+    is_count,
+    is_id,
+    media_urls,
+    planned_date,
+)
 from postflow._time import to_utc
 from postflow.engine import ChangeEngine, new_correlation_id
 from postflow.exceptions import InvalidTransition, NotFound, ValidationFailed
@@ -163,9 +172,7 @@ class Posts:
             if start is not None and end is not None and start > end:
                 raise ValidationFailed.single("post filter", "bad-range",
                                               "between: start is after end", field="between")
-        if (limit is not None and (not is_id(limit) or limit < 0)) or (
-            not is_id(offset) or offset < 0
-        ):
+        if (limit is not None and not is_count(limit)) or not is_count(offset):
             raise ValidationFailed.single("post filter", "bad-limit",
                                           "limit and offset must not be negative",
                                           field="limit")
@@ -223,9 +230,7 @@ class Posts:
         post = self.get(post_id)
         member = self._engine.member(by, "comment", post)
         self._engine.check_action(member, "comment", post)
-        if not isinstance(text, str) or not text.strip():
-            raise ValidationFailed.single(f"post {post_id}", "empty-comment",
-                                          "a comment needs text", field="text")
+        checked_text(text, f"post {post_id}", "comment", limit=LIMITS["comment"])
         engine = self._engine
         entry = engine.entry("comment", member.name, engine.clock.now(), post, NO_DATA,
                              comment=text)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from postflow._fields import LIMITS, checked_text, visible
 from postflow.engine import new_correlation_id
 from postflow.exceptions import (
     ConfigError,
@@ -492,9 +493,10 @@ class Publishing:
         """Hold all publishing (``channels=None``) or those channels', at once."""
         ws = self._ws
         member = self._publisher_member(by, "pause")
-        if not isinstance(reason, str) or not reason.strip():
+        if not isinstance(reason, str) or not visible(reason):
             raise ValidationFailed.single("pause", "reason-required",
                                           "a pause needs a reason", field="reason")
+        checked_text(reason, "pause", "reason", limit=LIMITS["reason"])
         scopes = self._scopes(channels)
         now = ws.clock.now()
         holds = []
