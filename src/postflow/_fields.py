@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
+import attrs
+
 from postflow._time import check_day, zone_of
 from postflow.exceptions import ConfigError, ValidationFailed
 from postflow.models import NO_CADENCE, Cadence, FrozenData, Member, Post
@@ -114,7 +116,12 @@ def media_urls(value: object, subject: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ValidationFailed.single(subject, "bad-media", "media must be a list of URLs, "
                                       f"got {value!r}", field="media")
-    return tuple(http_url(url, subject, "media") for url in value)
+    urls = tuple(value)
+    if len(urls) > LIMITS["items"]:
+        raise ValidationFailed.single(
+            subject, "too-many", f"media: {len(urls)} entries; the limit is "
+            f"{LIMITS['items']}", field="media")
+    return tuple(http_url(url, subject, "media") for url in urls)
 
 
 def merged_published_urls(value: object, post: Post) -> FrozenData:
@@ -249,3 +256,45 @@ def slug(value: object, what: str) -> str:
     return value
 
 
+
+
+def check_field_types(settings: attrs.AttrsInstance) -> None:
+    """Refuse an attrs settings object whose fields do not have their annotated types.
+
+    ``"false"`` is not a ``bool``, ``True`` is not an ``int``, ``"5"`` is not a number:
+    :class:`~postflow.ConfigError` naming the class and field. Understands ``int``,
+    ``float`` (an ``int`` will do), ``str``, ``bool``, ``timedelta``, other attrs
+    classes and ``X | None``.
+    """
+    import types
+    import typing
+    from datetime import timedelta
+
+    cls = type(settings)
+    hints = typing.get_type_hints(cls)
+    for field in attrs.fields(cls):
+        value = getattr(settings, field.name)
+        wanted = hints.get(field.name)
+        options = typing.get_args(wanted) if typing.get_origin(wanted) in (
+            typing.Union, types.UnionType) else (wanted,)
+        if value is None and type(None) in options:
+            continue
+        ok = False
+        for option in options:
+            if option is bool:
+                ok = type(value) is bool
+            elif option is int:
+                ok = type(value) is int
+            elif option is float:
+                ok = type(value) in (int, float)
+            elif option in (str, timedelta) or (isinstance(option, type)
+                                                and attrs.has(option)):
+                ok = isinstance(value, option)
+            else:
+                ok = True  # a type this check does not know: left to the class
+            if ok:
+                break
+        if not ok:
+            names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+            raise ConfigError(f"{cls.__name__}: {field.name} must be {names}, "
+                              f"got {value!r}")

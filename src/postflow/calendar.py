@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from postflow._fields import check_field_types
 from postflow._time import EARLIEST, LATEST, to_utc
 from postflow.engine import new_correlation_id
 from postflow.exceptions import ConfigError, ValidationFailed
@@ -83,6 +84,7 @@ class CalendarSettings:
     planning_category: str = "planning"
 
     def __attrs_post_init__(self) -> None:
+        check_field_types(self)
         problems = []
         if not isinstance(self.name, str) or not self.name.strip():
             problems.append("name must be non-empty text")

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from postflow.engine import ChangeEngine
 from postflow.exceptions import ConflictError, ValidationFailed
 from postflow.models import AuditEntry
+from postflow.storage import check_page
 
 __all__ = ["Changes", "group_by_call"]
 
@@ -42,6 +43,17 @@ class Changes:
 
     def __init__(self, engine: ChangeEngine) -> None:
         self._engine = engine
+
+    def log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        """Every audit entry with ``id > after_id``, oldest first (at most ``limit``);
+        :class:`~postflow.ValidationFailed` for a bad ``after_id`` or ``limit``."""
+        try:
+            check_page(after_id, limit)
+        except ValueError as exc:
+            raise ValidationFailed.single("audit_log", "bad-page", str(exc),
+                                          field="limit" if "limit" in str(exc)
+                                          else "after_id") from exc
+        return self._engine.storage.audit_log(after_id=after_id, limit=limit)
 
     def position(self, consumer: str) -> int:
         """The id of the last entry ``consumer`` handled (0: none yet)."""

@@ -14,6 +14,7 @@ from postflow._fields import (
     is_count,
     is_id,
     media_urls,
+    name_list,
     planned_date,
 )
 from postflow._time import to_utc
@@ -149,9 +150,15 @@ class Posts:
         offset: int = 0,
     ) -> PostQuery:
         """Validate filters into a :class:`~postflow.storage.PostQuery`."""
+        for field, value in (("channel", channel), ("campaign", campaign),
+                             ("author", author)):
+            if value is not None and not isinstance(value, str):
+                raise ValidationFailed.single("post filter", f"bad-{field}",
+                                              f"{field} must be a name, got {value!r}",
+                                              field=field)
         states = None
         if state is not None:
-            states = frozenset({state} if isinstance(state, str) else state)
+            states = frozenset(name_list(state, "post filter", "state"))
             unknown = sorted(states - set(self._engine.workflow.states))
             if unknown:
                 raise ValidationFailed.single(

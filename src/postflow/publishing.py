@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from postflow._fields import LIMITS, checked_text, visible
+from postflow._fields import LIMITS, check_field_types, checked_text, name_list, visible
 from postflow.engine import new_correlation_id
 from postflow.exceptions import (
     ConfigError,
@@ -137,6 +137,7 @@ class RetryPolicy:
     max_delay: float = 3600.0
 
     def __attrs_post_init__(self) -> None:
+        check_field_types(self)
         if self.max_attempts < 1 or self.first_delay < 0 or self.max_delay < 0:
             raise ConfigError(f"retry policy needs max_attempts >= 1 and delays >= 0: {self}")
 
@@ -162,6 +163,7 @@ class PublishingSettings:
     batch: int = 50
 
     def __attrs_post_init__(self) -> None:
+        check_field_types(self)
         if not isinstance(self.lease, timedelta) or self.lease <= timedelta(0):
             raise ConfigError(f"the lease time must be positive, got {self.lease!r}")
         if self.missed_after <= timedelta(0):
@@ -531,7 +533,7 @@ class Publishing:
     def _scopes(self, channels: Sequence[str] | None) -> list[str]:
         if channels is None:
             return [ALL_CHANNELS]
-        names = [channels] if isinstance(channels, str) else list(channels)
+        names = list(name_list(channels, "pause", "channels"))
         if not names:
             raise ValidationFailed.single("pause", "no-channels", "name at least one channel "
                                           "or pass channels=None for all", field="channels")

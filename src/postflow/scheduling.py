@@ -22,6 +22,12 @@ MAX_OCCURRENCES = 1000
 """Occurrences one call creates per series at most (a FREQ=MINUTELY rule cannot flood)."""
 
 
+MAX_SUGGESTIONS = 1000
+"""The most free slots one :meth:`Scheduling.suggest_slots` call returns."""
+MIN_STEP = timedelta(minutes=1)
+"""The finest grid :meth:`Scheduling.suggest_slots` searches on."""
+
+
 class Scheduling:
     """Channel cadence, free slots and recurring series (``ws.scheduling``)."""
 
@@ -114,10 +120,14 @@ class Scheduling:
         ``channel`` breaks none of its cadence rules, in the channel's time zone, on a
         grid of ``step`` (searching up to a year ahead)."""
         found = self._channel(channel)
-        if not isinstance(count, int) or count < 1 or step <= timedelta(0):
-            raise ValidationFailed.single("suggest_slots", "bad-request",
-                                          "count must be at least 1 and step positive",
-                                          field="count")
+        if type(count) is not int or not 1 <= count <= MAX_SUGGESTIONS:
+            raise ValidationFailed.single(
+                "suggest_slots", "bad-count", f"count must be a whole number from 1 to "
+                f"{MAX_SUGGESTIONS}, got {count!r}", field="count")
+        if not isinstance(step, timedelta) or step < MIN_STEP:
+            raise ValidationFailed.single(
+                "suggest_slots", "bad-step", f"step must be a timedelta of at least "
+                f"{MIN_STEP}, got {step!r}", field="step")
         now = self._engine.clock.now()
         start = now if after is None else max(to_utc(after, field="after",
                                                      subject="suggest_slots")[0], now)

@@ -50,6 +50,18 @@ def open(
     different workflow raises :class:`~postflow.ConfigError` saying what differs
     (change it with :meth:`Workspace.apply_workflow`).
     """
+    for name, value, wanted in (
+        ("url", url, str), ("workflow", workflow, Workflow),
+        ("calendar", calendar, CalendarSettings), ("publishing", publishing,
+                                                   PublishingSettings)):
+        if not isinstance(value, wanted) and (value is not None or name == "url"):
+            raise ConfigError(f"postflow.open: {name} must be a {wanted.__name__}, "
+                              f"got {value!r}")
+    if clock is not None and not callable(getattr(clock, "now", None)):
+        raise ConfigError(f"postflow.open: clock must have a now() method, got {clock!r}")
+    if isinstance(plugins, str | bytes) or not isinstance(plugins, Iterable):
+        raise ConfigError(f"postflow.open: plugins must be a list of plugins, got "
+                          f"{plugins!r}")
     hooks = Hooks(make_plugin_manager(plugins, entry_points=entry_points))
     storage = hooks.storage(url)
     if storage is None:
@@ -325,4 +337,4 @@ class Workspace:
 
     def audit_log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
         """Every audit entry (team changes included) with ``id > after_id``."""
-        return self.storage.audit_log(after_id=after_id, limit=limit)
+        return self.changes.log(after_id=after_id, limit=limit)

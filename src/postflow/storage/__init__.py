@@ -30,7 +30,7 @@ from postflow.models import (
     freeze,
 )
 
-__all__ = ["NewEntry", "PostQuery", "Storage"]
+__all__ = ["NewEntry", "PostQuery", "Storage", "check_page"]
 
 
 class NewEntry(NamedTuple):
@@ -55,6 +55,16 @@ def _with_series(entry: NewEntry, series_id: int) -> NewEntry:
     return NewEntry(entry.action, entry.actor, entry.at, entry.correlation_id,
                     entry.post_id, entry.from_state, entry.to_state, entry.revision,
                     entry.comment, freeze({**entry.data, "series": series_id}))
+
+
+def check_page(after_id: object, limit: object) -> None:
+    """Raise :class:`ValueError` unless ``after_id`` is an ``int`` >= 0 and ``limit`` is
+    ``None`` or an ``int`` >= 0 (bools are not numbers here): every backend's
+    :meth:`Storage.audit_log` refuses the same page requests."""
+    if type(after_id) is not int or after_id < 0:
+        raise ValueError(f"after_id must be a whole number >= 0, got {after_id!r}")
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise ValueError(f"limit must be None or a whole number >= 0, got {limit!r}")
 
 
 @attrs.frozen
@@ -407,7 +417,11 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def audit_log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
-        """All audit entries with ``id > after_id``, oldest first."""
+        """All audit entries with ``id > after_id``, oldest first; at most ``limit``.
+
+        ``after_id`` and ``limit`` are whole numbers >= 0 (``limit`` may be ``None``: no
+        limit); anything else raises :class:`ValueError` (see :func:`check_page`).
+        """
 
     @abc.abstractmethod
     def cursor(self, consumer: str) -> int:

@@ -32,7 +32,7 @@ from postflow.models import (
     freeze,
     replace,
 )
-from postflow.storage import NewEntry, PostQuery, Storage, _with_series
+from postflow.storage import NewEntry, PostQuery, Storage, _with_series, check_page
 
 __all__ = ["MemoryStorage"]
 
@@ -566,6 +566,7 @@ class MemoryStorage(Storage):
             return [_entry(row) for row in self._history.get(post_id, ())]
 
     def audit_log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        check_page(after_id, limit)
         with self._lock:
             start = bisect.bisect_right(self._audit, after_id, key=operator.itemgetter(0))
             stop = None if limit is None else start + limit

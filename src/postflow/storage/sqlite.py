@@ -41,7 +41,7 @@ from postflow.models import (
     freeze,
     replace,
 )
-from postflow.storage import NewEntry, PostQuery, Storage, _with_series
+from postflow.storage import NewEntry, PostQuery, Storage, _with_series, check_page
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
@@ -947,6 +947,7 @@ class SQLiteStorage(Storage):
         return [_entry(r) for r in rows]
 
     def audit_log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        check_page(after_id, limit)
         rows = self._read(
             f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE id > ? ORDER BY id LIMIT ?",
             (after_id, -1 if limit is None else limit))
