@@ -9,11 +9,13 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from postflow._time import Clock, SystemClock
+from postflow.approvals import PendingApproval
 from postflow.audit import replay
 from postflow.exceptions import (
     ConfigError,
     ConflictError,
     InvalidTransition,
+    MigrationRequired,
     NotFound,
     OutcomeUnknownError,
     PermanentError,
@@ -66,8 +68,10 @@ __all__ = [
     "Hold",
     "InvalidTransition",
     "Member",
+    "MigrationRequired",
     "NotFound",
     "OutcomeUnknownError",
+    "PendingApproval",
     "PermanentError",
     "PermissionDenied",
     "PlanningEntry",
