@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import click
 
 import postflow
+from postflow._time import zone_of
 from postflow.cli._app import (
     by_option,
     cli,
@@ -33,13 +34,13 @@ __all__ = ["post", "post_json", "post_zone"]
 # -- views ----------------------------------------------------------------------------
 
 def post_zone(ws: postflow.Workspace, post: Post, zone: tzinfo | None) -> tzinfo:
-    """``--tz``, else the zone the post was scheduled in, else its first channel's."""
+    """``--tz``, else its first channel's zone (else the zone it was scheduled in)."""
     if zone is not None:
         return zone
-    if post.scheduled_zone:
-        return ZoneInfo(post.scheduled_zone)
     channel = ws.storage.get_channel(post.channels[0]) if post.channels else None
-    return ZoneInfo(channel.timezone) if channel is not None else ZoneInfo("UTC")
+    if channel is not None:
+        return ZoneInfo(channel.timezone)
+    return zone_of(post.scheduled_zone or "UTC")
 
 
 def _zone_name(zone: tzinfo) -> str:
@@ -315,11 +316,9 @@ def post_list(url: str, workflow_file: Path | None, as_json: bool, tz: str | Non
 
 # -- triggers -------------------------------------------------------------------------
 
-def _trigger_command(name: str, trigger: str, doc: str, *, who: str,
-                     comment_required: bool = False) -> None:
-    comment = click.option("--comment", required=comment_required, default=None,
-                           help="Why (recorded in the trail)"
-                           + ("; required." if comment_required else "."))
+def _trigger_command(name: str, trigger: str, doc: str, *, who: str) -> None:
+    comment = click.option("--comment", default=None,
+                           help="Why (recorded in the trail; the workflow may require it).")
 
     @post.command(name, help=doc)
     @db_option
@@ -337,21 +336,20 @@ def _trigger_command(name: str, trigger: str, doc: str, *, who: str,
         click.echo(f"Post {moved.id} is {moved.state}.")
 
 
-for _name, _trigger, _doc, _who, _required in (
-    ("submit", "submit", "Send a draft for review.", "Its author", False),
-    ("approve", "approve", "Approve a post at its current stage.", "Approver", False),
-    ("request-changes", "request_changes", "Send a post back to its author.", "Approver",
-     True),
-    ("withdraw", "withdraw", "Take a post out of review.", "Its author", False),
+for _name, _trigger, _doc, _who in (
+    ("submit", "submit", "Send a draft for review.", "Its author"),
+    ("approve", "approve", "Approve a post at its current stage.", "Approver"),
+    ("request-changes", "request_changes",
+     "Send a post back to its author (--comment says what to change).", "Approver"),
+    ("withdraw", "withdraw", "Take a post out of review.", "Its author"),
     ("unschedule", "unschedule", "Take a post off the schedule (back to approved).",
-     "Publisher or admin", False),
+     "Publisher or admin"),
     ("retry", "retry", "Put a failed post back on the schedule (the worker sends it).",
-     "Publisher or admin", False),
-    ("archive", "archive", "Archive a post.", "Publisher or admin", False),
-    ("restore", "restore", "Bring an archived post back as a draft.", "Publisher or admin",
-     False),
+     "Publisher or admin"),
+    ("archive", "archive", "Archive a post.", "Publisher or admin"),
+    ("restore", "restore", "Bring an archived post back as a draft.", "Publisher or admin"),
 ):
-    _trigger_command(_name, _trigger, _doc, who=_who, comment_required=_required)
+    _trigger_command(_name, _trigger, _doc, who=_who)
 
 
 @post.command("schedule")
