@@ -221,6 +221,7 @@ class TestBadInput:
         (("post", "schedule", "1", "--by", "cy", "--at", "2030-01-05T09:00"), 2,
          "use --at 2027-01-05T09:00+02:00"),
         (("post", "schedule", "1", "--by", "cy", "--at", "soon"), 2, "not a date-time"),
+        (("post", "fire", "1", "schedule", "--by", "cy"), 2, "schedule needs a time"),
         (("post", "edit", "1", "--by", "ana", "--channel", "acme-zz"), 65,
          "no channel called 'acme-zz'"),
         (("post", "edit", "1", "--by", "ana", "--text", "x", "--expected-version", "9"), 75,

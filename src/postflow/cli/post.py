@@ -450,7 +450,10 @@ def post_fire(url: str, workflow_file: Path | None, by: str, post_id: int, trigg
               comment: str | None, at_text: str | None) -> None:
     """Fire any TRIGGER of the workflow (custom ones too) on a post."""
     at = parse_at(at_text) if at_text is not None else None
+    name = trigger.replace("-", "_")
+    if name == "schedule" and at is None:
+        raise click.UsageError("schedule needs a time: use --at 2027-01-05T09:00+02:00")
     with open_workspace(url, workflow_file) as ws:
-        moved = ws.fire(post_id, trigger.replace("-", "_"), by=by, comment=comment, at=at)
+        moved = ws.fire(post_id, name, by=by, comment=comment, at=at)
     click.echo(f"Post {moved.id} is {moved.state}.")
 
