@@ -82,7 +82,7 @@ def approved(ws: Workspace, clock: FixedClock, tmp_path: Path) -> Post:
 def published(ws: Workspace, clock: FixedClock, tmp_path: Path) -> Post:
     """A published post."""
     post = approved(ws, clock, tmp_path)
-    return ws.publish(post.id, by="cy")
+    return ws.mark_published(post.id, by="cy")
 
 
 def archived(ws: Workspace, clock: FixedClock, tmp_path: Path) -> Post:

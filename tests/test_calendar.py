@@ -90,7 +90,7 @@ class TestContentFields:
                                               clock: FixedClock) -> None:
         """urls= on publish is merged into published_urls and replayed from the trail."""
         post = scheduled(ws, clock, channels=("acme-x", "acme-li"))
-        published = ws.publish(post.id, by="cy", urls={"acme-x": "https://x.com/acme/1"})
+        published = ws.mark_published(post.id, by="cy", urls={"acme-x": "https://x.com/acme/1"})
         assert dict(published.published_urls) == {"acme-x": "https://x.com/acme/1"}
         assert ws.posts.get(post.id) == published
         assert postflow.replay(ws.history(post.id)) == published
@@ -105,7 +105,7 @@ class TestContentFields:
         """A channel the post does not go to, a non-http URL or a non-mapping is refused."""
         post = scheduled(ws, clock)
         with pytest.raises(postflow.ValidationFailed) as info:
-            ws.publish(post.id, by="cy", urls=urls)
+            ws.mark_published(post.id, by="cy", urls=urls)
         assert info.value.problems[0].field == field
         assert ws.posts.get(post.id) == post
 
@@ -164,11 +164,11 @@ class TestIcal:
         """Scheduled and published posts are confirmed, planned ones tentative, the rest
         absent."""
         confirmed = scheduled(ws, clock)
-        published = ws.publish(scheduled(ws, clock, days=2).id, by="cy")
+        published = ws.mark_published(scheduled(ws, clock, days=2).id, by="cy")
         direct = ws.posts.create(author="ana", text="now", channels=["acme-x"])
         ws.submit(direct.id, by="ana")
         ws.approve(direct.id, by="ben")
-        direct = ws.publish(direct.id, by="cy")  # published without a schedule
+        direct = ws.mark_published(direct.id, by="cy")  # published without a schedule
         planned = ws.plan(ws.posts.create(author="ana", text="p", channels=["acme-x"]).id,
                           on=date(2030, 1, 10), by="ana")
         unplanned = ws.posts.create(author="ana", text="u", channels=["acme-x"])

@@ -158,11 +158,11 @@ class Scenario:
                          datetime(2030, 2, 1, 9, 0, tzinfo=TOKYO),
                          channels=("acme-x", "acme-li"), media=[MEDIA[0]])
         tick()
-        self.published = ws.publish(post.id, by="cy", urls={"acme-x": X_URL})
+        self.published = ws.mark_published(post.id, by="cy", urls={"acme-x": X_URL})
         tick()
         post = approved(ws, "Published straight from approval", author="aaron")
         tick()
-        self.published_now = ws.publish(post.id, by="dee")
+        self.published_now = ws.mark_published(post.id, by="dee")
         tick()
         post = ws.posts.create(author="aaron", text="An idea for April\nwith details",
                                channels=["acme-li"], campaign="spring")

@@ -97,8 +97,10 @@ def every_action(ws: postflow.Workspace, clock: FixedClock) -> None:
     ws.publish_due(worker="w1")  # claim, then the worker's publish
     ws.archive(post.id, by="dee")
     ws.restore(post.id, by="dee")
-    ws.posts.create_series(author="ana", text="Weekly", channels=["acme-x"],
-                           rrule="FREQ=WEEKLY", start=clock.now() + timedelta(days=1))
+    series, _ = ws.posts.create_series(author="ana", text="Weekly", channels=["acme-x"],
+                                       rrule="FREQ=WEEKLY",
+                                       start=clock.now() + timedelta(days=1))
+    ws.scheduling.end_series(series.id, by="ana")
     ws.feeds.create("team")
     ws.feeds.rotate("team")
     ws.feeds.revoke("team")
@@ -119,6 +121,10 @@ def every_action(ws: postflow.Workspace, clock: FixedClock) -> None:
     ws.schedule(failing.id, at=clock.now() + timedelta(minutes=5), by="cy")
     clock.advance(minutes=10)
     ws.publish_due(worker="w1", stop=lambda: True)  # claimed, then released
+    now = ws.posts.create(author="ana", text="Now", channels=["acme-ma"])
+    ws.submit(now.id, by="ana")
+    ws.approve(now.id, by="ben")
+    ws.publish(now.id, by="cy")  # publish_now, its claim, and the outcome
     ws.apply_workflow(postflow.Workflow.from_dict({"extends": "default", "name": "house"}),
                       by="dee")
 

@@ -295,3 +295,28 @@ def test_every_page_in_toctree() -> None:
     missing = [p.stem for p in PAGES if p.stem != "index"
                and not re.search(rf"^\s+{re.escape(p.stem)}$", index, re.M)]
     assert not missing
+
+
+def _command_paths(group: object, prefix: str = "") -> list[str]:
+    import click
+
+    assert isinstance(group, click.Group)
+    paths = []
+    for name, command in sorted(group.commands.items()):
+        path = f"{prefix}{name}"
+        if isinstance(command, click.Group):
+            paths += _command_paths(command, f"{path} ")
+        else:
+            paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("path", _command_paths(cli))
+def test_every_command_is_in_the_cli_page(path: str) -> None:
+    """docs/cli.rst has an entry for every command (``postflow a b`` or a group line that
+    names it among ``a|b|c`` alternatives)."""
+    text = (DOCS / "cli.rst").read_text(encoding="utf-8")
+    *group, name = path.split(" ")
+    head = " ".join(["postflow", *group])
+    pattern = rf"``{re.escape(head)} (?:[\w-]+\|)*{re.escape(name)}(?:\|[\w-]+)*[ `]"
+    assert re.search(pattern, text), f"postflow {path} is not documented in docs/cli.rst"

@@ -190,7 +190,7 @@ class TestTimeline:
                                              clock: FixedClock) -> None:
         """A post published from the schedule is found by a time-range query."""
         post = scheduled_post(ws, clock)
-        ws.publish(post.id, by="cy")
+        ws.mark_published(post.id, by="cy")
         assert [p.id for p in ws.posts.list(state="published", between=(None, None))] == [
             post.id]
         assert ws.posts.list(state="scheduled", between=(None, None)) == []

@@ -466,7 +466,7 @@ class TestAfterTransitionHook:
         post = ws.posts.create(author="ana", text="hi", channels=["acme-x"])
         ws.edit(post.id, by="ana", text="hi")
         with pytest.raises(postflow.InvalidTransition):
-            ws.publish(post.id, by="cy")
+            ws.mark_published(post.id, by="cy")
         assert recorder.transitions == []
 
     def test_runs_after_commit(self, tmp_path: Path, make_ws: MakeWs) -> None:

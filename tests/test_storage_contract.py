@@ -1079,3 +1079,57 @@ class TestSlotGuards:
         assert storage.get_post(second.id) == second
         assert len(storage.audit_log()) == log_length
         assert storage.slot_version("acme-x") == 1
+
+
+class TestOnePostClaimAndSeriesChanges:
+    """claim_post (publishing one post now) and save_series (ending a series)."""
+
+    def test_claim_post_leases_one_scheduled_post_whatever_its_time(
+            self, storage: Storage) -> None:
+        """A scheduled post is claimed even before its time, once; other states and a
+        running lease are refused with nothing written."""
+        later = insert(storage, state="scheduled", scheduled_at=T0 + timedelta(days=2),
+                       scheduled_zone="UTC")
+        draft = insert(storage)
+        until = T0 + timedelta(minutes=5)
+        assert storage.claim_post(draft.id, T0, "w1", until, "c1") is None
+        assert storage.claim_post(10**6, T0, "w1", until, "c1") is None
+        claimed = storage.claim_post(later.id, T0, "w1", until, "c2")
+        assert claimed is not None
+        assert (claimed.claimed_by, claimed.claimed_until, claimed.version) == (
+            "w1", until, 2)
+        assert storage.get_post(later.id) == claimed
+        entry = storage.history(later.id)[-1]
+        assert (entry.action, entry.actor, entry.correlation_id) == ("claim", "w1", "c2")
+        size = len(storage.audit_log())
+        assert storage.claim_post(later.id, T0, "w2", until, "c3") is None  # leased
+        assert len(storage.audit_log()) == size
+        assert storage.get_post(later.id) == claimed
+        again = storage.claim_post(later.id, until, "w2", until + timedelta(minutes=5), "c4")
+        assert again is not None
+        assert again.claimed_by == "w2"
+
+    def test_save_series_is_a_compare_and_set(self, storage: Storage) -> None:
+        """A series is replaced only at the expected version, ended fields included."""
+        series = storage.insert_series(postflow.Series(
+            0, "ana", "tip", ("acme-x",), "FREQ=DAILY", datetime(2030, 1, 1, 9), "UTC",
+            timedelta(days=3)), make_entry("series.create"))
+        ended = attrs.evolve(series, version=2, ended_at=T0, ended_by="cy")
+        with pytest.raises(ConflictError):
+            storage.save_series(ended, make_entry("series.end"), expected_version=5)
+        assert storage.list_series() == [series]
+        storage.save_series(ended, make_entry("series.end"), expected_version=1)
+        assert storage.list_series() == [ended]
+        assert storage.audit_log()[-1].action == "series.end"
+        with pytest.raises(NotFound):
+            storage.save_series(attrs.evolve(ended, id=999), make_entry("series.end"),
+                                expected_version=2)
+
+    def test_campaign_active_flag_round_trips(self, storage: Storage) -> None:
+        """A retired campaign is stored as retired."""
+        storage.save_campaign(Campaign("old", active=False), make_entry("campaign.add"),
+                              expected_version=0)
+        found = storage.get_campaign("old")
+        assert found is not None
+        assert found.active is False
+        assert storage.list_campaigns() == [found]

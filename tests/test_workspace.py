@@ -68,7 +68,7 @@ def failed(ws: Workspace, clock: FixedClock) -> Post:
 def published(ws: Workspace, clock: FixedClock) -> Post:
     """A published post."""
     post = approved(ws)
-    return ws.publish(post.id, by="cy")
+    return ws.mark_published(post.id, by="cy")
 
 
 def archived(ws: Workspace, clock: FixedClock) -> Post:
@@ -415,8 +415,9 @@ class TestTriggers:
         before = len(ws.history(post.id))
         if via == "fire" or not hasattr(ws, method):
             result = ws.fire(post.id, method, by=by, **kwargs)
-        else:
-            result = getattr(ws, method)(post.id, by=by, **kwargs)
+        else:  # ws.publish publishes now; ws.mark_published fires the trigger
+            name = "mark_published" if method == "publish" else method
+            result = getattr(ws, name)(post.id, by=by, **kwargs)
         assert result.state == dest
         assert result.version == post.version + 1
         assert result.updated_at == clock.now()
@@ -983,7 +984,7 @@ class TestAudit:
         expect("schedule", "cy",
                lambda: ws.schedule(pid, at=clock.now() + timedelta(days=1), by="cy"))
         expect("unschedule", "cy", lambda: ws.unschedule(pid, by="cy"))
-        expect("publish", "cy", lambda: ws.publish(pid, by="cy"))
+        expect("publish", "cy", lambda: ws.mark_published(pid, by="cy"))
         expect("archive", "cy", lambda: ws.archive(pid, by="cy"))
         expect("restore", "dee", lambda: ws.restore(pid, by="dee"))
         expect("member.update", "system", lambda: ws.team.remove("max"))

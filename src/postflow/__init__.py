@@ -11,11 +11,13 @@ from typing import Any
 from postflow._time import Clock, SystemClock
 from postflow._version import DISTRIBUTION
 from postflow._version import version as _installed_version
+from postflow.approvals import PendingApproval
 from postflow.audit import replay
 from postflow.exceptions import (
     ConfigError,
     ConflictError,
     InvalidTransition,
+    MigrationRequired,
     NotFound,
     OutcomeUnknownError,
     PermanentError,
@@ -71,8 +73,10 @@ __all__ = [
     "Hold",
     "InvalidTransition",
     "Member",
+    "MigrationRequired",
     "NotFound",
     "OutcomeUnknownError",
+    "PendingApproval",
     "PermanentError",
     "PermissionDenied",
     "PlanningEntry",

@@ -17,6 +17,7 @@ from postflow._urls import redact_url
 from postflow.storage import PostQuery
 
 if TYPE_CHECKING:
+    from postflow.models import Delivery
     from postflow.publishing import Outcome
     from postflow.workspace import Workspace
 
@@ -121,10 +122,27 @@ def render_status(ws: Workspace) -> str:
     failed = ws.storage.list_posts(PostQuery(states=frozenset({"failed"})))
     lines.append(f"Failed: {len(failed)}")
     for post in failed:
-        unconfirmed = [d.channel for d in ws.storage.deliveries(post.id)
-                       if d.status == "unconfirmed"]
-        if unconfirmed:
-            lines.append(f"  post {post.id}: unconfirmed on {', '.join(unconfirmed)} "
-                         f"(check the network, then: postflow resolve {post.id} "
-                         f"{unconfirmed[0]} --by NAME --published|--not-published --retry)")
+        lines.extend(_failed_lines(ws, post.id))
     return "\n".join(lines)
+
+
+def _failed_lines(ws: Workspace, post_id: int) -> list[str]:
+    """Why a failed post failed (its last ``fail`` entry, its deliveries' errors), and the
+    command that settles it."""
+    reason = next((str(e.data.get("reason", "")) for e in reversed(ws.storage.history(
+        post_id)) if e.action == "fail"), "") or "failed"
+    current: dict[str, Delivery] = {}
+    for delivery in ws.storage.deliveries(post_id):  # the newest revision's last
+        current[delivery.channel] = delivery
+    unconfirmed = [d for d in current.values() if d.status == "unconfirmed"]
+    lines = [f"  post {post_id}: {reason}"]
+    for d in current.values():
+        if d.last_error:
+            lines.append(f"    {d.channel} ({d.status}): {d.last_error}")
+    if unconfirmed:
+        lines.append(f"    settle: check the network, then: postflow resolve {post_id} "
+                     f"{unconfirmed[0].channel} --by NAME --published|--not-published --retry")
+    else:
+        lines.append(f"    settle: postflow post retry {post_id} --by NAME  (or postflow post "
+                     f"archive {post_id} --by NAME)")
+    return lines

@@ -13,12 +13,12 @@ __all__ = ["POST_ACTIONS", "TEAM_ACTIONS", "replay"]
 TEAM_ACTIONS = frozenset({
     "member.add", "member.update", "channel.add", "channel.update", "campaign.add",
     "campaign.update", "feed.create", "feed.rotate", "feed.revoke", "calendar.import",
-    "pause", "resume", "series.create", "workflow.store", "workflow.apply",
+    "pause", "resume", "series.create", "series.end", "workflow.store", "workflow.apply",
 })
 """Actions of entries that concern no post."""
 
 POST_ACTIONS = frozenset({"create", "edit", "comment", "plan", "claim", "retry_wait",
-                          "release", "delivery.resolve", "workflow.apply"})
+                          "release", "delivery.resolve", "workflow.apply", "publish_now"})
 """Post actions that are not workflow triggers (every trigger name is an action too)."""
 
 

@@ -193,6 +193,11 @@ class Channels(_Directory[Channel]):
         return ws.save_changed(lambda: self.get(name), change, ws.storage.save_channel,
                              expected_version, f"channel {name!r}")
 
+    def remove(self, name: str, *, by: str | None = None,
+               expected_version: int | None = None) -> Channel:
+        """Retire a channel (``update(active=False)``): its history keeps the name."""
+        return self.update(name, active=False, by=by, expected_version=expected_version)
+
 
 class Campaigns(_Directory[Campaign]):
     """Named campaigns with a goal and hashtags (``ws.campaigns``)."""
@@ -221,9 +226,10 @@ class Campaigns(_Directory[Campaign]):
         return campaign
 
     def update(self, name: str, *, goal: str | None = None,
-               hashtags: Iterable[str] | None = None, by: str | None = None,
-               expected_version: int | None = None) -> Campaign:
-        """Change a campaign's goal or hashtags."""
+               hashtags: Iterable[str] | None = None, active: bool | None = None,
+               by: str | None = None, expected_version: int | None = None) -> Campaign:
+        """Change a campaign's goal or hashtags, or retire it (``active=False``): posts
+        can then no longer be created for, or edited into, it; those it has keep it."""
         ws = self._engine
         actor = ws.manager(by)
         self.get(name)
@@ -232,6 +238,8 @@ class Campaigns(_Directory[Campaign]):
             changes["goal"] = optional_text(goal, name, "goal", one_line=False)
         if hashtags is not None:
             changes["hashtags"] = hashtag_list(hashtags, f"campaign {name!r}")
+        if active is not None:
+            changes["active"] = bool(active)
 
         def change(campaign: Campaign) -> tuple[Campaign, NewEntry]:
             return attrs.evolve(campaign, version=campaign.version + 1, **changes), ws.entry(
@@ -239,3 +247,8 @@ class Campaigns(_Directory[Campaign]):
 
         return ws.save_changed(lambda: self.get(name), change, ws.storage.save_campaign,
                              expected_version, f"campaign {name!r}")
+
+    def remove(self, name: str, *, by: str | None = None,
+               expected_version: int | None = None) -> Campaign:
+        """Retire a campaign (its name stays in the history and on its posts)."""
+        return self.update(name, active=False, by=by, expected_version=expected_version)

@@ -69,7 +69,7 @@ RESERVED_DATA_KEYS = frozenset({
 AUDIT_ACTIONS = frozenset({
     "create", "edit", "plan", "comment",
     "claim", "release", "retry_wait", "delivery.resolve",
-    "pause", "resume", "series.create",
+    "pause", "resume", "series.create", "series.end", "publish_now",
     "member.add", "member.update", "channel.add", "channel.update",
     "campaign.add", "campaign.update",
     "feed.create", "feed.rotate", "feed.revoke", "calendar.import",
@@ -443,9 +443,10 @@ class ChangeEngine:
 
     def validate_content(
         self, subject: str, text: object, channels: Sequence[str], campaign: str | None,
-        *, planned_for: object = None,
+        *, planned_for: object = None, keep_campaign: str | None = None,
     ) -> None:
-        """Refuse empty text, unknown or retired channels, unknown campaigns."""
+        """Refuse empty text, unknown or retired channels, unknown campaigns, and retired
+        ones other than ``keep_campaign`` (the one the post already has)."""
         problems = []
         if planned_for is not None and (
             isinstance(planned_for, datetime) or not isinstance(planned_for, date)
@@ -476,10 +477,12 @@ class ChangeEngine:
             elif not channel.active:
                 problems.append(Problem("inactive-channel", f"channel {name!r} is retired",
                                         channel=name, field="channels"))
-        if campaign is not None and (
-            not isinstance(campaign, str) or self.storage.get_campaign(campaign) is None
-        ):
+        found = self.storage.get_campaign(campaign) if isinstance(campaign, str) else None
+        if campaign is not None and found is None:
             problems.append(Problem("unknown-campaign", f"no campaign called {campaign!r}",
+                                    field="campaign"))
+        elif found is not None and not found.active and campaign != keep_campaign:
+            problems.append(Problem("inactive-campaign", f"campaign {campaign!r} is retired",
                                     field="campaign"))
         if problems:
             raise ValidationFailed(subject, problems)

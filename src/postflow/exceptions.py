@@ -15,6 +15,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "InvalidTransition",
+    "MigrationRequired",
     "NotFound",
     "OutcomeUnknownError",
     "PermanentError",
@@ -133,6 +134,17 @@ class ConfigError(PostflowError, ValueError):
 
 class StorageError(PostflowError):
     """The storage backend failed or holds data postflow cannot use."""
+
+
+class MigrationRequired(StorageError):
+    """The database's schema is older than this postflow's, and it was opened without
+    migrating (``sqlite:///path?migrate=no``, as the command line does): run
+    ``postflow db migrate``. :attr:`found` and :attr:`current` are the two versions."""
+
+    def __init__(self, message: str, *, found: int, current: int) -> None:
+        self.found = found
+        self.current = current
+        super().__init__(message)
 
 
 class PublishError(PostflowError):

@@ -209,6 +209,8 @@ class Campaign:
     goal: str = ""
     hashtags: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     version: int = 1
+    active: bool = True
+    """``False`` once retired: posts can no longer be created for or moved into it."""
 
 
 @attrs.frozen
@@ -460,6 +462,10 @@ class Series:
     media: tuple[str, ...] = ()
     created_until: datetime | None = None
     version: int = 1
+    ended_at: datetime | None = None
+    """When the series was ended (no occurrences are created after that), or ``None``."""
+    ended_by: str | None = None
+    """Who ended it."""
 
 
 @attrs.frozen

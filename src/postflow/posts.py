@@ -263,7 +263,8 @@ class Posts:
             channels, f"post {post.id}")
         new_campaign = post.campaign if campaign is UNSET else campaign
         new_media = post.media if media is None else media_urls(media, f"post {post.id}")
-        self._engine.validate_content(f"post {post.id}", new_text, new_channels, new_campaign)
+        self._engine.validate_content(f"post {post.id}", new_text, new_channels, new_campaign,
+                                      keep_campaign=post.campaign)
         data: dict[str, Any] = {}
         if new_text != post.text:
             data["text"] = new_text

@@ -488,6 +488,89 @@ class Publishing:
         log.info("post %s: %s by %s", post.id, trigger or "waiting", worker,
                  extra={"post_id": post.id, "worker": worker, "result": trigger or "waiting"})
 
+    # -- publishing one post now ----------------------------------------------------
+
+    def publish_now(self, post_id: int, *, by: str, worker: str | None = None,
+                    comment: str | None = None) -> Outcome:
+        """Publish an ``approved`` or ``scheduled`` post now, through its channels'
+        publishers, exactly once (``ws.publish``; a publisher or an admin).
+
+        The same path as the worker's: the post is first put on the schedule at this
+        moment (audit action ``publish_now``; a change of a person, which plugins may
+        veto; channel cadence rules are not applied to a person's "now"), then claimed
+        with a lease (:meth:`~postflow.Storage.claim_post`) and handed to the
+        publishers with its deliveries, as :meth:`publish_due` does. A post another
+        worker holds, or a paused channel, is refused before anything is sent; what the
+        network answered is the returned :class:`Outcome` (``published``, ``failed``,
+        ``unconfirmed``, ``waiting``: the worker retries it).
+        """
+        ws = self._ws
+        engine = ws.engine
+        member = self._publisher_member(by, "publish")
+        workflow = ws.workflow
+        for trigger, source in (("schedule", "approved"), ("publish", "scheduled"),
+                                ("fail", "scheduled")):
+            rule = workflow.rules.get(trigger)
+            if rule is None or source not in rule.sources:
+                raise ConfigError(
+                    f"workflow {workflow.name!r} cannot publish a post now: it needs a "
+                    f"{trigger!r} transition from {source!r}")
+        post = ws.posts.get(post_id)
+        held = {h.scope for h in ws.storage.holds()}
+        if ALL_CHANNELS in held or held.intersection(post.channels):
+            paused = "all publishing is" if ALL_CHANNELS in held else \
+                f"channel(s) {', '.join(sorted(held.intersection(post.channels)))} are"
+            raise InvalidTransition(
+                f"post {post_id} cannot be published now: {paused} paused (postflow resume)",
+                post_id=post_id, trigger="publish", state=post.state)
+        if comment is not None and not isinstance(comment, str):
+            raise ValidationFailed.single(f"post {post_id}", "bad-comment",
+                                          "comment must be text", field="comment")
+
+        def plan(post: Post, who: Any, now: datetime) -> tuple[Post, NewEntry]:
+            if post.state not in ("approved", "scheduled"):
+                raise InvalidTransition(
+                    f"post {post.id} is {post.state!r}: only an approved or scheduled post "
+                    "can be published now", post_id=post.id, trigger="publish",
+                    state=post.state, allowed=workflow.triggers_from(post.state))
+            rule = workflow.rules["schedule" if post.state == "approved" else "publish"]
+            engine.check_trigger(who, rule, post)
+            dest = post.state
+            if post.state == "approved":
+                dest = workflow.fire("schedule", post.state, post.approvals) or ""
+                if dest != "scheduled":
+                    raise InvalidTransition(
+                        f"post {post.id}: the workflow refused 'schedule' from 'approved'",
+                        post_id=post.id, trigger="schedule", state=post.state)
+            zone = post.scheduled_zone or self._zone(post)
+            state_changed_at = now if dest != post.state else post.state_changed_at
+            changed = replace(
+                post, version=post.version + 1, state=dest, updated_at=now,
+                state_changed_at=state_changed_at, scheduled_at=now, scheduled_zone=zone,
+                sequence=next_sequence(post, dest, now, post.planned_for, state_changed_at))
+            entry = engine.entry("publish_now", who.name, now, post, {
+                "scheduled_at": now.isoformat(), "scheduled_zone": zone}, to_state=dest,
+                comment=comment)
+            return changed, entry
+
+        scheduled = engine.change_post(post_id, "publish_now", member, None, plan, ())
+        worker = worker or f"{member}@{default_worker_id()}"
+        now = ws.clock.now()
+        correlation_id = new_correlation_id()
+        claimed = engine.commit(correlation_id, lambda: ws.storage.claim_post(
+            scheduled.id, now, worker, now + self.settings.lease, correlation_id))
+        if claimed is None:
+            current = ws.posts.get(post_id)
+            raise ConflictError(
+                f"post {post_id} was taken by {current.claimed_by or 'another change'} "
+                f"before it could be published (it is {current.state!r}); see "
+                f"'postflow post show {post_id}'", post_id=post_id)
+        return self._publish_one(claimed, now, worker)
+
+    def _zone(self, post: Post) -> str:
+        channel = self._ws.storage.get_channel(post.channels[0]) if post.channels else None
+        return channel.timezone if channel is not None else "UTC"
+
     # -- people's side --------------------------------------------------------------
 
     def pause(self, *, by: str, reason: str, channels: Sequence[str] | None = None

@@ -11,7 +11,14 @@ from typing import Any
 from postflow._fields import channel_names, media_urls
 from postflow._time import LATEST, to_utc, zone_of
 from postflow.engine import ChangeEngine, future_time, new_correlation_id
-from postflow.exceptions import ConflictError, NotFound, Problem, ValidationFailed
+from postflow.exceptions import (
+    ConflictError,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    Problem,
+    ValidationFailed,
+)
 from postflow.models import OFF_CALENDAR_STATES, Channel, Post, Revision, Series, freeze, replace
 from postflow.posts import create_data
 from postflow.storage import NewEntry, PostQuery
@@ -210,6 +217,62 @@ class Scheduling:
         series = ws.commit(entry.correlation_id, lambda: ws.storage.insert_series(new, entry))
         return series, self._extend_series(series, now)
 
+    def list_series(self, *, ended: bool | None = None) -> list[Series]:
+        """Every recurring series by id (``ended=False``: running ones only, ``True``:
+        ended ones only)."""
+        found = self._engine.storage.list_series()
+        if ended is None:
+            return found
+        return [s for s in found if (s.ended_at is not None) == ended]
+
+    def get_series(self, series_id: int) -> Series:
+        """The series with that id; :class:`~postflow.NotFound` otherwise."""
+        for series in self._engine.storage.list_series():
+            if series.id == series_id:
+                return series
+        raise NotFound(f"series {series_id!r} does not exist")
+
+    def end_series(self, series_id: int, *, by: str, comment: str | None = None,
+                   expected_version: int | None = None) -> Series:
+        """End a recurring series: no occurrence is created after this (audit action
+        ``series.end``). Occurrences already created stay posts of their own. Its
+        author, a publisher or an admin may end it; ending it twice is refused."""
+        engine = self._engine
+        member = engine.member(by, "end series")
+        for _ in range(20):
+            series = self.get_series(series_id)
+            if expected_version is not None and series.version != expected_version:
+                raise ConflictError(
+                    f"series {series_id} is at version {series.version}, not "
+                    f"{expected_version}: it changed since that snapshot was read",
+                    expected=expected_version, actual=series.version)
+            if not ({"publisher", "admin"} & member.roles or member.name == series.author):
+                raise PermissionDenied(
+                    f"{member.name} may not end series {series_id}: only its author "
+                    f"({series.author}), a publisher or an admin may",
+                    member=member.name, action="series.end",
+                    roles_needed={"publisher", "admin"})
+            engine.deny_by_plugins(member, "series.end", None)
+            if series.ended_at is not None:
+                raise InvalidTransition(
+                    f"series {series_id} already ended on {series.ended_at.isoformat()} "
+                    f"(by {series.ended_by})")
+            now = engine.clock.now()
+            ended = replace(series, version=series.version + 1, ended_at=now,
+                            ended_by=member.name)
+            entry = engine.entry("series.end", member.name, now, None,
+                                 {"series": series.id, "rrule": series.rrule},
+                                 comment=comment)
+            try:
+                engine.commit(entry.correlation_id, lambda: engine.storage.save_series(
+                    ended, entry, expected_version=series.version))  # noqa: B023
+            except ConflictError:
+                if expected_version is not None:
+                    raise
+                continue  # a pass of create_occurrences moved it on: read it again
+            return ended
+        raise ConflictError(f"series {series_id} kept changing; gave up")
+
     def create_occurrences(self, now: datetime | None = None) -> list[Post]:
         """Create the occurrences of every recurring series due within its ``ahead``
         window of ``now``; each becomes a draft of its own (the worker calls this)."""
@@ -221,6 +284,8 @@ class Scheduling:
         return created
 
     def _extend_series(self, series: Series, now: datetime) -> list[Post]:
+        if series.ended_at is not None:
+            return []  # ended: no more occurrences
         author = self._engine.storage.get_member(series.author)
         if author is None or not author.active:
             return []  # its author left the team: no new occurrences in their name

@@ -12,6 +12,7 @@ from postflow._fields import UNSET
 from postflow._plugins import Hooks, make_plugin_manager
 from postflow._time import Clock, SystemClock
 from postflow._urls import redact_url
+from postflow.approvals import Approvals, PendingApproval
 from postflow.calendar import Calendar, CalendarSettings, Feeds
 from postflow.changes import Changes
 from postflow.directory import Campaigns, Channels, Team
@@ -112,6 +113,7 @@ class Workspace:
         self.feeds = Feeds(self)
         self.publishing = Publishing(self, publishing or PublishingSettings())
         self.changes = Changes(self.engine)
+        self.approval_queue = Approvals(self.engine)
 
     def __repr__(self) -> str:
         return f"<Workspace {redact_url(self.storage.url)} workflow={self.workflow.name!r}>"
@@ -188,9 +190,18 @@ class Workspace:
         return self.fire(post_id, "unschedule", by=by, expected_version=expected_version,
                          comment=comment)
 
-    def publish(self, post_id: int, *, by: str, expected_version: int | None = None,
-                comment: str | None = None, urls: Mapping[str, str] | None = None) -> Post:
-        """Mark a post published; ``urls`` maps its channels to the published posts."""
+    def publish(self, post_id: int, *, by: str, comment: str | None = None) -> Outcome:
+        """Publish an approved or scheduled post NOW through its channels' publishers,
+        exactly once, by the worker's claim and deliveries (see
+        :meth:`Publishing.publish_now`); a publisher or an admin."""
+        return self.publishing.publish_now(post_id, by=by, comment=comment)
+
+    def mark_published(self, post_id: int, *, by: str, expected_version: int | None = None,
+                       comment: str | None = None, urls: Mapping[str, str] | None = None
+                       ) -> Post:
+        """Record that a post WAS published elsewhere (by hand, by another tool): fires
+        the workflow's ``publish`` trigger without sending anything; ``urls`` maps its
+        channels to the published posts."""
         return self.fire(post_id, "publish", by=by, expected_version=expected_version,
                          comment=comment, urls=urls)
 
@@ -328,6 +339,12 @@ class Workspace:
         """A post's revisions, oldest first."""
         self.posts.get(post_id)
         return self.storage.revisions(post_id)
+
+    def approvals(self, *, member: str | None = None, overdue: bool = False
+                  ) -> list[PendingApproval]:
+        """What waits for approval: per post in review, the stage it is at, who may
+        approve it, since when and by when (see :meth:`Approvals.pending`)."""
+        return self.approval_queue.pending(member=member, overdue=overdue)
 
     def stages(self, post_id: int) -> tuple[StageStatus, ...]:
         """Where each approval stage stands for the post's current revision."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
@@ -18,15 +20,25 @@ from postflow.workflow import Workflow
 __all__ = [
     "DEFAULT_URL",
     "URL_ENV",
+    "USER_ENV",
+    "by_option",
     "calendar_options",
     "calendar_settings",
     "cli",
     "db_option",
+    "emit_json",
+    "json_option",
     "open_existing",
     "open_workspace",
+    "parse_at",
     "parse_when",
+    "show_time",
+    "sqlite_path",
+    "tz_option",
     "with_filters",
+    "without_migrating",
     "workflow_option",
+    "zone_option_value",
 ]
 
 URL_ENV = "POSTFLOW_URL"
@@ -48,21 +60,96 @@ def cli() -> None:
     """postflow: draft, review, approve, schedule and publish social-media posts."""
 
 
+def without_migrating(url: str) -> str:
+    """``url`` opened so that an older SQLite schema is refused, not migrated: the
+    command line never upgrades a file silently (``postflow db migrate`` does)."""
+    if url.startswith("sqlite:") and "migrate=" not in url:
+        return url + ("&" if "?" in url else "?") + "migrate=no"
+    return url
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:///path`` URL (without options), else ``None``."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return url[len("sqlite:///"):].split("?", 1)[0]
+
+
 def open_existing(url: str, workflow: Workflow | None, **kwargs: Any) -> postflow.Workspace:
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        raise NotFound(f"no database at {url[len('sqlite:///'):]} (pass --db or set {URL_ENV})")
-    return postflow.open(url, workflow=workflow, **kwargs)
+    path = sqlite_path(url)
+    if path is not None and not Path(path).exists():
+        raise NotFound(f"no database at {path} (pass --db or set {URL_ENV})")
+    return postflow.open(without_migrating(url), workflow=workflow, **kwargs)
 
 
 def open_workspace(url: str, workflow_file: Path | None,
           settings: CalendarSettings | None = None) -> postflow.Workspace:
-    """Open an existing workspace (a missing SQLite file is an error, not a new database)."""
+    """Open an existing workspace (a missing SQLite file is an error, not a new database;
+    an older schema is an error too: :class:`~postflow.MigrationRequired`)."""
     wf = Workflow.from_toml(workflow_file) if workflow_file else None
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+    path = sqlite_path(url)
+    if path is not None and not Path(path).exists():
         raise NotFound(
-            f"no database at {url[len('sqlite:///'):]} (pass --db sqlite:///path or set "
+            f"no database at {path} (pass --db sqlite:///path or set "
             f"{URL_ENV}; 'postflow demo' writes sqlite:///postflow-demo.db)")
-    return postflow.open(url, workflow=wf, calendar=settings)
+    return postflow.open(without_migrating(url), workflow=wf, calendar=settings)
+
+
+# -- options and output shared by the workflow commands -------------------------------
+
+USER_ENV = "POSTFLOW_USER"
+
+
+def by_option(help_text: str, *, required: bool = True) -> Callable[..., Any]:
+    """``--by MEMBER``, defaulting to ``$POSTFLOW_USER``."""
+    return click.option("--by", envvar=USER_ENV, required=required, show_envvar=True,
+                        help=f"{help_text} (default: ${USER_ENV}).")
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print JSON (shapes: docs/cli.rst, 'JSON output').")
+tz_option = click.option("--tz", "tz", default=None, metavar="ZONE",
+                         help="Show times in this IANA zone (default: each post's "
+                              "channel's zone).")
+
+
+def zone_option_value(tz: str | None) -> tzinfo | None:
+    """The zone named by ``--tz`` (a usage error when unknown)."""
+    if tz is None:
+        return None
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise click.BadParameter(f"unknown time zone {tz!r} (e.g. Europe/Berlin, UTC)",
+                                 param_hint="--tz") from exc
+
+
+def parse_at(value: str, option: str = "--at") -> datetime:
+    """An aware ISO 8601 date-time; a naive one is refused with an example."""
+    example = f"use {option} 2027-01-05T09:00+02:00 (or ...Z for UTC)"
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date-time: {example}",
+                                 param_hint=option) from exc
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise click.BadParameter(f"{value!r} has no UTC offset, so its moment is unknown: "
+                                 f"{example}", param_hint=option)
+    return parsed
+
+
+def show_time(value: datetime | None, zone: tzinfo | None) -> str | None:
+    """ISO 8601 in ``zone`` (UTC when ``None``), to the minute when seconds are zero."""
+    if value is None:
+        return None
+    local = value.astimezone(zone or UTC)
+    return local.isoformat(timespec="seconds" if local.second or local.microsecond
+                           else "minutes")
+
+
+def emit_json(value: Any) -> None:
+    """Print ``value`` as indented JSON with sorted keys."""
+    click.echo(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 # -- calendar and feeds ---------------------------------------------------------------

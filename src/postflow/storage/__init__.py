@@ -266,6 +266,13 @@ class Storage(abc.ABC):
         """Every series, by id."""
 
     @abc.abstractmethod
+    def save_series(self, series: Series, entry: NewEntry, *, expected_version: int) -> None:
+        """Replace the stored series if it is still at ``expected_version`` (``series``
+        is one version on), appending ``entry`` in the same transaction; otherwise
+        :class:`~postflow.ConflictError` (or :class:`~postflow.NotFound`) and nothing is
+        written. Every field is stored, ``ended_at`` and ``ended_by`` included."""
+
+    @abc.abstractmethod
     def add_occurrences(
         self, series: Series, expected_version: int,
         posts: Sequence[tuple[Post, Revision, NewEntry]],
@@ -299,6 +306,18 @@ class Storage(abc.ABC):
         and ``claimed_until`` set (``updated_at`` unchanged) and an audit entry
         ``claim`` by ``worker`` (data: ``claimed_until``), all in one transaction, so
         two workers never claim the same post. Returns the claimed snapshots.
+        """
+
+    @abc.abstractmethod
+    def claim_post(
+        self, post_id: int, now: datetime, worker: str, until: datetime,
+        correlation_id: str,
+    ) -> Post | None:
+        """Atomically lease one ``scheduled`` post to ``worker`` until ``until``, whatever
+        its ``scheduled_at`` (publishing it now), unless a lease on it is still running
+        (``claimed_until > now``). Stored and recorded as in :meth:`claim_due` (an audit
+        entry ``claim``); returns the claimed snapshot, or ``None`` (nothing written) when
+        the post is unknown, not ``scheduled`` or leased. Holds are the caller's concern.
         """
 
     @abc.abstractmethod

@@ -188,6 +188,18 @@ class MemoryStorage(Storage):
         with self._lock:
             return [self._series[i] for i in sorted(self._series)]
 
+    def save_series(self, series: Series, entry: NewEntry, *, expected_version: int) -> None:
+        with self._lock:
+            stored = self._series.get(series.id)
+            if stored is None:
+                raise NotFound(f"series {series.id} does not exist")
+            if stored.version != expected_version:
+                raise ConflictError(f"series {series.id} is at version {stored.version}, "
+                                    f"not {expected_version}", expected=expected_version,
+                                    actual=stored.version)
+            self._series[series.id] = series
+            self._append([entry])
+
     def add_occurrences(
         self, series: Series, expected_version: int,
         posts: Sequence[tuple[Post, Revision, NewEntry]],
@@ -305,6 +317,23 @@ class MemoryStorage(Storage):
                                        freeze({"claimed_until": until.isoformat()}))])
                 claimed.append(new)
             return claimed
+
+    def claim_post(
+        self, post_id: int, now: datetime, worker: str, until: datetime,
+        correlation_id: str,
+    ) -> Post | None:
+        with self._lock:
+            post = self._posts.get(post_id)
+            if post is None or post.state != "scheduled" or (
+                    post.claimed_until is not None and post.claimed_until > now):
+                return None
+            new = replace(post, version=post.version + 1, claimed_by=worker,
+                          claimed_until=until)
+            self._posts[post_id] = new
+            self._append([NewEntry("claim", worker, now, correlation_id, post_id,
+                                   post.state, post.state, post.revision, None,
+                                   freeze({"claimed_until": until.isoformat()}))])
+            return new
 
     def deliveries(self, post_id: int) -> list[Delivery]:
         with self._lock:

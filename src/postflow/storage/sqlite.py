@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from postflow._urls import redact_url
-from postflow.exceptions import ConfigError, ConflictError, NotFound, StorageError
+from postflow.exceptions import (
+    ConfigError,
+    ConflictError,
+    MigrationRequired,
+    NotFound,
+    StorageError,
+)
 from postflow.hookspecs import hookimpl
 from postflow.models import (
     NO_CADENCE,
@@ -43,12 +49,14 @@ from postflow.models import (
 )
 from postflow.storage import NewEntry, PostQuery, Storage, _with_series, check_page
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
+__all__ = ["MIGRATION_NOTES", "SCHEMA_VERSION", "SQLiteStorage", "migrate_file",
+           "stored_schema_version"]
 
 log = logging.getLogger("postflow")
 
-SCHEMA_VERSION = 4
-"""The schema this postflow writes; older files are migrated forward on open."""
+SCHEMA_VERSION = 5
+"""The schema this postflow writes; older files are migrated forward on open (unless
+opened with ``?migrate=no``)."""
 
 _SCHEMA_V1 = """
 CREATE TABLE postflow_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -183,10 +191,30 @@ def _migrate_to_4(db: sqlite3.Connection) -> None:
         _to_json({"workflow": default.name})))
 
 
+# -- migration of schema 5: ended series, retired campaigns ----------------
+# Kept in a function of its own (and safe to run twice: it adds only missing columns) so
+# that a file another build migrated this way stays valid.
+
+_CLI_WORKFLOW_COLUMNS = (
+    ("series", "ended_at", "TEXT"),
+    ("series", "ended_by", "TEXT"),
+    ("campaigns", "active", "INTEGER NOT NULL DEFAULT 1"),
+)
+
+
+def _migrate_series_end_campaign_active(db: sqlite3.Connection) -> None:
+    """Series can be ended (``ended_at``, ``ended_by``); campaigns retired (``active``)."""
+    for table, column, kind in _CLI_WORKFLOW_COLUMNS:
+        present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _migrate_to_2,  # media, published URLs, calendar
     3: lambda db: _run_script(db, _SCHEMA_V3),  # leases, publishers, deliveries, holds
     4: _migrate_to_4,  # the stored workflow
+    5: _migrate_series_end_campaign_active,  # ended series, retired campaigns
 }
 """``MIGRATIONS[n]`` upgrades a schema at version ``n - 1`` to ``n`` (inside a transaction).
 
@@ -194,6 +222,18 @@ A new file is created at version 1 and migrated forward, so every migration runs
 every test that opens a fresh database.
 """
 
+MIGRATION_NOTES: dict[int, str] = {
+    2: "media, published URLs, the calendar's tables and sequences",
+    3: "publishing leases, publishers, cadence, deliveries, holds, recurring series",
+    4: "the stored workflow",
+    5: "ended series, retired campaigns",
+}
+"""What each migration adds, as ``postflow db status`` lists it."""
+
+_SERIES_COLUMNS = (
+    "id, author, text, channels, rrule, start, zone, ahead_seconds, campaign, media, "
+    "created_until, version, ended_at, ended_by"
+)
 _POST_COLUMNS = (
     "id, version, state, author, text, channels, revision, created_at, updated_at, "
     "state_changed_at, campaign, planned_for, scheduled_at, scheduled_zone, approvals, "
@@ -252,6 +292,24 @@ def _approvals_text(approvals: tuple[Approval, ...]) -> str:
 _from_ts = datetime.fromisoformat
 
 
+def split_url(url: str) -> tuple[str, dict[str, bool]]:
+    """``sqlite:///path?migrate=no`` -> (``sqlite:///path``, ``{"migrate": False}``).
+
+    The one option is ``migrate`` (``yes``/``no``, default ``yes``): ``no`` refuses to
+    open a file with an older schema instead of migrating it."""
+    if "?" not in url:
+        return url, {}
+    base, query = url.split("?", 1)
+    options: dict[str, bool] = {}
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key != "migrate" or value.lower() not in {"yes", "no", "true", "false", "1", "0"}:
+            raise ConfigError(f"unknown sqlite URL option {part!r} in {url!r} "
+                              "(known: migrate=yes|no)")
+        options["migrate"] = value.lower() in {"yes", "true", "1"}
+    return base, options
+
+
 def path_from_url(url: str) -> str:
     """The file path in a ``sqlite:///path`` URL."""
     if not url.startswith("sqlite:///"):
@@ -265,9 +323,14 @@ def path_from_url(url: str) -> str:
 class SQLiteStorage(Storage):
     """A postflow database in one SQLite file."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
-        self.url = url
-        self.path = path_from_url(url)
+    def __init__(self, url: str, *, timeout: float = 30.0, migrate: bool | None = None
+                 ) -> None:
+        base, options = split_url(url)
+        self.url = base
+        self.path = path_from_url(base)
+        self.migrate = options.get("migrate", True) if migrate is None else migrate
+        """Whether an older schema is migrated on open; otherwise opening such a file
+        raises :class:`~postflow.MigrationRequired`."""
         self._lock = threading.RLock()
         # Members, channels and campaigns by (table, name); emptied whenever another
         # connection commits (PRAGMA data_version moves), so it is never stale.
@@ -328,6 +391,11 @@ class SQLiteStorage(Storage):
             if row is None or not str(row[0]).isdigit() or int(row[0]) < 1:
                 raise StorageError(f"{self.path}: postflow_meta has no valid schema_version")
             found = int(row[0])
+            if found < SCHEMA_VERSION and not self.migrate:
+                raise MigrationRequired(
+                    f"{self.path} has schema version {found}; this postflow uses "
+                    f"{SCHEMA_VERSION}. Run 'postflow db migrate' (it keeps a backup copy) "
+                    "before using it", found=found, current=SCHEMA_VERSION)
             if found > SCHEMA_VERSION:
                 raise StorageError(
                     f"{self.path} was written by a newer postflow (schema version {found}; "
@@ -436,9 +504,10 @@ class SQLiteStorage(Storage):
     ) -> None:
         with self._write() as db:
             _check_version(db, "campaigns", campaign.name, expected_version, "campaign")
-            db.execute("INSERT OR REPLACE INTO campaigns VALUES (?, ?, ?, ?)",
+            db.execute("INSERT OR REPLACE INTO campaigns (name, goal, hashtags, version, "
+                       "active) VALUES (?, ?, ?, ?, ?)",
                        (campaign.name, campaign.goal, json.dumps(list(campaign.hashtags)),
-                        campaign.version))
+                        campaign.version, int(campaign.active)))
             self._append(db, [entry])
         self._directory.pop(("campaigns", campaign.name), None)
 
@@ -447,15 +516,16 @@ class SQLiteStorage(Storage):
         return campaign
 
     def list_campaigns(self) -> list[Campaign]:
-        return [_campaign(r) for r in self._read("SELECT * FROM campaigns ORDER BY name")]
+        return [_campaign(r) for r in self._read(f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns "
+                                                   "ORDER BY name")]
 
     # -- posts ---------------------------------------------------------------------
 
     def insert_series(self, series: Series, entry: NewEntry) -> Series:
         with self._write() as db:
             cursor = db.execute(
-                "INSERT INTO series VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                self._series_row(series)[1:])
+                f"INSERT INTO series ({_SERIES_COLUMNS}) VALUES "
+                "(NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._series_row(series)[1:])
             assert cursor.lastrowid is not None
             stored = replace(series, id=cursor.lastrowid)
             self._append(db, [_with_series(entry, stored.id)])
@@ -465,13 +535,31 @@ class SQLiteStorage(Storage):
         return (s.id, s.author, s.text, json.dumps(list(s.channels)), s.rrule,
                 s.start.isoformat(), s.zone, s.ahead.total_seconds(), s.campaign,
                 json.dumps(list(s.media)),
-                self._ts(s.created_until) if s.created_until else None, s.version)
+                self._ts(s.created_until) if s.created_until else None, s.version,
+                self._ts(s.ended_at) if s.ended_at else None, s.ended_by)
 
     def list_series(self) -> list[Series]:
         return [Series(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4],
                        datetime.fromisoformat(r[5]), r[6], timedelta(seconds=r[7]), r[8],
-                       tuple(json.loads(r[9])), _from_ts(r[10]) if r[10] else None, r[11])
-                for r in self._read("SELECT * FROM series ORDER BY id")]
+                       tuple(json.loads(r[9])), _from_ts(r[10]) if r[10] else None, r[11],
+                       _from_ts(r[12]) if r[12] else None, r[13])
+                for r in self._read(f"SELECT {_SERIES_COLUMNS} FROM series ORDER BY id")]
+
+    def save_series(self, series: Series, entry: NewEntry, *, expected_version: int) -> None:
+        with self._write() as db:
+            row = db.execute("SELECT version FROM series WHERE id = ?",
+                             (series.id,)).fetchone()
+            if row is None:
+                raise NotFound(f"series {series.id} does not exist")
+            if row[0] != expected_version:
+                raise ConflictError(f"series {series.id} is at version {row[0]}, not "
+                                    f"{expected_version}", expected=expected_version,
+                                    actual=row[0])
+            values = self._series_row(series)
+            db.execute(f"UPDATE series SET ({_SERIES_COLUMNS}) = "
+                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = ?",
+                       (*values, series.id))
+            self._append(db, [entry])
 
     def add_occurrences(
         self, series: Series, expected_version: int,
@@ -805,6 +893,28 @@ class SQLiteStorage(Storage):
                                        claimed_until=until))
             return claimed
 
+    def claim_post(
+        self, post_id: int, now: datetime, worker: str, until: datetime,
+        correlation_id: str,
+    ) -> Post | None:
+        now_text = self._ts(now)
+        data = _to_json({"claimed_until": until.isoformat()})
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT {_POST_COLUMNS} FROM posts WHERE id = ? AND state = 'scheduled' "
+                "AND (claimed_until IS NULL OR claimed_until <= ?)",
+                (post_id, now_text)).fetchone()
+            if row is None:
+                return None
+            post = _post(row)
+            db.execute("UPDATE posts SET version = ?, claimed_by = ?, claimed_until = ? "
+                       "WHERE id = ? AND version = ?",
+                       (post.version + 1, worker, self._ts(until), post.id, post.version))
+            db.execute(_INSERT_AUDIT, (post.id, "claim", worker, now_text, correlation_id,
+                                       post.state, post.state, post.revision, None, data))
+            return replace(post, version=post.version + 1, claimed_by=worker,
+                           claimed_until=until)
+
     def deliveries(self, post_id: int) -> list[Delivery]:
         rows = self._read("SELECT * FROM deliveries WHERE post_id = ? "
                           "ORDER BY revision, channel", (post_id,))
@@ -1100,8 +1210,11 @@ def _cadence(text: str) -> Cadence:
                    time.fromisoformat(quiet[1]) if quiet[1] else None)
 
 
+_CAMPAIGN_COLUMNS = "name, goal, hashtags, version, active"
+
+
 def _campaign(r: Sequence[Any]) -> Campaign:
-    return Campaign(r[0], r[1], tuple(json.loads(r[2])), r[3])
+    return Campaign(r[0], r[1], tuple(json.loads(r[2])), r[3], bool(r[4]))
 
 
 @hookimpl(trylast=True)
@@ -1109,9 +1222,56 @@ def postflow_storage(url: str) -> Storage | None:
     """Open ``sqlite:///path`` URLs, creating the file if needed."""
     if not url.startswith("sqlite:"):
         return None
-    path = path_from_url(url)
+    path = path_from_url(split_url(url)[0])
     if path != ":memory:":
         parent = Path(path).parent
         if not parent.exists():
             raise StorageError(f"cannot create {path}: folder {parent} does not exist")
     return SQLiteStorage(url)
+
+
+def stored_schema_version(path: str) -> int | None:
+    """The schema version of the postflow file at ``path``, read without changing it
+    (``None`` for a file that is not a postflow database or does not exist)."""
+    if not Path(path).exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        row = db.execute("SELECT value FROM postflow_meta "
+                         "WHERE key = 'schema_version'").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    return int(row[0]) if row is not None and str(row[0]).isdigit() else None
+
+
+def migrate_file(path: str, *, backup: bool = True) -> tuple[int, int, Path | None]:
+    """Migrate the postflow file at ``path`` to :data:`SCHEMA_VERSION`.
+
+    With ``backup`` (and only when there is something to migrate), a consistent copy of
+    the file is written first next to it, named ``<file>.schema<N>-<UTC time>.bak``.
+    Returns ``(version found, version now, backup path or None)``.
+    """
+    found = stored_schema_version(path)
+    if found is None:
+        raise StorageError(f"{path} is not a postflow database")
+    copy: Path | None = None
+    if found < SCHEMA_VERSION and backup:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        copy = Path(f"{path}.schema{found}-{stamp}.bak")
+        source = sqlite3.connect(path)
+        target = sqlite3.connect(str(copy))
+        try:
+            with target:
+                source.backup(target)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot back up {path} to {copy}: {exc}") from exc
+        finally:
+            target.close()
+            source.close()
+    SQLiteStorage(f"sqlite:///{path}", migrate=True).close()
+    return found, max(found, SCHEMA_VERSION), copy

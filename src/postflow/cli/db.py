@@ -1,0 +1,76 @@
+"""``postflow db status|migrate``: the database's schema version and its migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from postflow.cli._app import DEFAULT_URL, URL_ENV, cli, emit_json, json_option, sqlite_path
+from postflow.exceptions import ConfigError, NotFound, StorageError
+
+db_url_option = click.option(
+    "--db", "url", envvar=URL_ENV, default=DEFAULT_URL, show_default=True,
+    help=f"Storage URL (or set {URL_ENV}).")
+
+
+def _path(url: str) -> str:
+    path = sqlite_path(url)
+    if path is None:
+        raise ConfigError(f"{url.split(':', 1)[0]}: databases have no schema migrations "
+                          "here (only sqlite:/// files do)")
+    if not Path(path).exists():
+        raise NotFound(f"no database at {path} (pass --db sqlite:///path or set {URL_ENV})")
+    return path
+
+
+@cli.group()
+def db() -> None:
+    """The database's schema version and migrations (SQLite)."""
+
+
+@db.command("status")
+@db_url_option
+@json_option
+def db_status(url: str, as_json: bool) -> None:
+    """Show the schema version and the migrations still to run."""
+    from postflow.storage.sqlite import MIGRATION_NOTES, SCHEMA_VERSION, stored_schema_version
+
+    path = _path(url)
+    found = stored_schema_version(path)
+    if found is None:
+        raise StorageError(f"{path} is not a postflow database")
+    pending = list(range(found + 1, SCHEMA_VERSION + 1))
+    if as_json:
+        emit_json({"path": path, "schema_version": found, "current": SCHEMA_VERSION,
+                   "pending": [{"version": n, "adds": MIGRATION_NOTES.get(n, "")}
+                               for n in pending],
+                   "newer": found > SCHEMA_VERSION})
+        return
+    click.echo(f"{path}: schema version {found} (this postflow: {SCHEMA_VERSION})")
+    if found > SCHEMA_VERSION:
+        click.echo("Written by a newer postflow: upgrade postflow to use it.")
+    elif pending:
+        click.echo(f"Pending migrations ({len(pending)}):")
+        for n in pending:
+            click.echo(f"  {n}: {MIGRATION_NOTES.get(n, '')}")
+        click.echo("Run 'postflow db migrate' (it keeps a backup copy first).")
+    else:
+        click.echo("Up to date.")
+
+
+@db.command("migrate")
+@db_url_option
+@click.option("--no-backup", is_flag=True, help="Do not copy the file first.")
+def db_migrate(url: str, no_backup: bool) -> None:
+    """Migrate the database to this postflow's schema, after a backup copy."""
+    from postflow.storage.sqlite import migrate_file
+
+    path = _path(url)
+    found, now, backup = migrate_file(path, backup=not no_backup)
+    if found == now:
+        click.echo(f"{path}: schema version {now}, up to date; nothing to do.")
+        return
+    if backup is not None:
+        click.echo(f"Backup: {backup}")
+    click.echo(f"{path}: migrated from schema version {found} to {now}.")
