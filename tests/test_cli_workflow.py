@@ -377,6 +377,7 @@ class TestDb:
         con = sqlite3.connect(db)
         with con:
             con.execute("UPDATE postflow_meta SET value = '3' WHERE key = 'schema_version'")
+            con.execute("DROP TABLE workflow")  # what schema 4 added
         con.close()
         return db.read_bytes()
 
@@ -392,8 +393,8 @@ class TestDb:
         self.make_old(db)
         status = run("db", "status", "--json").json()
         assert (status["schema_version"], status["current"]) == (3, SCHEMA_VERSION)
-        assert [p["version"] for p in status["pending"]] == [4]
-        assert "pending migrations (1)" in run("db", "status").out.lower()
+        assert [p["version"] for p in status["pending"]] == [4, 5]
+        assert "pending migrations (2)" in run("db", "status").out.lower()
         done = run("db", "migrate")
         assert done.code == 0, done
         backup = Path(done.out.split("Backup: ")[1].split("\n")[0])

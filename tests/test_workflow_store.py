@@ -18,7 +18,7 @@ from postflow import workflow_store as store
 from postflow.models import Approval
 from postflow.storage import NewEntry
 from postflow.storage import sqlite as sqlite_backend
-from postflow.storage.sqlite import SQLiteStorage
+from postflow.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
 from postflow.testing import FixedClock
 from postflow.workflow import DEFAULT_WORKFLOW
 
@@ -443,7 +443,7 @@ class TestSchema3Databases:
         path = tmp_path / "old.db"
         self.make_v3(path, monkeypatch, {"draft": (), "approved": ("review",)})
         ws = make_ws(f"sqlite:///{path}")
-        assert ws.storage.schema_version() == 4  # type: ignore[attr-defined]
+        assert ws.storage.schema_version() == SCHEMA_VERSION  # type: ignore[attr-defined]
         assert ws.storage.stored_workflow() == Workflow.default().to_dict()
         entry = ws.audit_log()[-1]
         assert (entry.action, entry.actor) == ("workflow.store", "system")
@@ -462,7 +462,7 @@ class TestSchema3Databases:
             make_ws(url)
         assert isinstance(info.value, store.WorkflowNotStored)
         storage = SQLiteStorage(url)
-        assert storage.schema_version() == 4
+        assert storage.schema_version() == SCHEMA_VERSION
         assert storage.stored_workflow() is None
         storage.close()
         # the default does not fit either
