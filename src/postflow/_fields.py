@@ -44,7 +44,6 @@ MAX_ID = 2**63 - 1
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f]")
-_CONTROL_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
 
 
@@ -58,9 +57,10 @@ def visible(value: str) -> bool:
 def checked_text(value: object, subject: str, field: str, *, limit: int,
                  one_line: bool = False, required: bool = True) -> str:
     """``value`` if it is text postflow can store and show: UTF-8 encodable (no lone
-    surrogates), no control characters (line breaks and tabs allowed unless
-    ``one_line``), at most ``limit`` characters, and (when ``required``) something
-    visible. Otherwise :class:`~postflow.ValidationFailed` naming ``field``."""
+    surrogates), at most ``limit`` characters, with something visible (when
+    ``required``) and, when ``one_line`` (names, addresses, settings: values that may
+    reach a header), no control characters. Otherwise
+    :class:`~postflow.ValidationFailed` naming ``field``."""
     if not isinstance(value, str):
         raise ValidationFailed.single(subject, f"bad-{field}",
                                       f"{field} must be text, got {value!r}", field=field)
@@ -72,10 +72,12 @@ def checked_text(value: object, subject: str, field: str, *, limit: int,
         raise ValidationFailed.single(
             subject, "bad-encoding", f"{field} contains a lone surrogate (not valid "
             "Unicode text)", field=field)
-    if (_CONTROL_ONE_LINE if one_line else _CONTROL_TEXT).search(value):
+    if one_line and _CONTROL_ONE_LINE.search(value):
+        # multi-line text keeps its control characters: the calendar and publishers
+        # clean what they cannot carry, and the post is stored as written
         raise ValidationFailed.single(
-            subject, "control-character", f"{field} contains a control character"
-            + (" (it must be one line)" if one_line else ""), field=field)
+            subject, "control-character", f"{field} contains a control character (it "
+            "must be one line)", field=field)
     if required and not visible(value):
         raise ValidationFailed.single(subject, f"empty-{field}", f"the {field} is empty",
                                       field=field)
