@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from postflow._urls import redact_url
 from postflow.exceptions import (
@@ -539,10 +539,11 @@ class SQLiteStorage(Storage):
                 self._ts(s.ended_at) if s.ended_at else None, s.ended_by)
 
     def list_series(self) -> list[Series]:
-        return [Series(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4],
-                       datetime.fromisoformat(r[5]), r[6], timedelta(seconds=r[7]), r[8],
-                       tuple(json.loads(r[9])), _from_ts(r[10]) if r[10] else None, r[11],
-                       _from_ts(r[12]) if r[12] else None, r[13])
+        return [_decoded("series", lambda r: Series(
+            r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], datetime.fromisoformat(r[5]),
+            r[6], timedelta(seconds=r[7]), r[8], tuple(json.loads(r[9])),
+            _from_ts(r[10]) if r[10] else None, r[11], _from_ts(r[12]) if r[12] else None,
+            r[13]), r)
                 for r in self._read(f"SELECT {_SERIES_COLUMNS} FROM series ORDER BY id")]
 
     def save_series(self, series: Series, entry: NewEntry, *, expected_version: int) -> None:
@@ -793,8 +794,9 @@ class SQLiteStorage(Storage):
         rows = self._read(
             "SELECT post_id, number, text, channels, campaign, author, created_at, media "
             "FROM revisions WHERE post_id = ? ORDER BY number", (post_id,))
-        return [Revision(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], r[5],
-                         _from_ts(r[6]), tuple(json.loads(r[7]))) for r in rows]
+        return [_decoded("revisions", lambda r: Revision(
+            r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], r[5], _from_ts(r[6]),
+            tuple(json.loads(r[7]))), r) for r in rows]
 
     def get_posts(self, post_ids: Sequence[int]) -> list[Post]:
         posts: list[Post] = []
@@ -918,8 +920,9 @@ class SQLiteStorage(Storage):
     def deliveries(self, post_id: int) -> list[Delivery]:
         rows = self._read("SELECT * FROM deliveries WHERE post_id = ? "
                           "ORDER BY revision, channel", (post_id,))
-        return [Delivery(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
-                         _from_ts(r[9]) if r[9] else None) for r in rows]
+        return [_decoded("deliveries", lambda r: Delivery(
+            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+            _from_ts(r[9]) if r[9] else None), r) for r in rows]
 
     def save_deliveries(
         self, post_id: int, deliveries: Sequence[Delivery], *, worker: str | None,
@@ -945,7 +948,8 @@ class SQLiteStorage(Storage):
     def holds(self) -> list[Hold]:
         rows = self._read("SELECT scope, reason, by_member, at FROM holds "
                           "ORDER BY scope != '*', scope")
-        return [Hold(r[0], r[1], r[2], _from_ts(r[3])) for r in rows]
+        return [_decoded("holds", lambda r: Hold(r[0], r[1], r[2], _from_ts(r[3])), r)
+                for r in rows]
 
     def save_hold(self, hold: Hold, entry: NewEntry) -> None:
         with self._write() as db:
@@ -990,8 +994,9 @@ class SQLiteStorage(Storage):
     def list_planning_entries(self) -> list[PlanningEntry]:
         rows = self._read("SELECT uid, summary, start, end, description, category, "
                           "sequence, updated_at, version FROM planning_entries ORDER BY uid")
-        return [PlanningEntry(r[0], r[1], _slot(r[2]), _slot(r[3]), r[4], r[5], r[6],
-                              _from_ts(r[7]) if r[7] else None, r[8]) for r in rows]
+        return [_decoded("planning_entries", lambda r: PlanningEntry(
+            r[0], r[1], _slot(r[2]), _slot(r[3]), r[4], r[5], r[6],
+            _from_ts(r[7]) if r[7] else None, r[8]), r) for r in rows]
 
     def save_feed(self, feed: Feed, entry: NewEntry, *, expected_version: int | None = None
                   ) -> None:
@@ -1129,12 +1134,50 @@ def _check_version(
             "was read", expected=expected, actual=row[0])
 
 
+T = TypeVar("T")
+
+
+def _decoded(table: str, decode: Callable[[Sequence[Any]], T], row: Sequence[Any]) -> T:
+    """``decode(row)``, or a :class:`~postflow.StorageError` naming the table and the row
+    when what is stored cannot be read (bad JSON, a bad timestamp, a missing key)."""
+    try:
+        return decode(row)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        key = row[0] if row else "?"
+        raise StorageError(f"damaged row in table {table!r} (first column {key!r}): "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
+def _post(r: Sequence[Any]) -> Post:
+    return _decoded("posts", _post_unchecked, r)
+
+
+def _feed(r: Sequence[Any]) -> Feed:
+    return _decoded("feeds", _feed_unchecked, r)
+
+
+def _entry(r: Sequence[Any]) -> AuditEntry:
+    return _decoded("audit", _entry_unchecked, r)
+
+
+def _member(r: Sequence[Any]) -> Member:
+    return _decoded("members", _member_unchecked, r)
+
+
+def _channel(r: Sequence[Any]) -> Channel:
+    return _decoded("channels", _channel_unchecked, r)
+
+
+def _campaign(r: Sequence[Any]) -> Campaign:
+    return _decoded("campaigns", _campaign_unchecked, r)
+
+
 def _rollback(db: sqlite3.Connection) -> None:
     if db.in_transaction:
         db.execute("ROLLBACK")
 
 
-def _post(r: Sequence[Any]) -> Post:
+def _post_unchecked(r: Sequence[Any]) -> Post:
     return Post(
         r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), r[6], _from_ts(r[7]),
         _from_ts(r[8]), _from_ts(r[9]), r[10],
@@ -1165,24 +1208,24 @@ def _slot(text: str) -> datetime | date:
     return _from_ts(text) if "T" in text else date.fromisoformat(text)
 
 
-def _feed(r: Sequence[Any]) -> Feed:
+def _feed_unchecked(r: Sequence[Any]) -> Feed:
     filters = json.loads(r[1])
     return Feed(r[0], filters["channels"], filters["campaigns"], filters["states"],
                 filters["authors"], r[2], _from_ts(r[3]) if r[3] else None,
                 _from_ts(r[4]) if r[4] else None, r[5], filters.get("planning", True))
 
 
-def _entry(r: Sequence[Any]) -> AuditEntry:
+def _entry_unchecked(r: Sequence[Any]) -> AuditEntry:
     return AuditEntry(
         r[0], r[2], r[3], _from_ts(r[4]), r[5], r[1], r[6], r[7], r[8], r[9],
         freeze(json.loads(r[10])) if r[10] else NO_DATA)
 
 
-def _member(r: Sequence[Any]) -> Member:
+def _member_unchecked(r: Sequence[Any]) -> Member:
     return Member(r[0], frozenset(json.loads(r[1])), r[2], bool(r[3]), r[4])
 
 
-def _channel(r: Sequence[Any]) -> Channel:
+def _channel_unchecked(r: Sequence[Any]) -> Channel:
     return Channel(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6],
                    FrozenData(json.loads(r[7])) if r[7] != "{}" else NO_DATA,
                    _cadence(r[8]))
@@ -1213,7 +1256,7 @@ def _cadence(text: str) -> Cadence:
 _CAMPAIGN_COLUMNS = "name, goal, hashtags, version, active"
 
 
-def _campaign(r: Sequence[Any]) -> Campaign:
+def _campaign_unchecked(r: Sequence[Any]) -> Campaign:
     return Campaign(r[0], r[1], tuple(json.loads(r[2])), r[3], bool(r[4]))
 
 
