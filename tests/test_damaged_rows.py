@@ -44,8 +44,8 @@ def test_damaged_rows_are_storage_errors(tmp_path: Path, damage: str,
         db.execute(damage)
     db.close()
     before = (tmp_path / "damaged.db").read_bytes()
-    with postflow.open(url, entry_points=False, clock=FixedClock()) as ws:
-        with pytest.raises(postflow.StorageError) as caught:
-            read(ws)
+    with (postflow.open(url, entry_points=False, clock=FixedClock()) as ws,
+          pytest.raises(postflow.StorageError) as caught):
+        read(ws)
     assert f"damaged row in table {table!r}" in str(caught.value)
     assert (tmp_path / "damaged.db").read_bytes() == before
