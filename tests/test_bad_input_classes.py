@@ -280,3 +280,16 @@ class TestArbitraryStrings:
         shown = (stored.comment, *[str(v) for v in stored.data.values()])
         assert text in shown or text.strip() in shown or stored.action == "create"
 
+
+
+class TestWorkflowNames:
+    """A trigger named like an attribute of the machine's model is refused at load,
+    not at the first fire."""
+
+    @pytest.mark.parametrize("name", ["state", "approvals"])
+    def test_reserved_trigger_names(self, name: str) -> None:
+        """The ConfigError names the trigger and why."""
+        with pytest.raises(postflow.ConfigError, match=f"trigger '{name}'.*reserved"):
+            postflow.Workflow.from_dict({
+                "extends": "default", "name": "odd",
+                "transitions": [{"trigger": name, "source": "draft", "dest": "review"}]})

@@ -621,6 +621,10 @@ def _transition(
     _no_unknown_keys(raw, _TRANSITION_KEYS, where)
     if trigger == EDIT:
         raise ConfigError(f"{where}: 'edit' is reserved (editing is built in)")
+    if trigger in _Carrier.__slots__:
+        # transitions refuses a trigger named like an attribute of the model it fires on
+        raise ConfigError(f"{where}: {trigger!r} is reserved (the machine's model has an "
+                          f"attribute of that name: {', '.join(_Carrier.__slots__)})")
     source = raw.get("source")
     sources = list(states) if source == "*" else _names(source, f"{where}: source")
     if not sources:
