@@ -19,6 +19,7 @@ from postflow.cli._app import (
     with_filters,
     workflow_option,
 )
+from postflow.exceptions import ConfigError
 from postflow.models import Feed
 
 
@@ -164,16 +165,19 @@ def feed_list(url: str) -> None:
 @click.option("--feeds", "serve_feeds", is_flag=True, required=True,
               help="Serve the calendar feeds (the only service so far).")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 def serve(url: str, workflow_file: Path | None, calendar_name: str, domain: str,
           post_url: str | None, serve_feeds: bool, host: str, port: int) -> None:
     """Serve the calendar feeds over HTTP until interrupted."""
-    from postflow.web import make_feed_server
+    from postflow.web import bind_error_message, make_feed_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = calendar_settings(calendar_name, domain, post_url)
     with open_workspace(url, workflow_file, settings) as ws:
-        server = make_feed_server(ws, host, port)
+        try:
+            server = make_feed_server(ws, host, port)
+        except OSError as exc:  # a port in use, an unknown host: one line, no traceback
+            raise ConfigError(bind_error_message(exc, host, port)) from exc
         click.echo(f"Serving feeds on http://{host}:{server.server_port}/feeds/<token>.ics "
                    "(Ctrl-C stops)")
         try:
