@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+import postflow
+from postflow.cli.demo import DEMO_WORKFLOW, TEAM
+from postflow.cli.render import render_board, render_history
+from postflow.models import AuditEntry, freeze
+from postflow.workflow import Workflow
 from test_cli import Run, _demo_dir, _run, assert_clean_error, demo_url
 
 __all__ = ["_demo_dir", "_run"]  # fixtures shared with test_cli
@@ -40,3 +46,95 @@ class TestServeErrors:
         done = run("serve", "--feeds", "--db", demo_url(demo_dir), "--port", "70000")
         assert done.returncode == 2
         assert "Traceback" not in done.stderr
+
+
+def demo_workspace() -> postflow.Workspace:
+    """An in-memory workspace with the demo's team, channels and two-stage workflow."""
+    ws = postflow.open("memory://", workflow=Workflow.from_dict(DEMO_WORKFLOW),
+                       entry_points=False)
+    for name, roles in TEAM.items():
+        ws.team.add(name, roles=roles)
+    ws.channels.add("acme-x", network="x")
+    return ws
+
+
+def board_line(board: str, post_id: int) -> str:
+    """The board's line of post ``post_id``."""
+    [line] = [ln for ln in board.splitlines() if ln.startswith(f"  #{post_id} ")]
+    return line
+
+
+class TestBoardApprovals:
+    """Only a post whose approvals are complete reads as approved on the board."""
+
+    def test_partial_approval_shows_progress(self) -> None:
+        """Editorial done, legal pending: '1 of 2 approvals (editorial: ben)'."""
+        with demo_workspace() as ws:
+            post = ws.posts.create(author="ana", channels=["acme-x"], text="Hiring!")
+            ws.submit(post.id, by="ana")
+            assert "0 of 2 approvals" in board_line(render_board(ws), post.id)
+            ws.approve(post.id, by="ben")
+            line = board_line(render_board(ws), post.id)
+            assert line.endswith("  1 of 2 approvals (editorial: ben)")
+            assert "approved by" not in line
+            ws.approve(post.id, by="lena")
+            assert ws.posts.get(post.id).state == "approved"
+            assert board_line(render_board(ws), post.id).endswith("  approved by ben, lena")
+
+    def test_draft_without_approvals_shows_none(self) -> None:
+        """A draft has nothing to say about approvals."""
+        with demo_workspace() as ws:
+            post = ws.posts.create(author="ana", channels=["acme-x"], text="Later")
+            assert board_line(render_board(ws), post.id).endswith("'Later'")
+
+    @pytest.mark.acceptance
+    def test_demo_and_board_without_the_demo_workflow(self, run: Run, demo_dir: Path
+                                                      ) -> None:
+        """The demo's own board counts approvals; 'postflow board' on the demo database
+        (no --workflow, as the README runs it) never calls the pending post approved."""
+        first = (demo_dir / "first-run.txt").read_text(encoding="utf-8")
+        assert "1 of 2 approvals (editorial: ben)" in first
+        done = run("board", "--db", demo_url(demo_dir))
+        assert done.returncode == 0, done.stderr
+        review = done.stdout.split("REVIEW (1)\n", 1)[1].splitlines()[0]
+        assert review.endswith("1 approval so far, not complete (editorial: ben)")
+        published = done.stdout.split("PUBLISHED (1)\n", 1)[1].splitlines()[0]
+        assert published.endswith("approved by ben, lena")
+
+
+def entry(data: dict[str, object], comment: str | None = None) -> AuditEntry:
+    """An audit entry of a failed publication carrying ``data``."""
+    return AuditEntry(1, "fail", "worker", datetime(2030, 1, 1, 9, tzinfo=UTC), "c1",
+                      post_id=1, from_state="scheduled", to_state="failed", revision=1,
+                      comment=comment, data=freeze(data))
+
+
+class TestHistoryValues:
+    """History shows error reasons, errors and comments whole; only the post's text is
+    shortened (rule: :data:`postflow.cli.render.SHORTENED_KEYS`)."""
+
+    LONG = ("the network refused the post: duplicate content, the same text was posted "
+            "less than 24 hours ago on this account")
+
+    def test_reason_errors_and_comment_are_whole(self) -> None:
+        """Long values of 'reason', 'errors' (a mapping) and the comment are not cut."""
+        line = render_history([entry(
+            {"reason": self.LONG, "errors": {"acme-x": self.LONG, "acme-li": "HTTP 503"},
+             "deliveries": {"acme-x": "failed"}},
+            comment=self.LONG)])
+        assert f'"{self.LONG}"' in line  # the comment
+        assert f"reason={self.LONG!r}" in line
+        assert f'errors={{"acme-x": "{self.LONG}", "acme-li": "HTTP 503"}}' in line
+        assert "…" not in line
+        assert "\n" not in line
+
+    def test_newlines_stay_on_one_line(self) -> None:
+        """A multi-line value is escaped, never split over lines or cut."""
+        line = render_history([entry({"reason": "first line\nsecond line"})])
+        assert line.endswith(r"reason='first line\nsecond line'")
+
+    def test_post_text_is_shortened(self) -> None:
+        """Only the post's text is shortened (to 40 characters)."""
+        line = render_history([entry({"text": "x " * 100, "channels": ["a", "b"]})])
+        assert f"text={('x ' * 20)[:39] + '…'!r}" in line
+        assert "channels=a,b" in line
