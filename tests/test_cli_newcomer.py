@@ -138,3 +138,54 @@ class TestHistoryValues:
         line = render_history([entry({"text": "x " * 100, "channels": ["a", "b"]})])
         assert f"text={('x ' * 20)[:39] + '…'!r}" in line
         assert "channels=a,b" in line
+
+
+@pytest.mark.acceptance
+class TestDemoDbUrl:
+    """``postflow demo --db`` takes a URL, as every other command does."""
+
+    def test_url_picks_the_file_and_board_reads_it(self, run: Run, tmp_path: Path) -> None:
+        """--db sqlite:///other.db writes other.db, which board reads by the same URL."""
+        done = run("demo", "--db", "sqlite:///other.db")
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == ""
+        assert (tmp_path / "other.db").is_file()
+        assert not (tmp_path / "postflow-demo.db").exists()
+        assert "postflow board --db sqlite:///other.db" in done.stdout
+        board = run("board", "--db", "sqlite:///other.db")
+        assert board.returncode == 0, board.stderr
+        assert "PUBLISHED (1)" in board.stdout
+
+    def test_absolute_url(self, run: Run, tmp_path: Path) -> None:
+        """sqlite:////abs/path works too."""
+        target = tmp_path / "sub" / "demo.db"
+        target.parent.mkdir()
+        done = run("demo", "--db", f"sqlite:///{target}", cwd=tmp_path / "sub")
+        assert done.returncode == 0, done.stderr
+        assert target.is_file()
+
+    def test_default_is_the_readme_url(self, run: Run, tmp_path: Path) -> None:
+        """The README's two commands: 'postflow demo', then board on its default URL."""
+        assert run("demo").returncode == 0
+        board = run("board", "--db", "sqlite:///postflow-demo.db")
+        assert board.returncode == 0, board.stderr
+        assert "PUBLISHED (1)" in board.stdout
+        assert "default: sqlite:///postflow-demo.db" in run("demo", "--help").stdout
+
+    def test_bare_path_still_works_with_a_note(self, run: Run, tmp_path: Path) -> None:
+        """A bare path is accepted, with a one-line deprecation note on stderr."""
+        done = run("demo", "--db", "old.db")
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "old.db").is_file()
+        assert done.stderr.strip() == ("postflow: warning: --db takes a URL, as in every "
+                                       "other command; a bare path is deprecated: pass "
+                                       "--db sqlite:///old.db")
+
+    @pytest.mark.parametrize("url", ["memory://", "postgresql://localhost/x", "sqlite:///"])
+    def test_other_urls_are_usage_errors(self, run: Run, tmp_path: Path, url: str) -> None:
+        """A URL that is not a SQLite file is refused before anything is written."""
+        done = run("demo", "--db", url)
+        assert done.returncode == 2
+        assert "--db" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert list(tmp_path.iterdir()) == []
