@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import postflow
+from postflow.cli.calendar import is_public_url
 from postflow.cli.demo import DEMO_WORKFLOW, TEAM
 from postflow.cli.render import render_board, render_history
 from postflow.models import AuditEntry, freeze
@@ -189,3 +191,47 @@ class TestDemoDbUrl:
         assert "--db" in done.stderr
         assert "Traceback" not in done.stderr
         assert list(tmp_path.iterdir()) == []
+
+
+class TestGoogleLink:
+    """The Google "add by URL" link is printed only for a base URL Google can reach."""
+
+    @pytest.mark.parametrize("url", [
+        "http://127.0.0.1:8080", "http://localhost:8080", "http://LOCALHOST.", "http://[::1]",
+        "http://10.0.0.5", "https://192.168.1.20/cal", "http://172.16.0.1", "http://0.0.0.0",
+        "http://169.254.10.1", "http://[fe80::1]:8080", "http://[fd00::1]", "http://100.64.0.1",
+        "http://feeds.localhost", "http://nas.local", "http://cal.corp.internal",
+        "http://myserver:8080", "not a url",
+    ])
+    def test_not_public(self, url: str) -> None:
+        """Loopback, private, link-local and local-only names are not public."""
+        assert not is_public_url(url)
+
+    @pytest.mark.parametrize("url", [
+        "https://social.acme.example", "https://cal.acme.test:8443/base", "http://8.8.8.8",
+        "https://[2001:4860:4860::8888]",
+    ])
+    def test_public(self, url: str) -> None:
+        """Names with a dot and global addresses are public."""
+        assert is_public_url(url)
+
+    @pytest.mark.acceptance
+    def test_create_on_the_default_base_url_prints_the_note(self, run: Run, demo_dir: Path,
+                                                            tmp_path: Path) -> None:
+        """The default http://127.0.0.1:8080 gets a note instead of a useless link;
+        rotate with a public --base-url prints the Google link."""
+        shutil.copy(demo_dir / "postflow-demo.db", tmp_path / "postflow-demo.db")
+        db = demo_url(tmp_path)
+        created = run("feed", "create", "social", "--db", db)
+        assert created.returncode == 0, created.stderr
+        assert "calendar.google.com" not in created.stdout
+        [note] = [ln for ln in created.stdout.splitlines() if "Google Calendar:" in ln]
+        assert "Google fetches feeds from its own servers" in note
+        assert "must be public" in note
+        assert "http://127.0.0.1:8080/feeds/" in created.stdout
+        rotated = run("feed", "rotate", "social", "--db", db,
+                      "--base-url", "https://social.acme.example")
+        assert rotated.returncode == 0, rotated.stderr
+        assert ("https://calendar.google.com/calendar/r?cid=https%3A%2F%2Fsocial.acme.example"
+                "%2Ffeeds%2F") in rotated.stdout
+        assert "must be public" not in rotated.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import urllib.parse
 from pathlib import Path
@@ -89,12 +90,37 @@ def feed_links(base_url: str, token: str) -> dict[str, str]:
     return {"url": url, "webcal": webcal, "google": google}
 
 
+_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
+
+
+def is_public_url(url: str) -> bool:
+    """Whether a server on the internet (Google's) could reach ``url``'s host.
+
+    Not for loopback, private, link-local or otherwise non-global IP addresses,
+    ``localhost``, names under local-only suffixes (``.local``, ``.internal`` …) and
+    single-label names (``myserver``) that only a local resolver knows.
+    """
+    host = (urllib.parse.urlsplit(url).hostname or "").rstrip(".").lower()
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        pass
+    return "." in host and host != "localhost" and not host.endswith(_PRIVATE_SUFFIXES)
+
+
 def _print_links(feed: Feed, token: str, base_url: str) -> None:
     links = feed_links(base_url, token)
     click.echo(f"Feed {feed.name!r}: the token is shown only now; keep these links private.")
     click.echo(f"  URL (Google, Thunderbird):  {links['url']}")
     click.echo(f"  Apple / Outlook:            {links['webcal']}")
-    click.echo(f"  Add to Google Calendar:     {links['google']}")
+    if is_public_url(base_url):
+        click.echo(f"  Add to Google Calendar:     {links['google']}")
+    else:
+        click.echo(f"  Add to Google Calendar:     not from {base_url}: Google fetches feeds "
+                   f"from its own servers, so the base URL must be public (set --base-url "
+                   f"or {BASE_URL_ENV})")
 
 
 @cli.group()
