@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import shutil
 import socket
+import types
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import postflow
+from postflow._plugins import BLOCK_ENV, BUILTIN_PLUGINS
+from postflow.cli import cli
 from postflow.cli.calendar import is_public_url
 from postflow.cli.demo import DEMO_WORKFLOW, TEAM
 from postflow.cli.render import render_board, render_history
@@ -235,3 +241,117 @@ class TestGoogleLink:
         assert ("https://calendar.google.com/calendar/r?cid=https%3A%2F%2Fsocial.acme.example"
                 "%2Ffeeds%2F") in rotated.stdout
         assert "must be public" not in rotated.stdout
+
+
+class FakeDist:
+    """An installed distribution as importlib.metadata (and pluggy) sees one."""
+
+    def __init__(self, name: str, version: str, entry_points: list[FakeEntryPoint]) -> None:
+        self.name = name
+        self.version = version
+        self.metadata = {"name": name, "version": version}
+        self.entry_points = entry_points
+        for ep in entry_points:
+            ep.dist = self
+
+
+class FakeEntryPoint:
+    """A 'postflow' entry point whose load() returns ``plugin`` or raises it."""
+
+    group = "postflow"
+
+    def __init__(self, name: str, plugin: object) -> None:
+        self.name = name
+        self.value = f"{name}_module"
+        self.plugin = plugin
+        self.dist: FakeDist | None = None
+
+    def load(self) -> object:
+        if isinstance(self.plugin, BaseException):
+            raise self.plugin
+        return self.plugin
+
+
+def good_plugin() -> types.ModuleType:
+    """A plugin module implementing postflow_after_change."""
+    module = types.ModuleType("postflow_fake_good")
+
+    @postflow.hookimpl
+    def postflow_after_change(workspace: object, entries: object) -> None:
+        """Nothing to do."""
+
+    module.postflow_after_change = postflow_after_change  # type: ignore[attr-defined]
+    return module
+
+
+def bad_hook_plugin() -> types.ModuleType:
+    """A plugin module implementing a hook postflow does not have."""
+    module = types.ModuleType("postflow_fake_typo")
+
+    @postflow.hookimpl
+    def postflow_after_chnage(workspace: object) -> None:
+        """A typo."""
+
+    module.postflow_after_chnage = postflow_after_chnage  # type: ignore[attr-defined]
+    return module
+
+
+@pytest.fixture(name="installed")
+def _installed(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Fake the installed distributions (nothing is installed)."""
+    monkeypatch.delenv(BLOCK_ENV, raising=False)
+
+    def install(*dists: FakeDist) -> None:
+        eps = [ep for d in dists for ep in d.entry_points]
+        monkeypatch.setattr(importlib.metadata, "distributions", lambda: list(dists))
+        monkeypatch.setattr(importlib.metadata, "entry_points",
+                            lambda group=None: [ep for ep in eps if ep.group == group])
+
+    return install
+
+
+class TestPluginsListing:
+    """``postflow plugins`` with a broken installed plugin lists it and the others."""
+
+    def test_broken_import_is_listed_with_the_others(self, installed: Callable[..., None]
+                                                     ) -> None:
+        """An entry point that fails to import reads 'broken: <error>'; the good plugin
+        and the built-ins are listed as usual; the exit status is 1."""
+        installed(FakeDist("postflow-good", "1.0", [FakeEntryPoint("good", good_plugin())]),
+                  FakeDist("postflow-broken", "0.1", [
+                      FakeEntryPoint("broken", ImportError("half-installed"))]))
+        result = CliRunner().invoke(cli, ["plugins"])
+        assert result.exit_code == 1, result.output
+        lines = result.stdout.splitlines()
+        i = lines.index("good  (postflow-good 1.0)")
+        assert lines[i + 1] == "    postflow_after_change"
+        i = lines.index("broken  (postflow-broken 0.1)")
+        assert lines[i + 1] == "    broken: ImportError: half-installed"
+        for name in BUILTIN_PLUGINS:
+            assert f"{name}  (built-in)" in lines
+        assert "plugin 'broken' failed to load: ImportError: half-installed" in result.stderr
+        assert f"{BLOCK_ENV}=broken" in result.stderr
+
+    def test_unknown_hook_is_broken_too(self, installed: Callable[..., None]) -> None:
+        """A plugin refused by validation (a hook postflow lacks) is named as broken."""
+        installed(FakeDist("postflow-typo", "2.0", [FakeEntryPoint("typo", bad_hook_plugin())]),
+                  FakeDist("postflow-good", "1.0", [FakeEntryPoint("good", good_plugin())]))
+        result = CliRunner().invoke(cli, ["plugins"])
+        assert result.exit_code == 1
+        lines = result.stdout.splitlines()
+        i = lines.index("typo  (postflow-typo 2.0)")
+        assert lines[i + 1].startswith("    broken: ")
+        assert "postflow_after_chnage" in lines[i + 1]
+        assert "good  (postflow-good 1.0)" in lines
+
+    def test_blocked_broken_plugin_is_left_out(self, installed: Callable[..., None],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+        """Blocked with POSTFLOW_DISABLE_PLUGINS, the broken one is skipped: exit 0."""
+        installed(FakeDist("postflow-good", "1.0", [FakeEntryPoint("good", good_plugin())]),
+                  FakeDist("postflow-broken", "0.1", [
+                      FakeEntryPoint("broken", ImportError("half-installed"))]))
+        monkeypatch.setenv(BLOCK_ENV, "broken")
+        result = CliRunner().invoke(cli, ["plugins"])
+        assert result.exit_code == 0, result.output
+        assert "broken" not in result.output
+        assert "good  (postflow-good 1.0)" in result.stdout.splitlines()
