@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import shutil
+import signal
 import socket
+import subprocess
+import time
 import types
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -22,6 +27,8 @@ from postflow.cli.render import render_board, render_history
 from postflow.models import AuditEntry, freeze
 from postflow.workflow import Workflow
 from test_cli import Run, _demo_dir, _run, assert_clean_error, demo_url
+from test_worker_cli import POSTFLOW, make_db
+from test_worker_cli import run as run_worker
 
 __all__ = ["_demo_dir", "_run"]  # fixtures shared with test_cli
 
@@ -355,3 +362,93 @@ class TestPluginsListing:
         assert result.exit_code == 0, result.output
         assert "broken" not in result.output
         assert "good  (postflow-good 1.0)" in result.stdout.splitlines()
+
+
+def json_lines(stderr: str) -> list[dict[str, Any]]:
+    """Every line of ``stderr``, each of which must be one JSON object."""
+    lines = stderr.splitlines()
+    assert lines
+    parsed = []
+    for line in lines:
+        value = json.loads(line)  # fails on any plain-text line
+        assert isinstance(value, dict), line
+        parsed.append(value)
+    return parsed
+
+
+@pytest.mark.acceptance
+class TestWorkerJsonAndPauses:
+    """``postflow worker --log-format json`` writes only JSON lines, and the worker says
+    when publishing is paused and when it resumes."""
+
+    def test_every_line_is_json(self, tmp_path: Path) -> None:
+        """Outcomes, the worker's own messages and publishers' log records are all JSON."""
+        url = make_db(tmp_path, 3)
+        with postflow.open(url, entry_points=False) as ws:
+            # the dry-run publisher without a file logs each line at INFO
+            ws.channels.update("acme-x", settings={})
+        done = run_worker("worker", "--db", url, "--once", "--log-format", "json",
+                          "--id", "w1")
+        assert done.returncode == 0, done.stderr
+        lines = json_lines(done.stderr)
+        assert [ln["result"] for ln in lines if "result" in ln] == ["published"] * 3
+        records = [ln for ln in lines if "logger" in ln]
+        assert any(r["logger"] == "postflow.publishers" and "dry-run" in r["message"]
+                   for r in records)
+        assert all(set(r) >= {"at", "level", "logger", "message"} for r in records)
+        events = [ln["event"] for ln in lines if "event" in ln]
+        assert events[0] == "started"
+        assert events[-2:] == ["progress", "stopped"]
+        assert all(ln["worker"] == "w1" for ln in lines if "event" in ln)
+
+    def test_paused_once_then_resumed(self, tmp_path: Path) -> None:
+        """A running worker logs the pause once (however many passes it waits), then
+        'resumed' when it is lifted, and publishes."""
+        url = make_db(tmp_path, 2)
+        assert run_worker("pause", "--db", url, "--by", "cy", "--reason",
+                          "brand crisis").returncode == 0
+        worker = subprocess.Popen(
+            [str(POSTFLOW), "worker", "--db", url, "--interval", "0.05", "--log-format",
+             "json"], stderr=subprocess.PIPE, text=True)
+        assert worker.stderr is not None
+        seen: list[str] = []
+
+        def read_until(key: str, value: str) -> dict[str, Any]:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                line = worker.stderr.readline()  # type: ignore[union-attr]
+                seen.append(line)
+                found = json.loads(line)
+                if found.get(key) == value:
+                    return dict(found)
+            raise AssertionError(f"no {key}={value!r} line in {seen}")
+
+        try:
+            paused = read_until("event", "paused")
+            assert paused["holds"][0]["reason"] == "brand crisis"
+            assert paused["holds"][0]["scope"] == "*"
+            assert "brand crisis" in paused["message"]
+            time.sleep(0.5)  # several passes while paused
+            assert run_worker("resume", "--db", url, "--by", "cy").returncode == 0
+            read_until("event", "resumed")
+            read_until("result", "published")
+            read_until("result", "published")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, rest = worker.communicate(timeout=30)
+        assert worker.returncode == 0
+        lines = json_lines("".join(seen) + rest)
+        assert [ln.get("event") for ln in lines].count("paused") == 1
+        assert [ln.get("event") for ln in lines].count("resumed") == 1
+
+    def test_text_format_says_paused(self, tmp_path: Path) -> None:
+        """In text format the pause is one plain line naming who paused and why."""
+        url = make_db(tmp_path, 1)
+        assert run_worker("pause", "--db", url, "--by", "cy", "--reason", "storm",
+                          "--channel", "acme-x").returncode == 0
+        done = run_worker("worker", "--db", url, "--once")
+        assert done.returncode == 0, done.stderr
+        [line] = [ln for ln in done.stderr.splitlines() if "publishing paused" in ln]
+        assert "channel acme-x" in line
+        assert "by cy: storm" in line
+        assert "result=" not in done.stderr
