@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import shutil
 import signal
 import socket
 import subprocess
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
 import postflow
 from postflow._plugins import BLOCK_ENV, BUILTIN_PLUGINS
 from postflow.cli import cli
+from postflow.cli._logging import LOGGER
 from postflow.cli.calendar import is_public_url
 from postflow.cli.demo import DEMO_WORKFLOW, TEAM
 from postflow.cli.render import render_board, render_history
@@ -452,3 +455,66 @@ class TestWorkerJsonAndPauses:
         assert "channel acme-x" in line
         assert "by cy: storm" in line
         assert "result=" not in done.stderr
+
+
+OWNED_COMMANDS = [["board"], ["history"], ["plugins"], ["calendar", "export"],
+                  ["calendar", "import"], ["feed", "create"], ["feed", "rotate"],
+                  ["feed", "revoke"], ["feed", "list"], ["serve"], ["demo"]]
+
+
+@pytest.fixture(name="postflow_logger")
+def _postflow_logger() -> Iterator[logging.Logger]:
+    """The ``postflow`` logger, its level restored afterwards."""
+    logger = logging.getLogger(LOGGER)
+    level = logger.level
+    yield logger
+    logger.setLevel(level)
+
+
+class TestVerbosity:
+    """``-v``/``-q`` (``postflow.cli._logging.verbosity_options``) set the level of the
+    ``postflow`` logger."""
+
+    @pytest.mark.parametrize("path", OWNED_COMMANDS, ids=" ".join)
+    def test_commands_take_v_and_q(self, path: list[str]) -> None:
+        """Every command of these modules has -v/--verbose and -q/--quiet."""
+        command: click.Command = cli
+        for name in path:
+            assert isinstance(command, click.Group)
+            command = command.commands[name]
+        opts = {o for p in command.params for o in p.opts}
+        assert {"-v", "--verbose", "-q", "--quiet"} <= opts
+
+    @pytest.mark.parametrize(("args", "level"), [
+        (["-v"], logging.INFO), (["-vv"], logging.DEBUG), (["-vvv"], logging.DEBUG),
+        (["-q"], logging.ERROR), (["-qq"], logging.CRITICAL), (["-v", "-q"], logging.WARNING),
+        (["--verbose", "--verbose"], logging.DEBUG),
+    ])
+    def test_levels(self, postflow_logger: logging.Logger, args: list[str], level: int
+                    ) -> None:
+        """-v lowers the level from WARNING a step each, -q raises it."""
+        postflow_logger.setLevel(logging.NOTSET)
+        result = CliRunner().invoke(cli, ["plugins", *args])
+        assert result.exit_code == 0, result.output
+        assert postflow_logger.level == level
+
+    def test_without_options_the_level_is_left_alone(self, postflow_logger: logging.Logger
+                                                      ) -> None:
+        """No -v or -q: the logger keeps whatever the program set."""
+        postflow_logger.setLevel(logging.NOTSET)
+        assert CliRunner().invoke(cli, ["plugins"]).exit_code == 0
+        assert postflow_logger.level == logging.NOTSET
+
+    @pytest.mark.acceptance
+    def test_demo_v_shows_info_and_q_hides_it(self, run: Run, tmp_path: Path) -> None:
+        """'postflow demo -v' shows postflow's INFO records on stderr; plain or -q, none."""
+        plain = run("demo", "--db", "sqlite:///a.db")
+        assert plain.returncode == 0, plain.stderr
+        assert plain.stderr == ""
+        loud = run("demo", "-v", "--db", "sqlite:///b.db")
+        assert loud.returncode == 0, loud.stderr
+        assert "INFO postflow.publishing: post 1: publish by demo" in loud.stderr
+        quiet = run("demo", "-q", "--db", "sqlite:///c.db")
+        assert quiet.returncode == 0, quiet.stderr
+        assert quiet.stderr == ""
+        assert quiet.stdout.count("\n") == plain.stdout.count("\n")

@@ -18,6 +18,7 @@ from postflow._plugins import (
     make_plugin_manager,
 )
 from postflow.cli._app import cli, db_option, open_workspace, workflow_option
+from postflow.cli._logging import verbosity_options
 from postflow.cli.render import render_board, render_history
 from postflow.hookspecs import PROJECT
 
@@ -28,6 +29,7 @@ PluginRow = tuple[str, str, list[str], str | None]
 
 @cli.command()
 @click.pass_context
+@verbosity_options
 def plugins(ctx: click.Context) -> None:
     """List the plugins loaded and the hooks each implements.
 
@@ -105,6 +107,7 @@ def _refuse_wrappers(pm: pluggy.PluginManager, plugin: object) -> None:
 
 
 @cli.command()
+@verbosity_options
 @db_option
 @workflow_option
 def board(url: str, workflow_file: Path | None) -> None:
@@ -114,6 +117,7 @@ def board(url: str, workflow_file: Path | None) -> None:
 
 
 @cli.command()
+@verbosity_options
 @db_option
 @workflow_option
 @click.argument("post_id", type=int)

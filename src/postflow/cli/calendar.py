@@ -20,6 +20,7 @@ from postflow.cli._app import (
     with_filters,
     workflow_option,
 )
+from postflow.cli._logging import verbosity_options
 from postflow.exceptions import ConfigError
 from postflow.models import Feed
 
@@ -30,6 +31,7 @@ def calendar() -> None:
 
 
 @calendar.command("export")
+@verbosity_options
 @db_option
 @workflow_option
 @calendar_options
@@ -55,6 +57,7 @@ def calendar_export(url: str, workflow_file: Path | None, calendar_name: str, do
 
 
 @calendar.command("import")
+@verbosity_options
 @db_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--category", default=None, help="Category of the entries (default: planning).")
@@ -129,6 +132,7 @@ def feed() -> None:
 
 
 @feed.command("create")
+@verbosity_options
 @db_option
 @workflow_option
 @with_filters
@@ -147,6 +151,7 @@ def feed_create(url: str, workflow_file: Path | None, channels: tuple[str, ...],
 
 
 @feed.command("rotate")
+@verbosity_options
 @db_option
 @base_url_option
 @click.argument("name")
@@ -159,6 +164,7 @@ def feed_rotate(url: str, base_url: str, name: str, by: str | None) -> None:
 
 
 @feed.command("revoke")
+@verbosity_options
 @db_option
 @click.argument("name")
 @click.option("--by", default=None, help="Admin member (default: system).")
@@ -170,6 +176,7 @@ def feed_revoke(url: str, name: str, by: str | None) -> None:
 
 
 @feed.command("list")
+@verbosity_options
 @db_option
 def feed_list(url: str) -> None:
     """List the feeds and their filters."""
@@ -185,6 +192,7 @@ def feed_list(url: str) -> None:
 
 
 @cli.command()
+@verbosity_options
 @db_option
 @workflow_option
 @calendar_options

@@ -13,6 +13,7 @@ import click
 
 import postflow
 from postflow.cli._app import cli
+from postflow.cli._logging import verbosity_options
 from postflow.cli.render import render_board, render_history
 from postflow.workflow import DEFAULT_WORKFLOW, Workflow
 
@@ -154,6 +155,7 @@ def demo_path(db: str) -> tuple[Path, str | None]:
 
 
 @cli.command()
+@verbosity_options
 @click.option("--db", default=DEMO_URL, show_default=True, metavar="URL",
               help="SQLite URL of the demo database (sqlite:///path; a bare path still "
                    "works, deprecated).")
