@@ -188,8 +188,7 @@ class TestDemoDbUrl:
         board = run("board", "--db", "sqlite:///postflow-demo.db")
         assert board.returncode == 0, board.stderr
         assert "PUBLISHED (1)" in board.stdout
-        helped = " ".join(run("demo", "--help").stdout.split())
-        assert "default: sqlite:///postflow-demo.db" in helped
+        assert "default: sqlite:///postflow-demo.db" in run("demo", "--help").stdout
 
     def test_bare_path_still_works_with_a_note(self, run: Run, tmp_path: Path) -> None:
         """A bare path is accepted, with a one-line deprecation note on stderr."""

@@ -157,8 +157,7 @@ def demo_path(db: str) -> tuple[Path, str | None]:
 @cli.command()
 @verbosity_options
 @click.option("--db", default=DEMO_URL, show_default=True, metavar="URL",
-              help="SQLite URL of the demo database (sqlite:///path; a bare path still "
-                   "works, deprecated).")
+              help="SQLite URL the demo writes (a bare path is deprecated).")
 @click.option("--fresh", is_flag=True, help="Delete the demo database and start over.")
 def demo(db: str, fresh: bool) -> None:
     """Walk a small team's posts through every state and show the result."""
