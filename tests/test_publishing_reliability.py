@@ -96,8 +96,10 @@ def states(url: str) -> Counter[str]:
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
-    """The worker's JSON outcome lines in its stderr."""
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    """The worker's JSON outcome lines in its stderr (every line is JSON; outcomes are
+    the ones with a ``result``)."""
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return [line for line in lines if "result" in line]
 
 
 class Worker:

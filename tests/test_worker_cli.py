@@ -53,8 +53,8 @@ class TestWorker:
         done = run("worker", "--db", url, "--once", "--batch", "3", "--log-format", "json",
                    "--id", "w1")
         assert done.returncode == 0, done.stderr
-        lines = [json.loads(line) for line in done.stderr.splitlines()
-                 if line.startswith("{")]
+        lines = [json.loads(line) for line in done.stderr.splitlines()]
+        lines = [line for line in lines if "result" in line]  # outcomes, not messages
         assert sorted(line["post"] for line in lines) == list(range(1, 8))
         assert {line["result"] for line in lines} == {"published"}
         assert {line["worker"] for line in lines} == {"w1"}

@@ -9,15 +9,17 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from postflow._urls import redact_url
 from postflow.storage import PostQuery
 
 if TYPE_CHECKING:
-    from postflow.models import Delivery
+    from postflow.models import Delivery, Hold
     from postflow.publishing import Outcome
     from postflow.workspace import Workspace
 
@@ -52,24 +54,124 @@ def _log_line(outcome: Outcome, worker: str, as_json: bool) -> str:
             f"late_by={outcome.late_by:.0f}s channels={channels}{detail}")
 
 
+class _Say:
+    """The worker's own lines on stderr: plain text, or one JSON object each (with
+    ``at``, ``worker``, ``event`` and ``message``) for ``--log-format json``."""
+
+    def __init__(self, worker: str, as_json: bool) -> None:
+        self.worker = worker
+        self.as_json = as_json
+
+    def __call__(self, event: str, message: str, **fields: Any) -> None:
+        if self.as_json:
+            line = json.dumps({"at": datetime.now(UTC).isoformat(timespec="seconds"),
+                               "worker": self.worker, "event": event, **fields,
+                               "message": message}, sort_keys=True, default=str)
+        else:
+            line = message
+        print(line, file=sys.stderr, flush=True)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """A log record as one JSON object: ``at``, ``level``, ``logger``, ``message`` (and
+    ``exception`` with the traceback, newlines escaped, when there is one)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {"at": datetime.fromtimestamp(record.created, UTC).isoformat(
+                      timespec="milliseconds"),
+                  "level": record.levelname, "logger": record.name,
+                  "message": record.getMessage()}
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            fields["exception"] = record.exc_text
+        if record.stack_info:
+            fields["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(fields, default=str)
+
+
+@contextmanager
+def _json_log_records() -> Iterator[None]:
+    """While the worker runs with JSON logs, log records reach stderr as JSON too.
+
+    The root logger's handlers that write to stderr (the one ``postflow worker`` sets
+    up, or an embedding program's) get :class:`JsonLogFormatter`; without any, one is
+    added. Both are undone afterwards.
+    """
+    root = logging.getLogger()
+    streams = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
+               and getattr(h, "stream", None) in (sys.stderr, sys.__stderr__)]
+    added = None
+    if not streams:
+        added = logging.StreamHandler(sys.stderr)
+        root.addHandler(added)
+        streams = [added]
+    formatters = [h.formatter for h in streams]
+    for handler in streams:
+        handler.setFormatter(JsonLogFormatter())
+    try:
+        yield
+    finally:
+        for handler, formatter in zip(streams, formatters, strict=True):
+            handler.setFormatter(formatter)
+        if added is not None:
+            root.removeHandler(added)
+
+
+def _describe_holds(holds: list[Hold]) -> str:
+    return "; ".join(
+        f"{'all publishing' if h.scope == '*' else 'channel ' + h.scope} since "
+        f"{h.at:%Y-%m-%d %H:%M} UTC by {h.by}: {h.reason}" for h in holds)
+
+
 def run_worker(ws: Workspace, worker: str, *, once: bool, interval: float,
                json_logs: bool) -> int:
-    """Publish until stopped (or until nothing is due, with ``once``); the exit code."""
+    """Publish until stopped (or until nothing is due, with ``once``); the exit code.
+
+    With ``json_logs`` every line on stderr is a JSON object: outcomes, the worker's
+    own messages (``event``: started, paused, resumed, error, progress, stopped) and
+    log records (see :class:`JsonLogFormatter`).
+    """
+    if json_logs:
+        with _json_log_records():
+            return _run(ws, worker, once=once, interval=interval, json_logs=True)
+    return _run(ws, worker, once=once, interval=interval, json_logs=False)
+
+
+def _run(ws: Workspace, worker: str, *, once: bool, interval: float,
+         json_logs: bool) -> int:
+    say = _Say(worker, json_logs)
     stop = _Stop()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     totals: Counter[str] = Counter()
     started = time.monotonic()
     last_progress = started
-    print(f"postflow worker {worker} started on {redact_url(ws.storage.url)}"
-          + (" (once)" if once else f", every {interval:g} s"), file=sys.stderr, flush=True)
+    holds_seen: tuple[tuple[str, str, str, datetime], ...] | None = None
+    say("started", f"postflow worker {worker} started on {redact_url(ws.storage.url)}"
+        + (" (once)" if once else f", every {interval:g} s"),
+        url=redact_url(ws.storage.url), once=once, interval=interval)
     try:
         while not stop.event.is_set():
             try:
+                holds = ws.holds()
+                now_held = tuple(sorted((h.scope, h.reason, h.by, h.at) for h in holds))
+                if now_held != holds_seen:  # once per change: paused, changed, resumed
+                    if holds:
+                        what = _describe_holds(holds)
+                        waits = ("nothing is published" if any(h.scope == "*" for h in holds)
+                                 else "posts on these channels wait")
+                        say("paused", f"postflow worker {worker}: publishing paused: {what} "
+                            f"({waits}; 'postflow resume' lifts it)",
+                            holds=[{"scope": h.scope, "by": h.by, "reason": h.reason,
+                                    "since": h.at.isoformat()} for h in holds])
+                    elif holds_seen:
+                        say("resumed", f"postflow worker {worker}: publishing resumed")
+                    holds_seen = now_held
                 ws.create_occurrences()  # recurring series: the next occurrences, if due
                 outcomes = ws.publish_due(worker=worker, stop=stop.event.is_set)
             except Exception as exc:  # the database is busy or gone: try again later
-                print(f"postflow worker {worker}: {type(exc).__name__}: {exc}",
-                      file=sys.stderr, flush=True)
+                say("error", f"postflow worker {worker}: {type(exc).__name__}: {exc}",
+                    error=f"{type(exc).__name__}: {exc}")
                 outcomes = []
                 if once:
                     return 1
@@ -78,7 +180,7 @@ def run_worker(ws: Workspace, worker: str, *, once: bool, interval: float,
                 print(_log_line(outcome, worker, json_logs), file=sys.stderr, flush=True)
             now = time.monotonic()
             if now - last_progress >= 10:
-                _progress(totals, now - started)
+                _progress(say, totals, now - started)
                 last_progress = now
             if outcomes and len(outcomes) >= ws.publishing.settings.batch:
                 continue  # more may be due right now
@@ -88,16 +190,17 @@ def run_worker(ws: Workspace, worker: str, *, once: bool, interval: float,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    _progress(totals, time.monotonic() - started)
+    _progress(say, totals, time.monotonic() - started)
     reason = f" on {stop.signal}" if stop.signal else ""
-    print(f"postflow worker {worker} stopped{reason}", file=sys.stderr, flush=True)
+    say("stopped", f"postflow worker {worker} stopped{reason}", signal=stop.signal)
     return 0
 
 
-def _progress(totals: Counter[str], seconds: float) -> None:
+def _progress(say: _Say, totals: Counter[str], seconds: float) -> None:
     rate = sum(totals.values()) / max(seconds, 1e-9)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(totals.items())) or "nothing"
-    print(f"progress: {summary} ({rate:.1f} posts/s)", file=sys.stderr, flush=True)
+    say("progress", f"progress: {summary} ({rate:.1f} posts/s)", totals=dict(totals),
+        rate=round(rate, 1))
 
 
 def render_status(ws: Workspace) -> str:

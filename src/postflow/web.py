@@ -8,8 +8,10 @@ all get the same 404. Tokens never reach a log in full.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
+import socket
 import socketserver
 from collections.abc import Callable, Iterable
 from datetime import UTC
@@ -22,7 +24,7 @@ from postflow.calendar import RenderedFeed, redact
 if TYPE_CHECKING:
     from postflow.workspace import Workspace
 
-__all__ = ["feed_app", "make_feed_server"]
+__all__ = ["bind_error_message", "feed_app", "make_feed_server"]
 
 log = logging.getLogger("postflow.web")
 
@@ -155,6 +157,28 @@ class _RedactingHandler(WSGIRequestHandler):
 
 def make_feed_server(ws: Workspace, host: str = "127.0.0.1", port: int = 8080
                      ) -> WSGIServer:
-    """A threaded stdlib HTTP server for :func:`feed_app` (``postflow serve --feeds``)."""
+    """A threaded stdlib HTTP server for :func:`feed_app` (``postflow serve --feeds``).
+
+    A port that is taken, a host that does not resolve or is not an address of this
+    machine raise :class:`OSError` (:func:`bind_error_message` words it for people).
+    """
     return make_server(host, port, feed_app(ws), server_class=_ThreadingServer,
                        handler_class=_RedactingHandler)
+
+
+def bind_error_message(exc: OSError, host: str, port: int) -> str:
+    """One line saying why the feed server could not listen on ``host:port``."""
+    where = f"{host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return (f"cannot serve on {where}: host {host!r} is not known ({exc.strerror or exc}); "
+                "pass --host with an address or name of this machine")
+    if exc.errno == errno.EADDRINUSE:
+        return (f"cannot serve on {where}: the port is already in use (another server, or "
+                "another 'postflow serve'); pass another --port or stop the other one")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (f"cannot serve on {where}: {host!r} is not an address of this machine; "
+                "pass --host 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"cannot serve on {where}: permission denied (ports below 1024 need "
+                "privileges); pass a --port of 1024 or above")
+    return f"cannot serve on {where}: {exc.strerror or exc}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import urllib.parse
 from pathlib import Path
@@ -19,6 +20,8 @@ from postflow.cli._app import (
     with_filters,
     workflow_option,
 )
+from postflow.cli._logging import verbosity_options
+from postflow.exceptions import ConfigError
 from postflow.models import Feed
 
 
@@ -28,6 +31,7 @@ def calendar() -> None:
 
 
 @calendar.command("export")
+@verbosity_options
 @db_option
 @workflow_option
 @calendar_options
@@ -53,6 +57,7 @@ def calendar_export(url: str, workflow_file: Path | None, calendar_name: str, do
 
 
 @calendar.command("import")
+@verbosity_options
 @db_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--category", default=None, help="Category of the entries (default: planning).")
@@ -88,12 +93,37 @@ def feed_links(base_url: str, token: str) -> dict[str, str]:
     return {"url": url, "webcal": webcal, "google": google}
 
 
+_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
+
+
+def is_public_url(url: str) -> bool:
+    """Whether a server on the internet (Google's) could reach ``url``'s host.
+
+    Not for loopback, private, link-local or otherwise non-global IP addresses,
+    ``localhost``, names under local-only suffixes (``.local``, ``.internal`` …) and
+    single-label names (``myserver``) that only a local resolver knows.
+    """
+    host = (urllib.parse.urlsplit(url).hostname or "").rstrip(".").lower()
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        pass
+    return "." in host and host != "localhost" and not host.endswith(_PRIVATE_SUFFIXES)
+
+
 def _print_links(feed: Feed, token: str, base_url: str) -> None:
     links = feed_links(base_url, token)
     click.echo(f"Feed {feed.name!r}: the token is shown only now; keep these links private.")
     click.echo(f"  URL (Google, Thunderbird):  {links['url']}")
     click.echo(f"  Apple / Outlook:            {links['webcal']}")
-    click.echo(f"  Add to Google Calendar:     {links['google']}")
+    if is_public_url(base_url):
+        click.echo(f"  Add to Google Calendar:     {links['google']}")
+    else:
+        click.echo(f"  Add to Google Calendar:     not from {base_url}: Google fetches feeds "
+                   f"from its own servers, so the base URL must be public (set --base-url "
+                   f"or {BASE_URL_ENV})")
 
 
 @cli.group()
@@ -102,6 +132,7 @@ def feed() -> None:
 
 
 @feed.command("create")
+@verbosity_options
 @db_option
 @workflow_option
 @with_filters
@@ -120,6 +151,7 @@ def feed_create(url: str, workflow_file: Path | None, channels: tuple[str, ...],
 
 
 @feed.command("rotate")
+@verbosity_options
 @db_option
 @base_url_option
 @click.argument("name")
@@ -132,6 +164,7 @@ def feed_rotate(url: str, base_url: str, name: str, by: str | None) -> None:
 
 
 @feed.command("revoke")
+@verbosity_options
 @db_option
 @click.argument("name")
 @click.option("--by", default=None, help="Admin member (default: system).")
@@ -143,6 +176,7 @@ def feed_revoke(url: str, name: str, by: str | None) -> None:
 
 
 @feed.command("list")
+@verbosity_options
 @db_option
 def feed_list(url: str) -> None:
     """List the feeds and their filters."""
@@ -158,22 +192,26 @@ def feed_list(url: str) -> None:
 
 
 @cli.command()
+@verbosity_options
 @db_option
 @workflow_option
 @calendar_options
 @click.option("--feeds", "serve_feeds", is_flag=True, required=True,
               help="Serve the calendar feeds (the only service so far).")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 def serve(url: str, workflow_file: Path | None, calendar_name: str, domain: str,
           post_url: str | None, serve_feeds: bool, host: str, port: int) -> None:
     """Serve the calendar feeds over HTTP until interrupted."""
-    from postflow.web import make_feed_server
+    from postflow.web import bind_error_message, make_feed_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = calendar_settings(calendar_name, domain, post_url)
     with open_workspace(url, workflow_file, settings) as ws:
-        server = make_feed_server(ws, host, port)
+        try:
+            server = make_feed_server(ws, host, port)
+        except OSError as exc:  # a port in use, an unknown host: one line, no traceback
+            raise ConfigError(bind_error_message(exc, host, port)) from exc
         click.echo(f"Serving feeds on http://{host}:{server.server_port}/feeds/<token>.ics "
                    "(Ctrl-C stops)")
         try:

@@ -13,6 +13,7 @@ import click
 
 import postflow
 from postflow.cli._app import cli
+from postflow.cli._logging import verbosity_options
 from postflow.cli.render import render_board, render_history
 from postflow.workflow import DEFAULT_WORKFLOW, Workflow
 
@@ -132,11 +133,35 @@ def run_demo(path: Path, *, fresh: bool, echo: Callable[[str], None]) -> None:
              f"postflow history --db sqlite:///{path} {launch.id}")
 
 
+DEMO_URL = "sqlite:///postflow-demo.db"
+"""Where ``postflow demo`` writes by default (``postflow board --db`` reads the same URL)."""
+
+
+def demo_path(db: str) -> tuple[Path, str | None]:
+    """The SQLite file of ``--db`` (a ``sqlite:///path`` URL), and a deprecation note when
+    it was given as a bare path; another kind of URL is refused."""
+    if db.startswith("sqlite:///"):
+        path = db[len("sqlite:///"):]
+        if not path:
+            raise click.BadParameter("the URL names no file (sqlite:///postflow-demo.db)",
+                                     param_hint="--db")
+        return Path(path), None
+    if "://" in db:
+        raise click.BadParameter(
+            f"{db!r}: the demo writes a SQLite file; pass a sqlite:///path URL",
+            param_hint="--db")
+    return Path(db), (f"postflow: warning: --db takes a URL, as in every other command; "
+                      f"a bare path is deprecated: pass --db sqlite:///{db}")
+
+
 @cli.command()
-@click.option("--db", "path", default="postflow-demo.db", show_default=True,
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="SQLite file the demo writes.")
+@verbosity_options
+@click.option("--db", default=DEMO_URL, show_default=True, metavar="URL",
+              help="SQLite URL the demo writes (a bare path is deprecated).")
 @click.option("--fresh", is_flag=True, help="Delete the demo database and start over.")
-def demo(path: Path, fresh: bool) -> None:
+def demo(db: str, fresh: bool) -> None:
     """Walk a small team's posts through every state and show the result."""
+    path, note = demo_path(db)
+    if note:
+        click.echo(note, err=True)
     run_demo(path, fresh=fresh, echo=click.echo)

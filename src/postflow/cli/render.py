@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import postflow
 from postflow.models import AuditEntry, Post
+from postflow.workflow import Workflow
 
-__all__ = ["render_board", "render_history"]
+__all__ = ["SHORTENED_KEYS", "render_board", "render_history"]
 
 
 def render_board(ws: postflow.Workspace) -> str:
@@ -18,11 +22,11 @@ def render_board(ws: postflow.Workspace) -> str:
         note = "" if state in ws.workflow.states else \
             f"  (not a state of workflow {ws.workflow.name!r}: pass --workflow)"
         lines.append(f"{state.upper()} ({len(posts)}){note}")
-        lines.extend(f"  {_post_line(p)}" for p in posts)
+        lines.extend(f"  {_post_line(p, ws.workflow)}" for p in posts)
     return "\n".join(lines)
 
 
-def _post_line(post: Post) -> str:
+def _post_line(post: Post, workflow: Workflow) -> str:
     text = post.text.replace("\n", " ")
     text = text if len(text) <= 40 else text[:39] + "…"
     when = ""
@@ -30,28 +34,75 @@ def _post_line(post: Post) -> str:
         when = f"  @ {post.scheduled_local:%Y-%m-%d %H:%M} {post.scheduled_zone}"
     elif post.planned_for is not None:
         when = f"  planned {post.planned_for}"
-    approvals = f"  approved by {', '.join(a.member for a in post.approvals)}" \
-        if post.approvals else ""
+    approvals = _approvals(post, workflow)
     return (f"#{post.id:<4} r{post.revision} [{', '.join(post.channels)}] {text!r}"
-            f"{when}{approvals}")
+            f"{when}{f'  {approvals}' if approvals else ''}")
+
+
+def _approvals(post: Post, workflow: Workflow) -> str:
+    """"approved by ben, lena" only when the approvals are complete; otherwise progress.
+
+    A post in the workflow's approval state is still waiting for approvals, whatever it
+    has. Approvals at stages the workflow does not know (a database viewed without its
+    ``--workflow``) are shown by stage, without a count of how many are needed.
+    """
+    waiting = post.state == workflow.approval_state
+    if not post.approvals and not waiting:
+        return ""
+    by_stage: dict[str, list[str]] = {}
+    for approval in post.approvals:
+        by_stage.setdefault(approval.stage, []).append(approval.member)
+    known = {stage.name for stage in workflow.stages}
+    if not set(by_stage) <= known:
+        if not waiting:
+            return f"approved by {', '.join(a.member for a in post.approvals)}"
+        done = "; ".join(f"{stage}: {', '.join(names)}" for stage, names in by_stage.items())
+        count = len(post.approvals)
+        return f"{count} approval{'s' if count != 1 else ''} so far, not complete ({done})"
+    statuses = workflow.stage_status(post.approvals, None, datetime.now(UTC))
+    if not waiting and all(s.satisfied for s in statuses):
+        return f"approved by {', '.join(a.member for a in post.approvals)}"
+    have = sum(min(len(s.approved_by), s.needed) for s in statuses)
+    need = sum(s.needed for s in statuses)
+    done = "; ".join(f"{s.name}: {', '.join(s.approved_by)}" for s in statuses
+                     if s.approved_by)
+    return f"{have} of {need} approvals" + (f" ({done})" if done else "")
+
+
+SHORTENED_KEYS = frozenset({"text"})
+"""Audit data keys whose values :func:`render_history` shortens: the post's text, which
+every ``create`` and ``edit`` entry repeats (``ws.revisions()`` has it in full). Every
+other value (``reason``, ``errors``, ``comment``, ``detail``, a plugin's keys …) is shown
+whole, however long: a cut-off error message is no message."""
+
+SHORT = 40
+"""How many characters of a shortened value are shown."""
 
 
 def render_history(entries: list[AuditEntry]) -> str:
-    """An audit trail, one line per entry."""
+    """An audit trail, one line per entry (see :data:`SHORTENED_KEYS`)."""
     lines = []
     for e in entries:
         move = f"{e.from_state or '-'} -> {e.to_state}" if e.to_state != e.from_state \
             else f"({e.to_state})"
         note = f'  "{e.comment}"' if e.comment else ""
-        shown = [f"{k}={_value(v)}" for k, v in e.data.items()]
+        shown = [f"{k}={_value(v, short=k in SHORTENED_KEYS)}" for k, v in e.data.items()]
         extra = f"  {' '.join(shown)}" if shown else ""
         lines.append(f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.actor:<6} {e.action:<16} r{e.revision} "
                      f"{move}{note}{extra}")
     return "\n".join(lines)
 
 
-def _value(value: object) -> str:
-    if isinstance(value, tuple | list):
+def _value(value: object, *, short: bool = False) -> str:
+    """A value on one line: lists comma-joined, mappings as JSON, text quoted when it has
+    spaces (newlines escaped); cut to :data:`SHORT` characters only when ``short``."""
+    if isinstance(value, tuple | list) and all(isinstance(v, str | int) for v in value):
         return ",".join(map(str, value))
-    text = str(value).replace("\n", " ")
-    return repr(text if len(text) <= 32 else text[:31] + "…") if " " in text else text
+    if isinstance(value, dict | tuple | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    text = str(value)
+    if short and len(text) > SHORT:
+        text = text[:SHORT - 1] + "…"
+    if any(c.isspace() for c in text) or not text:
+        return repr(text)
+    return text
