@@ -109,13 +109,14 @@ class TestBoardApprovals:
     def test_demo_and_board_without_the_demo_workflow(self, run: Run, demo_dir: Path
                                                       ) -> None:
         """The demo's own board counts approvals; 'postflow board' on the demo database
-        (no --workflow, as the README runs it) never calls the pending post approved."""
+        (no --workflow, as the README runs it) uses the workflow stored with it, so it
+        counts them too and never calls the pending post approved."""
         first = (demo_dir / "first-run.txt").read_text(encoding="utf-8")
         assert "1 of 2 approvals (editorial: ben)" in first
         done = run("board", "--db", demo_url(demo_dir))
         assert done.returncode == 0, done.stderr
         review = done.stdout.split("REVIEW (1)\n", 1)[1].splitlines()[0]
-        assert review.endswith("1 approval so far, not complete (editorial: ben)")
+        assert review.endswith("1 of 2 approvals (editorial: ben)")
         published = done.stdout.split("PUBLISHED (1)\n", 1)[1].splitlines()[0]
         assert published.endswith("approved by ben, lena")
 

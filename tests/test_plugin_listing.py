@@ -174,7 +174,7 @@ class TestDescribePlugins:
         assert by_name["fine"] == PluginInfo(
             "fine", "postflow-fine 1.2", ("postflow_authorize",), "ok")
         assert by_name["shaky"].origin == "postflow-shaky 1.0"
-        assert by_name["shaky"].status == "broken: ImportError('half-installed')"
+        assert by_name["shaky"].status == "broken: ImportError: half-installed"
         assert by_name["shaky"].hooks == ()
         assert by_name["quiet"].status == "blocked"
         for name in BUILTIN_PLUGINS:

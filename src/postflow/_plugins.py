@@ -188,7 +188,7 @@ def describe_plugins(
         except Exception as exc:
             if pm.has_plugin(name):  # registered, then refused by validation
                 pm.unregister(name=name)
-            rows.append(PluginInfo(name, origin, (), f"broken: {exc!r}"))
+            rows.append(PluginInfo(name, origin, (), f"broken: {type(exc).__name__}: {exc}"))
             return
         problem = _plugin_problem(pm, plugin)
         if problem is not None:
@@ -202,7 +202,7 @@ def describe_plugins(
         try:
             found = installed_entry_points()
         except Exception as exc:  # pragma: no cover - unreadable installed metadata
-            rows.append(PluginInfo(PROJECT, "entry points", (), f"broken: {exc!r}"))
+            rows.append(PluginInfo(PROJECT, "entry points", (), f"broken: {type(exc).__name__}: {exc}"))
             found = []
         for dist, ep in found:
             add(ep.name, distribution_label(dist), ep.load)
