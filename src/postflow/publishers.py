@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import attrs
 
+from postflow._fields import remote_id_problem, url_problem
 from postflow.exceptions import OutcomeUnknownError, PermanentError, RetryableError
 from postflow.hookspecs import hookimpl
 from postflow.publishing import Outgoing, Published, Publisher
@@ -397,8 +398,19 @@ def _classify(target: _Target, item: Outgoing, status: int, headers: http.client
         if isinstance(answer, dict):
             if isinstance(answer.get("id"), str | int) and not isinstance(answer["id"], bool):
                 remote_id = str(answer["id"])
-            if isinstance(answer.get("url"), str):
+            if answer.get("url") is not None:
                 url = answer["url"]
+        # the receiver's answer is checked like a person's input: it is stored and shown
+        problem = remote_id_problem(remote_id)
+        if problem is None and url is not None:
+            problem = url_problem(url)
+            field = "url"
+        else:
+            field = "id"
+        if problem is not None:
+            raise OutcomeUnknownError(
+                f"{where}, but the {field!r} of its answer {problem}; the post was probably "
+                "published: look at the receiver, then settle it with resolve_delivery")
         return Published(remote_id, url)
     if status in (429, 503):
         raise RetryableError(where + _excerpt(data),

@@ -113,6 +113,23 @@ class Publisher(Protocol):
         ...
 
 
+def _answer_problem(published: Published) -> str | None:
+    """Why a publisher's answer may not be stored (its ``remote_id`` or ``url`` is not
+    what :mod:`postflow._fields` accepts from a person), or ``None``."""
+    from postflow._fields import redact_url, remote_id_problem, url_problem
+
+    problem = remote_id_problem(published.remote_id)
+    if problem:
+        return f"invalid answer: remote_id {problem}; the post may have been published"
+    if published.url is not None:
+        problem = url_problem(published.url)
+        if problem:
+            shown = redact_url(published.url) if isinstance(published.url, str) else ""
+            return (f"invalid answer: url {shown} {problem}; the post may have been "
+                    "published").replace("  ", " ")
+    return None
+
+
 def idempotency_key(post_id: int, channel: str, revision: int, instance: str = "") -> str:
     """The key a network can deduplicate on: from post id, channel and revision, and the
     database's :meth:`~postflow.Storage.instance_id` (see :meth:`Publishing.key`)."""
@@ -374,6 +391,10 @@ class Publishing:
             if young:
                 return delivery  # "not found" may only mean "not yet": wait
             return replace(delivery, status="pending", updated_at=now)
+        problem = _answer_problem(found) if isinstance(found, Published) else \
+            f"status check returned {found!r}, not a Published"
+        if problem:
+            return replace(delivery, status="unconfirmed", updated_at=now, last_error=problem)
         return replace(delivery, status="sent", remote_id=found.remote_id, url=found.url,
                        updated_at=now, last_error=None)
 
@@ -412,6 +433,9 @@ class Publishing:
         if not isinstance(published, Published):
             return replace(delivery, status="unconfirmed", last_error=(
                 f"publisher returned {published!r}, not a Published")), None
+        problem = _answer_problem(published)
+        if problem:  # probably published, but nothing of the answer is stored: a person looks
+            return replace(delivery, status="unconfirmed", last_error=problem), None
         return replace(delivery, status="sent", remote_id=published.remote_id,
                        url=published.url, last_error=None), None
 
@@ -570,6 +594,12 @@ class Publishing:
         delivery = current.get(channel)
         if delivery is None:
             raise NotFound(f"post {post_id} has no unconfirmed delivery on {channel!r}")
+        from postflow._fields import http_url
+        from postflow._fields import remote_id as checked_id
+
+        subject = f"post {post_id}"  # a person's values are checked like any input
+        remote_id = None if remote_id is None else checked_id(remote_id, subject)
+        url = None if url is None else http_url(url, subject, "url")
         settled = replace(delivery, status="sent" if published else "pending",
                           remote_id=remote_id if published else None,
                           url=url if published else None, updated_at=now,
