@@ -375,21 +375,26 @@ class Publishing:
         """Ask the publisher about a delivery whose outcome is unknown, if it can say."""
         publisher = self.publisher_for(channel) if channel else None
         check = getattr(publisher, "check", None)
-        young = delivery.status == "sending" and delivery.updated_at is not None and (
+        # the call behind a delivery marked (or found unknown) less than twice the lease
+        # ago may still be in flight: only a "found" is believed; on every other path,
+        # whether the publisher has a check() or not, the delivery is left as it is
+        young = delivery.updated_at is not None and (
             now - delivery.updated_at < 2 * self.settings.lease)
         if check is None:
-            if young:
+            if young and delivery.status == "sending":
                 return delivery  # its worker may be mid-call: wait rather than judge
             return replace(delivery, status="unconfirmed", updated_at=now,
                            last_error=delivery.last_error or "a worker stopped mid-publish")
         try:
             found = check(self._outgoing(post, channel, delivery))  # type: ignore[arg-type]
         except Exception as exc:  # still unknown
+            if young and delivery.status == "sending":
+                return delivery  # wait: a check that cannot tell yet judges nothing
             return replace(delivery, status="unconfirmed", updated_at=now,
                            last_error=f"status check failed: {exc}")
         if found is None:
             if young:
-                return delivery  # "not found" may only mean "not yet": wait
+                return delivery  # "not found" may only mean "not yet": never resend yet
             return replace(delivery, status="pending", updated_at=now)
         problem = _answer_problem(found) if isinstance(found, Published) else \
             f"status check returned {found!r}, not a Published"
