@@ -11,7 +11,7 @@ import unicodedata
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -100,18 +100,78 @@ def planned_date(value: object, post_id: int | None) -> date | None:
                      subject=f"post {post_id}" if post_id else "new post")
 
 
-def http_url(value: object, subject: str, field: str) -> str:
-    """An absolute http(s) URL without spaces or control characters, or a refusal."""
-    if isinstance(value, str) and len(value) > LIMITS["url"]:
-        raise ValidationFailed.single(
-            subject, "too-long", f"{field}: a URL of {len(value):,} characters; the limit "
-            f"is {LIMITS['url']:,}", field=field)
-    if isinstance(value, str) and value.isprintable() and " " not in value:
+MAX_URL_LENGTH = LIMITS["url"]
+"""The longest URL postflow stores (a media URL, a published URL, a webhook's ``url``)."""
+
+MAX_REMOTE_ID_LENGTH = 255
+"""The longest remote id (a network's id for a published post) postflow stores."""
+
+
+def shown_url(value: str) -> str:
+    """``value`` for a message: its query and fragment (which may hold a token) hidden,
+    control characters escaped and at most 120 characters kept."""
+    head = value.split("?", 1)[0].split("#", 1)[0]
+    if len(head) < len(value):
+        head += "?..."
+    return repr(head[:120] + ("..." if len(head) > 120 else ""))
+
+
+def url_problem(value: object) -> str | None:
+    """Why ``value`` is not an absolute http(s) URL postflow may store, or ``None``.
+
+    Refused: anything but text, an empty host, a scheme other than http and https
+    (``javascript:``, ``data:``), spaces and every control or other non-printable
+    character (a CR or LF would break the lines of an iCalendar feed or an HTTP header),
+    and more than :data:`MAX_URL_LENGTH` characters.
+    """
+    if not isinstance(value, str):
+        return f"must be text, got {type(value).__name__}"
+    if len(value) > MAX_URL_LENGTH:
+        return f"is {len(value)} characters long, over the limit of {MAX_URL_LENGTH}"
+    if not value.isprintable() or " " in value:
+        return "contains a space or a control character"
+    try:
         parts = urllib.parse.urlsplit(value)
-        if parts.scheme in ("http", "https") and parts.netloc:
-            return value
-    raise ValidationFailed.single(subject, f"bad-{field}-url",
-                                  f"{field} must be http(s) URLs, got {value!r}", field=field)
+        _ = parts.port
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    return None
+
+
+def remote_id_problem(value: object) -> str | None:
+    """Why ``value`` is not a remote id postflow may store (text of 1 to
+    :data:`MAX_REMOTE_ID_LENGTH` printable characters), or ``None``."""
+    if not isinstance(value, str):
+        return f"must be text, got {type(value).__name__}"
+    if not value or len(value) > MAX_REMOTE_ID_LENGTH:
+        return f"must be 1 to {MAX_REMOTE_ID_LENGTH} characters, got {len(value)}"
+    if not value.isprintable():
+        return "contains a control character"
+    return None
+
+
+def http_url(value: object, subject: str, field: str) -> str:
+    """An absolute http(s) URL of at most :data:`MAX_URL_LENGTH` characters, without
+    spaces or control characters, or a refusal (the message never quotes the query)."""
+    problem = url_problem(value)
+    if problem is None:
+        return cast(str, value)
+    shown = shown_url(value) if isinstance(value, str) else repr(value)
+    code = "bad-url" if field == "url" else f"bad-{field}-url"
+    raise ValidationFailed.single(subject, code,
+                                  f"{field} must be http(s) URLs, got {shown}: {problem}",
+                                  field=field)
+
+
+def remote_id(value: object, subject: str, field: str = "remote_id") -> str:
+    """A remote id (see :func:`remote_id_problem`), or a refusal naming ``field``."""
+    problem = remote_id_problem(value)
+    if problem is None:
+        return cast(str, value)
+    raise ValidationFailed.single(subject, f"bad-{field}", f"{field} {problem}",
+                                  field=field)
 
 
 def media_urls(value: object, subject: str) -> tuple[str, ...]:

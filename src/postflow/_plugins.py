@@ -202,7 +202,8 @@ def describe_plugins(
         try:
             found = installed_entry_points()
         except Exception as exc:  # pragma: no cover - unreadable installed metadata
-            rows.append(PluginInfo(PROJECT, "entry points", (), f"broken: {type(exc).__name__}: {exc}"))
+            rows.append(PluginInfo(PROJECT, "entry points", (),
+                                   f"broken: {type(exc).__name__}: {exc}"))
             found = []
         for dist, ep in found:
             add(ep.name, distribution_label(dist), ep.load)

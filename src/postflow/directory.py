@@ -12,6 +12,7 @@ from postflow._fields import (
     cadence_data,
     cadence_value,
     hashtag_list,
+    http_url,
     name_list,
     optional_text,
     publisher_settings,
@@ -150,6 +151,7 @@ class Channels(_Directory[Channel]):
                           zone_name(timezone, subject), True, 1,
                           optional_text(publisher, subject, "publisher"),
                           publisher_settings(settings, subject), cadence_value(cadence, subject))
+        _check_webhook_url(channel.publisher, channel.settings, subject)
         entry = ws.entry("channel.add", actor, ws.clock.now(), None,
                           {"channel": name, "network": network, "handle": channel.handle,
                            "timezone": timezone, "publisher": channel.publisher,
@@ -168,7 +170,7 @@ class Channels(_Directory[Channel]):
         """
         ws = self._engine
         actor = ws.manager(by)
-        self.get(name)
+        current = self.get(name)
         changes: dict[str, Any] = {}
         if handle is not None:
             changes["handle"] = optional_text(handle, name, "handle")
@@ -182,6 +184,9 @@ class Channels(_Directory[Channel]):
             changes["settings"] = publisher_settings(settings, f"channel {name!r}")
         if cadence is not None:
             changes["cadence"] = cadence_value(cadence, f"channel {name!r}")
+        if "settings" in changes or "publisher" in changes:
+            _check_webhook_url(changes.get("publisher", current.publisher),
+                               changes.get("settings", current.settings), f"channel {name!r}")
         # setting values may be secrets' names or URLs: the trail records which changed
         logged = {k: (sorted(v) if k == "settings" else cadence_data(v) if k == "cadence"
                       else v) for k, v in changes.items()}
@@ -252,3 +257,9 @@ class Campaigns(_Directory[Campaign]):
                expected_version: int | None = None) -> Campaign:
         """Retire a campaign (its name stays in the history and on its posts)."""
         return self.update(name, active=False, by=by, expected_version=expected_version)
+
+def _check_webhook_url(publisher: str | None, settings: Mapping[str, str], subject: str
+                       ) -> None:
+    """A webhook channel's ``url`` is refused when configured if it could never be sent."""
+    if publisher == "webhook" and "url" in settings:
+        http_url(settings["url"], subject, "url")

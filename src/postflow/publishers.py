@@ -11,7 +11,8 @@ A channel selects one with ``publisher="dry-run"`` or ``publisher="webhook"``; i
 ``webhook``
     ``url`` (http or https, required); ``secret_env``: the environment variable holding
     the HMAC-SHA256 signing secret (no setting, no signature); ``timeout``: seconds to
-    wait for the answer (default 10).
+    wait for the answer (default 10); ``deadline``: seconds the whole call may take,
+    connecting, sending and reading included (default :data:`DEFAULT_DEADLINE`, 20).
 
 The webhook sends ``Expect: 100-continue`` and holds the body back until the receiver
 agrees (or stays silent for :attr:`WebhookPublisher.continue_wait` seconds), so a
@@ -30,6 +31,7 @@ import logging
 import os
 import re
 import socket
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import attrs
 
+from postflow._fields import remote_id_problem, shown_url, url_problem
 from postflow.exceptions import OutcomeUnknownError, PermanentError, RetryableError
 from postflow.hookspecs import hookimpl
 from postflow.publishing import Outgoing, Published, Publisher
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 __all__ = [
+    "DEFAULT_DEADLINE",
     "DRY_RUN_ENV",
     "DryRunPublisher",
     "WebhookPublisher",
@@ -59,6 +63,10 @@ log = logging.getLogger("postflow.publishers")
 
 DRY_RUN_ENV = "POSTFLOW_DRY_RUN_FILE"
 """The environment variable naming the dry-run file when a channel has no ``path``."""
+
+DEFAULT_DEADLINE = 20.0
+"""Seconds a webhook call may take in all (connect, send, read) without a ``deadline``
+setting: the longest one publish can keep a worker busy."""
 
 _MAX_LINE = 65536
 _MAX_BODY = 1 << 20
@@ -162,6 +170,7 @@ class _Target:
     port: int | None
     path: str
     timeout: float
+    deadline: float
     secret: str | None
 
     @property
@@ -180,20 +189,27 @@ class _Target:
 
         if not url:
             raise bad("the webhook publisher needs the setting 'url'")
-        try:
-            parts = urllib.parse.urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            raise bad(f"setting 'url' is not a valid URL ({exc})") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise bad("setting 'url' must be an http:// or https:// URL with a host")
-        try:
-            timeout = float(settings.get("timeout", "10"))
-        except ValueError:
-            timeout = -1.0
-        if not 0 < timeout < float("inf"):
-            raise bad(f"setting 'timeout' must be a positive number of seconds, got "
-                      f"{settings.get('timeout')!r}")
+        # a URL that cannot be sent fails for good, at once; the message never quotes
+        # the URL (its path or query may hold a token)
+        problem = url_problem(url)
+        if problem is not None:
+            raise bad(f"setting 'url' {problem}")
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+        assert parts.hostname is not None  # url_problem checked it
+
+        def seconds(setting: str, default: str) -> float:
+            try:
+                value = float(settings.get(setting, default))
+            except ValueError:
+                value = -1.0
+            if not 0 < value < float("inf"):
+                raise bad(f"setting {setting!r} must be a positive number of seconds, "
+                          f"got {settings.get(setting)!r}")
+            return value
+
+        timeout = seconds("timeout", "10")
+        deadline = seconds("deadline", f"{DEFAULT_DEADLINE:g}")
         secret = None
         env = settings.get("secret_env")
         if env:
@@ -202,19 +218,53 @@ class _Target:
                 raise bad(f"the environment variable {env} (setting 'secret_env') is not "
                           "set")
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return cls(name, parts.scheme, parts.hostname, port, path, timeout, secret)
+        return cls(name, parts.scheme, parts.hostname, port, path, timeout, deadline, secret)
+
+
+class _DeadlinePassed(TimeoutError):
+    """The call's overall deadline passed."""
+
+
+class _Clock:
+    """A call's deadline: what is left of it, as a socket timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def left(self, cap: float) -> float:
+        """At most ``cap`` seconds, and no more than is left; raises once none is."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise _DeadlinePassed(f"the deadline of {self.seconds:g} s passed")
+        return min(cap, left)
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.end
+
+    def describe(self, exc: BaseException) -> str:
+        if self.passed() and not isinstance(exc, _DeadlinePassed):
+            return f"the deadline of {self.seconds:g} s passed ({_describe(exc)})"
+        return _describe(exc)
 
 
 class _SocketReader(io.RawIOBase):
-    """A socket's incoming bytes; unlike ``socket.makefile`` it survives a timeout."""
+    """A socket's incoming bytes; unlike ``socket.makefile`` it survives a timeout.
 
-    def __init__(self, sock: socket.socket) -> None:
+    Every read waits at most :attr:`wait` seconds and never past the call's deadline,
+    so a receiver dripping one byte at a time cannot stretch the call.
+    """
+
+    def __init__(self, sock: socket.socket, clock: _Clock, wait: float) -> None:
         self._sock = sock
+        self._clock = clock
+        self.wait = wait
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: WriteableBuffer) -> int:
+        self._sock.settimeout(self._clock.left(self.wait))
         return self._sock.recv_into(buffer)
 
 
@@ -287,40 +337,57 @@ class WebhookPublisher:
                    "Idempotency-Key": item.idempotency_key}
         if target.secret is not None:
             headers["X-Postflow-Signature"] = signature(body, target.secret)
+        clock = _Clock(target.deadline)  # one deadline for the whole call, 417 included
         try:
-            return self._post(target, item, body, headers, expect=True)
+            return self._post(target, item, body, headers, clock, expect=True)
         except _NoExpect:
-            return self._post(target, item, body, headers, expect=False)
+            return self._post(target, item, body, headers, clock, expect=False)
+
+    def _connect(self, target: _Target, clock: _Clock) -> socket.socket:
+        """A connected socket (TLS done for https), within the deadline."""
+        port = target.port or (443 if target.scheme == "https" else 80)
+        sock = socket.create_connection((target.host, port),
+                                        timeout=clock.left(self.connect_timeout))
+        if target.scheme == "https":
+            import ssl  # only for https webhooks: it is slow to import
+
+            try:
+                sock.settimeout(clock.left(self.connect_timeout))  # the whole handshake
+                context = ssl.create_default_context()
+                context.set_alpn_protocols(["http/1.1"])
+                return context.wrap_socket(sock, server_hostname=target.host)
+            except BaseException:
+                sock.close()
+                raise
+        return sock
 
     def _post(self, target: _Target, item: Outgoing, body: bytes, headers: dict[str, str],
-              *, expect: bool) -> Published:
-        import http.client  # only when a webhook publishes: it imports ssl
+              clock: _Clock, *, expect: bool) -> Published:
+        import http.client  # only when a webhook publishes
 
-        factory = http.client.HTTPSConnection if target.scheme == "https" else \
-            http.client.HTTPConnection
-        conn = factory(target.host, target.port, timeout=self.connect_timeout)
+        conn = http.client.HTTPConnection(target.host, target.port)
         try:
             try:
-                conn.connect()
+                conn.sock = sock = self._connect(target, clock)
                 conn.putrequest("POST", target.path)
                 for name, value in headers.items():
                     conn.putheader(name, value)
                 if expect:
                     conn.putheader("Expect", "100-continue")
+                sock.settimeout(clock.left(target.timeout))
                 conn.endheaders()  # the headers only
             except (OSError, http.client.HTTPException) as exc:
                 raise RetryableError(f"{target.where}: the request could not be sent "
-                                     f"({_describe(exc)})") from exc
-            sock = conn.sock
-            reader = io.BufferedReader(_SocketReader(sock))
-            early = self._await_continue(sock, reader, target) if expect else b""
+                                     f"({clock.describe(exc)})") from exc
+            reader = io.BufferedReader(_SocketReader(sock, clock, target.timeout))
+            early = self._await_continue(reader, target, clock) if expect else b""
             if not early:
                 try:
-                    sock.settimeout(target.timeout)
+                    sock.settimeout(clock.left(target.timeout))
                     sock.sendall(body)
                 except OSError as exc:
                     raise RetryableError(f"{target.where}: the connection failed before the "
-                                         f"body was sent ({_describe(exc)})") from exc
+                                         f"body was sent ({clock.describe(exc)})") from exc
             file = io.BufferedReader(_Replay(early, reader)) if early else reader
             response = http.client.HTTPResponse(cast(socket.socket, _FileSocket(file)),
                                                 method="POST")
@@ -329,10 +396,10 @@ class WebhookPublisher:
             except (OSError, http.client.HTTPException) as exc:
                 if early:
                     raise RetryableError(f"{target.where}: a broken answer before the body "
-                                         f"was sent ({_describe(exc)})") from exc
+                                         f"was sent ({clock.describe(exc)})") from exc
                 raise OutcomeUnknownError(
                     f"{target.where}: no answer after the post was sent "
-                    f"({_describe(exc)}); it may have been published") from exc
+                    f"({clock.describe(exc)}); it may have been published") from exc
             try:
                 data = response.read(_MAX_BODY)
             except (OSError, http.client.HTTPException):
@@ -342,18 +409,22 @@ class WebhookPublisher:
         finally:
             conn.close()
 
-    def _await_continue(self, sock: socket.socket, reader: io.BufferedReader[Any],
-                        target: _Target) -> bytes:
+    def _await_continue(self, reader: io.BufferedReader[Any], target: _Target,
+                        clock: _Clock) -> bytes:
         """Wait for ``100 Continue``: ``b""`` to send the body, or the status line of a
-        final answer given before it; a connection closed meanwhile is retryable."""
+        final answer given before it; a connection closed meanwhile, or the deadline
+        passing, is retryable (the body has not gone out)."""
+        raw = cast(_SocketReader, reader.raw)
         try:
-            sock.settimeout(self.continue_wait)
+            raw.wait = self.continue_wait
             try:
                 if not reader.peek(1):
                     raise ConnectionResetError("closed by the receiver")
             except TimeoutError:
+                if clock.passed():
+                    raise
                 return b""  # the receiver ignores Expect: send the body anyway
-            sock.settimeout(target.timeout)
+            raw.wait = target.timeout
             line = reader.readline(_MAX_LINE)
             match = _STATUS.match(line)
             status = int(match.group(1)) if match else 0
@@ -363,7 +434,7 @@ class WebhookPublisher:
                 return b""
         except OSError as exc:
             raise RetryableError(f"{target.where}: the connection failed before the body "
-                                 f"was sent ({_describe(exc)})") from exc
+                                 f"was sent ({clock.describe(exc)})") from exc
         if status == 417:
             raise _NoExpect
         return line
@@ -397,8 +468,19 @@ def _classify(target: _Target, item: Outgoing, status: int, headers: http.client
         if isinstance(answer, dict):
             if isinstance(answer.get("id"), str | int) and not isinstance(answer["id"], bool):
                 remote_id = str(answer["id"])
-            if isinstance(answer.get("url"), str):
+            if answer.get("url") is not None:
                 url = answer["url"]
+        # the receiver's answer is checked like a person's input: it is stored and shown
+        problem = remote_id_problem(remote_id)
+        if problem is None and url is not None:
+            problem = url_problem(url)
+            field = "url"
+        else:
+            field = "id"
+        if problem is not None:
+            raise OutcomeUnknownError(
+                f"{where}, but the {field!r} of its answer {problem}; the post was probably "
+                "published: look at the receiver, then settle it with resolve_delivery")
         return Published(remote_id, url)
     if status in (429, 503):
         raise RetryableError(where + _excerpt(data),
@@ -408,7 +490,7 @@ def _classify(target: _Target, item: Outgoing, status: int, headers: http.client
     if 300 <= status < 400:
         location = headers.get("Location")
         raise PermanentError(f"{where}: redirects are not followed"
-                             + (f" (to {location})" if location else "")
+                             + (f" (to {shown_url(location)})" if location else "")
                              + "; set the channel's 'url' to the final address")
     if 400 <= status < 500:
         raise PermanentError(where + _excerpt(data))

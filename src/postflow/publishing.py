@@ -114,6 +114,23 @@ class Publisher(Protocol):
         ...
 
 
+def _answer_problem(published: Published) -> str | None:
+    """Why a publisher's answer may not be stored (its ``remote_id`` or ``url`` is not
+    what :mod:`postflow._fields` accepts from a person), or ``None``."""
+    from postflow._fields import remote_id_problem, shown_url, url_problem
+
+    problem = remote_id_problem(published.remote_id)
+    if problem:
+        return f"invalid answer: remote_id {problem}; the post may have been published"
+    if published.url is not None:
+        problem = url_problem(published.url)
+        if problem:
+            shown = shown_url(published.url) if isinstance(published.url, str) else ""
+            return (f"invalid answer: url {shown} {problem}; the post may have been "
+                    "published").replace("  ", " ")
+    return None
+
+
 def idempotency_key(post_id: int, channel: str, revision: int, instance: str = "") -> str:
     """The key a network can deduplicate on: from post id, channel and revision, and the
     database's :meth:`~postflow.Storage.instance_id` (see :meth:`Publishing.key`)."""
@@ -361,22 +378,31 @@ class Publishing:
         """Ask the publisher about a delivery whose outcome is unknown, if it can say."""
         publisher = self.publisher_for(channel) if channel else None
         check = getattr(publisher, "check", None)
-        young = delivery.status == "sending" and delivery.updated_at is not None and (
+        # the call behind a delivery marked (or found unknown) less than twice the lease
+        # ago may still be in flight: only a "found" is believed; on every other path,
+        # whether the publisher has a check() or not, the delivery is left as it is
+        young = delivery.updated_at is not None and (
             now - delivery.updated_at < 2 * self.settings.lease)
         if check is None:
-            if young:
+            if young and delivery.status == "sending":
                 return delivery  # its worker may be mid-call: wait rather than judge
             return replace(delivery, status="unconfirmed", updated_at=now,
                            last_error=delivery.last_error or "a worker stopped mid-publish")
         try:
             found = check(self._outgoing(post, channel, delivery))  # type: ignore[arg-type]
         except Exception as exc:  # still unknown
+            if young and delivery.status == "sending":
+                return delivery  # wait: a check that cannot tell yet judges nothing
             return replace(delivery, status="unconfirmed", updated_at=now,
                            last_error=f"status check failed: {exc}")
         if found is None:
             if young:
-                return delivery  # "not found" may only mean "not yet": wait
+                return delivery  # "not found" may only mean "not yet": never resend yet
             return replace(delivery, status="pending", updated_at=now)
+        problem = _answer_problem(found) if isinstance(found, Published) else \
+            f"status check returned {found!r}, not a Published"
+        if problem:
+            return replace(delivery, status="unconfirmed", updated_at=now, last_error=problem)
         return replace(delivery, status="sent", remote_id=found.remote_id, url=found.url,
                        updated_at=now, last_error=None)
 
@@ -415,6 +441,9 @@ class Publishing:
         if not isinstance(published, Published):
             return replace(delivery, status="unconfirmed", last_error=(
                 f"publisher returned {published!r}, not a Published")), None
+        problem = _answer_problem(published)
+        if problem:  # probably published, but nothing of the answer is stored: a person looks
+            return replace(delivery, status="unconfirmed", last_error=problem), None
         return replace(delivery, status="sent", remote_id=published.remote_id,
                        url=published.url, last_error=None), None
 
@@ -657,6 +686,12 @@ class Publishing:
         delivery = current.get(channel)
         if delivery is None:
             raise NotFound(f"post {post_id} has no unconfirmed delivery on {channel!r}")
+        from postflow._fields import http_url
+        from postflow._fields import remote_id as checked_id
+
+        subject = f"post {post_id}"  # a person's values are checked like any input
+        remote_id = None if remote_id is None else checked_id(remote_id, subject)
+        url = None if url is None else http_url(url, subject, "url")
         settled = replace(delivery, status="sent" if published else "pending",
                           remote_id=remote_id if published else None,
                           url=url if published else None, updated_at=now,

@@ -3,8 +3,11 @@
 It serves ``GET /api/v2/instance`` (and ``/api/v1/instance``), ``POST /api/v2/media``
 (202: processing), ``GET /api/v1/media/:id`` (206 while processing, then 200),
 ``POST /api/v1/statuses`` honouring ``Idempotency-Key`` as Mastodon does (a repeated
-key returns the status it created and creates nothing), and media files under
-``/files/``. :meth:`FakeMastodon.fail` scripts faults per route.
+key returns the status it created and creates nothing, but the key is stored only once
+the request that created the status finishes, without a lock: a replay that arrives
+while the first request is still being handled creates a second status, as on a real
+server), ``GET /api/v1/statuses/:id``, and media files under ``/files/``.
+:meth:`FakeMastodon.fail` scripts faults per route.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class Seen:
 @dataclass(frozen=True)
 class Fault:
     """A scripted answer: ``status`` with a JSON ``body`` and ``headers``; with
-    ``stall``, the request is handled normally but never answered."""
+    ``stall``, the request is handled normally but never answered, and it only
+    finishes (a created status's key is stored) after :meth:`FakeMastodon.finish_stalled`."""
 
     status: int = 500
     body: dict[str, Any] | None = None
@@ -153,6 +157,10 @@ class FakeMastodon:
             self._httpd.shutdown()
             self._httpd.server_close()
 
+    def finish_stalled(self) -> None:
+        """Let stalled requests finish (unanswered): their statuses' keys are stored."""
+        self._release.set()
+
     def fail(self, route: str, *faults: Fault) -> None:
         """Answer the next requests to ``route`` (``"POST /api/v1/statuses"``) so."""
         with self._lock:
@@ -185,10 +193,18 @@ class FakeMastodon:
         with self._lock:
             status, payload, content_type = self._dispatch(seen)
         if fault is not None:  # handled, never answered
-            self._release.wait(5)
+            self._release.wait(30)
+            self._store_key(seen, status, payload)
             handler.close_connection = True
             return
+        self._store_key(seen, status, payload)
         handler.answer(status, payload, content_type=content_type)
+
+    def _store_key(self, seen: Seen, status: int, payload: Any) -> None:
+        """Mastodon keeps a status's Idempotency-Key only after creating it, unlocked."""
+        key = seen.headers.get("idempotency-key")
+        if seen.route == "POST /api/v1/statuses" and status == 200 and key:
+            self._keys.setdefault((self.token, key), payload["id"])
 
     def _dispatch(self, seen: Seen) -> tuple[int, Any, str]:
         route = seen.route
@@ -210,6 +226,11 @@ class FakeMastodon:
             return self._media(seen.path.rsplit("/", 1)[1])
         if route == "POST /api/v1/statuses":
             return self._status(seen)
+        if route == "GET /api/v1/statuses/:id":
+            found = self.statuses.get(seen.path.rsplit("/", 1)[1])
+            if found is None:
+                return 404, {"error": "Record not found"}, "application/json"
+            return 200, found, "application/json"
         return 404, {"error": "Record not found"}, "application/json"
 
     def _instance(self) -> dict[str, Any]:
@@ -284,6 +305,4 @@ class FakeMastodon:
             "uri": f"{self.url}/users/acme/statuses/{status_id}",
             "media_attachments": [self._public(m) for m in attached],
             "idempotency_key": key}
-        if key:
-            self._keys[self.token, key] = status_id
         return 200, self.statuses[status_id], "application/json"

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import postflow
 import pytest
@@ -20,7 +21,7 @@ from postflow.testing import FixedClock
 
 from conftest import MakeWs, add_team
 from fake_mastodon import PNG, FakeMastodon, Fault
-from postflow_mastodon import MastodonPublisher
+from postflow_mastodon import MastodonPlugin, MastodonPublisher
 
 CHANNEL = "acme-md"
 
@@ -293,12 +294,16 @@ class TestFailures:
         assert "MASTODON_TOKEN" in (delivery(ws, post).last_error or "")
         assert server.seen == []
 
-    def test_no_answer_after_sending_is_unknown_and_settled_by_replaying_the_key(
-        self, ws: postflow.Workspace, server: FakeMastodon, clock: FixedClock
+    def test_no_answer_after_sending_is_unknown_and_settled_without_a_second_status(
+        self, ws: postflow.Workspace, server: FakeMastodon, clock: FixedClock,
+        publisher: MastodonPublisher
     ) -> None:
-        """The server creates the status but never answers: the delivery is unconfirmed,
-        never resent blindly; after a person's retry the publisher sends the same key
-        again and gets the same status back, so there is still one."""
+        """The server creates the status but never answers: the delivery is unconfirmed.
+        While the first request may still be in flight (Mastodon stores the key only
+        when it finishes), no retry sends anything; once it cannot be, the status is sent
+        again with the same key and the server answers with the one it created."""
+        ticks = [1000.0]
+        publisher.monotonic = lambda: ticks[0]
         server.fail("POST /api/v1/statuses", Fault(stall=True))
         post = due(ws, clock)
         assert run(ws, clock) == {post.id: "unconfirmed"}
@@ -307,14 +312,95 @@ class TestFailures:
         assert "did not answer" in (unknown.last_error or "")
         [created] = server.statuses.values()
         assert run(ws, clock) == {}  # failed: nothing is sent again by itself
+        for minutes in (1, 11):  # a person's retries, soon and later
+            ws.fire(post.id, "retry", by="cy")
+            ticks[0] += 60
+            assert run(ws, clock, minutes=minutes) == {post.id: "unconfirmed"}
+            assert "may still be being created" in (delivery(ws, post).last_error or "")
+        assert len(server.requests("POST /api/v1/statuses")) == 1
+        server.finish_stalled()  # the server is done with the first request
+        ticks[0] += 300
         ws.fire(post.id, "retry", by="cy")
-        assert run(ws, clock, minutes=1) == {post.id: "published"}
+        assert run(ws, clock, minutes=11) == {post.id: "published"}
         assert list(server.statuses.values()) == [created]
         settled = delivery(ws, post)
         assert (settled.status, settled.remote_id, settled.url) == (
             "sent", created["id"], created["url"])
         keys = [r.headers["idempotency-key"] for r in server.requests("POST /api/v1/statuses")]
         assert keys == [unknown.idempotency_key] * 2
+
+    def test_a_status_check_sends_nothing(
+        self, publisher: MastodonPublisher, server: FakeMastodon, token: str
+    ) -> None:
+        """check() right after an unanswered send makes no request at all: it cannot
+        create a status. After an answer it returns what the server said."""
+        server.fail("POST /api/v1/statuses", Fault(stall=True))
+        item = outgoing(server, key="key-stalled")
+        with pytest.raises(postflow.OutcomeUnknownError):
+            publisher.publish(item)
+        seen = len(server.seen)
+        with pytest.raises(postflow.OutcomeUnknownError, match="may still be being created"):
+            publisher.check(item)
+        assert len(server.seen) == seen
+        assert len(server.statuses) == 1
+        answered = outgoing(server, key="key-answered")
+        published = publisher.publish(answered)
+        seen = len(server.seen)
+        assert publisher.check(answered) == published
+        assert len(server.seen) == seen
+
+    def test_a_multi_channel_retry_pass_never_doubles_the_status(
+        self, url: str, publisher: MastodonPublisher, server: FakeMastodon,
+        clock: FixedClock, token: str
+    ) -> None:
+        """A post on Mastodon (no answer) and on a network that asks for a retry: the
+        retry passes while the first status request may be in flight send nothing to
+        Mastodon, and media are uploaded once."""
+        ticks = [1000.0]
+        publisher.monotonic = lambda: ticks[0]
+
+        class Flaky:
+            calls = 0
+
+            def publish(self, item: Outgoing) -> postflow.publishing.Published:
+                Flaky.calls += 1
+                if Flaky.calls <= 3:
+                    raise postflow.RetryableError("HTTP 503", retry_after=60)
+                return postflow.publishing.Published("f-1", "https://flaky.example/1")
+
+            @postflow.hookimpl
+            def postflow_register_publishers(self, register: Any) -> None:
+                register("flaky", self)
+
+        ws = postflow.open(url, plugins=[MastodonPlugin(publisher), Flaky()],
+                           entry_points=False, clock=clock)
+        try:
+            add_team(ws, server)
+            ws.channels.add("acme-flaky", network="flaky")
+            server.fail("POST /api/v1/statuses", Fault(stall=True))
+            post = due(ws, clock, channels=(CHANNEL, "acme-flaky"),
+                       media=[f"{server.url}/files/cat.png"])
+            results = [run(ws, clock)[post.id]]
+            for _ in range(4):
+                ticks[0] += 120
+                results += list(run(ws, clock, minutes=2).values())
+            assert "published" not in results
+            assert len(server.requests("POST /api/v1/statuses")) == 1
+            server.finish_stalled()
+            ticks[0] += 600
+            if ws.posts.get(post.id).state == "failed":
+                ws.fire(post.id, "retry", by="cy")
+            clock.advance(minutes=30)
+            ws.publish_due()
+            if ws.posts.get(post.id).state == "failed":
+                ws.fire(post.id, "retry", by="cy")
+                clock.advance(minutes=30)
+                ws.publish_due()
+            assert ws.posts.get(post.id).state == "published"
+            assert len(server.statuses) == 1
+            assert len(server.requests("POST /api/v2/media")) == 1
+        finally:
+            ws.close()
 
     def test_an_unknown_outcome_left_by_another_worker_stays_for_a_person(
         self, make_ws: MakeWs, publisher: MastodonPublisher, server: FakeMastodon,

@@ -466,23 +466,38 @@ class MastodonPublisher:
     ``timeout`` bounds every network wait (seconds); media the server processes in the
     background are polled every ``poll_interval`` seconds, for at most ``media_wait``;
     a media file larger than ``max_media_bytes`` (or than the server's own limit) is
-    refused. ``replay_window`` is how long after sending a status this publisher may
-    ask again with the same ``Idempotency-Key`` to settle an unknown outcome (Mastodon
-    keeps the keys for an hour).
+    refused.
+
+    :meth:`check` never sends anything. Mastodon stores a status's ``Idempotency-Key``
+    only once it has created the status, without a lock, so a repeat that arrives while
+    the first request is still being handled creates a second status. ``check`` answers
+    from what this publisher saw (the status the server returned for the key), and
+    otherwise says "not published" (so that the worker sends the status again, with the
+    same key) only when that is safe: at least ``replay_after`` seconds after this
+    publisher last sent the key (the first request can no longer be in flight) and
+    within ``replay_window`` seconds of its first send (the server still knows the key:
+    Mastodon keeps it an hour). Otherwise the outcome stays unknown. Media uploaded for
+    a key are reused when the key is sent again, never uploaded twice.
     """
 
     def __init__(self, *, timeout: float = 30.0, poll_interval: float = 1.0,
                  media_wait: float = 120.0, max_media_bytes: int = 100 << 20,
-                 replay_window: float = 50 * 60.0) -> None:
+                 replay_window: float = 50 * 60.0, replay_after: float = 5 * 60.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.media_wait = media_wait
         self.max_media_bytes = max_media_bytes
         self.replay_window = replay_window
+        self.replay_after = replay_after
+        self.monotonic = monotonic
+        """The clock ``replay_after`` and ``replay_window`` are measured on (seconds)."""
         self._lock = threading.Lock()
         self._instance_lock = threading.Lock()  # held while reading an instance
         self._instances: dict[str, InstanceLimits] = {}
-        self._sent: dict[tuple[str, str], float] = {}
+        self._sent: dict[tuple[str, str], tuple[float, float]] = {}  # first, last send
+        self._answers: dict[tuple[str, str], Published] = {}
+        self._uploaded: dict[tuple[str, str], dict[str, str]] = {}  # media URL -> id
 
     def __repr__(self) -> str:
         return f"<MastodonPublisher servers={sorted(self._instances)}>"
@@ -553,39 +568,67 @@ class MastodonPublisher:
         problem = self.refusal(item, limits, settings.host)
         if problem:
             raise PermanentError(problem)
-        media_ids = [self._upload(settings, token, url, limits) for url in item.media]
+        key = (settings.base_url, item.idempotency_key)
+        media_ids = [self._upload_once(settings, token, key, url, limits)
+                     for url in item.media]
         return self._post_status(settings, token, item, media_ids)
 
-    def check(self, item: Outgoing) -> Published | None:
-        """Settle an unknown outcome by sending the status again with the same key.
+    def _upload_once(self, settings: Settings, token: str, key: tuple[str, str], url: str,
+                     limits: InstanceLimits) -> str:
+        """The media id of ``url`` for ``key``: uploaded before for it, or now."""
+        with self._lock:
+            known = self._uploaded.get(key, {}).get(url)
+        if known is not None:
+            return known
+        media_id = self._upload(settings, token, url, limits)
+        with self._lock:
+            self._uploaded.setdefault(key, {})[url] = media_id
+        return media_id
 
-        Mastodon cannot look a status up by its ``Idempotency-Key``, but for an hour it
-        answers a repeated key with the status it created for it, creating nothing. So
-        within :attr:`replay_window` of this publisher's first send of the key, the
-        status is posted again and the answer is where it went (created now or before);
-        otherwise (a restarted worker, too late) the outcome stays unknown for a person
-        to settle with ``ws.resolve_delivery``.
+    def check(self, item: Outgoing) -> Published | None:
+        """Whether the status of ``item`` exists, found out without sending anything.
+
+        The status the server returned for the key, if this publisher saw it; ``None``
+        (not published: send it again, with the same key) once the first request can no
+        longer be in flight and while the server still knows the key; otherwise an
+        :class:`~postflow.OutcomeUnknownError` (a restarted worker, too early, too late),
+        for the worker to ask again later or a person to settle with
+        ``ws.resolve_delivery``.
         """
         settings = Settings.of(item.channel)
+        key = (settings.base_url, item.idempotency_key)
         with self._lock:
-            first_sent = self._sent.get((settings.base_url, item.idempotency_key))
-        if first_sent is None:
+            answer = self._answers.get(key)
+            sent = self._sent.get(key)
+        if answer is not None:
+            return answer
+        if sent is None:
             raise OutcomeUnknownError(
                 f"this worker did not send the status to {settings.host}, and Mastodon "
                 "cannot look a status up by its Idempotency-Key: check the account")
-        age = time.monotonic() - first_sent
-        if age > self.replay_window:
+        first, last = sent
+        now = self.monotonic()
+        if now - last < self.replay_after:
             raise OutcomeUnknownError(
-                f"the status went to {settings.host} {age / 60:.0f} min ago, too long for "
-                "its Idempotency-Key to be trusted: check the account")
-        return self.publish(item)
+                f"the status went to {settings.host} {now - last:.0f} s ago and may still "
+                "be being created (Mastodon stores its Idempotency-Key only after that): "
+                f"not sent again before {self.replay_after:g} s have passed")
+        if now - first > self.replay_window:
+            raise OutcomeUnknownError(
+                f"the status went to {settings.host} {(now - first) / 60:.0f} min ago, too "
+                "long for its Idempotency-Key to be trusted: check the account")
+        return None  # a resend with the key returns the status if the first created one
 
     def _remember(self, base_url: str, key: str) -> None:
-        now = time.monotonic()
+        now = self.monotonic()
         with self._lock:
-            for old in [k for k, at in self._sent.items() if now - at > self.replay_window]:
+            for old in [k for k, (first, _) in self._sent.items()
+                        if now - first > self.replay_window]:
                 del self._sent[old]
-            self._sent.setdefault((base_url, key), now)
+                self._answers.pop(old, None)
+                self._uploaded.pop(old, None)
+            first, _ = self._sent.get((base_url, key), (now, now))
+            self._sent[base_url, key] = (first, now)
 
     def _post_status(self, settings: Settings, token: str, item: Outgoing,
                      media_ids: Sequence[str]) -> Published:
@@ -619,7 +662,10 @@ class MastodonPublisher:
         url = status.get("url") or status.get("uri")
         log.info("post %s published to %s as status %s", item.post_id, settings.host,
                  remote_id)
-        return Published(remote_id, str(url) if url else None)
+        published = Published(remote_id, str(url) if url else None)
+        with self._lock:  # what check() answers for this key from now on
+            self._answers[settings.base_url, item.idempotency_key] = published
+        return published
 
     # -- media -----------------------------------------------------------------------
 
