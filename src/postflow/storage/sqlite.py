@@ -158,7 +158,7 @@ def _migrate_to_2(db: sqlite3.Connection) -> None:
 
 
 _SCHEMA_V4 = """
-CREATE TABLE workflow (
+CREATE TABLE IF NOT EXISTS workflow (
     id INTEGER PRIMARY KEY CHECK (id = 1), definition TEXT NOT NULL);
 """
 
@@ -171,8 +171,9 @@ def _migrate_to_4(db: sqlite3.Connection) -> None:
     the workflow it is opened with, as a new one does."""
     from postflow.workflow import Workflow
 
-    _run_script(db, _SCHEMA_V4)
-    if db.execute("SELECT 1 FROM posts LIMIT 1").fetchone() is None:
+    _run_script(db, _SCHEMA_V4)  # safe to run twice, as every migration from 4 on
+    if db.execute("SELECT 1 FROM workflow").fetchone() is not None or db.execute(
+            "SELECT 1 FROM posts LIMIT 1").fetchone() is None:
         return
     default = Workflow.default()
     states = {r[0] for r in db.execute("SELECT DISTINCT state FROM posts")}
