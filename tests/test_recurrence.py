@@ -11,6 +11,7 @@ import pytest
 
 import postflow
 from conftest import add_team
+from postflow.scheduling import MAX_AHEAD, MAX_PENDING_OCCURRENCES
 from postflow.testing import FixedClock
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -102,12 +103,25 @@ class TestOccurrences:
         assert rws.storage.list_series() == []
         assert rws.posts.count() == 0
 
-    def test_an_hourly_rule_is_bounded(self, rws: postflow.Workspace) -> None:
-        """One call looks at most 1,000 occurrences ahead (one falls into the DST gap)."""
-        _, posts = weekly(rws, rrule="FREQ=HOURLY", ahead=timedelta(days=100),
-                          start=datetime(2030, 3, 20, 14, tzinfo=BERLIN))
-        assert len(posts) == 999
-        assert max(p.occurrence_at for p in posts) < datetime(2030, 5, 2, tzinfo=UTC)
+    def test_an_hourly_rule_is_bounded_per_series(self, rws: postflow.Workspace,
+                                                  clock: FixedClock) -> None:
+        """A series keeps at most MAX_PENDING_OCCURRENCES drafts ahead, whatever its
+        window: more come only as those fall due, never thousands at once."""
+        series, posts = weekly(rws, rrule="FREQ=HOURLY", ahead=timedelta(days=100),
+                               start=datetime(2030, 3, 20, 14, tzinfo=BERLIN))
+        assert len(posts) == MAX_PENDING_OCCURRENCES
+        assert rws.create_occurrences() == []  # the series has its drafts ahead
+        clock.advance(hours=10)  # ten of them fell due
+        more = rws.create_occurrences()
+        assert len(more) == 10
+        assert min(p.occurrence_at for p in more) > max(p.occurrence_at for p in posts)
+        assert rws.posts.count() == MAX_PENDING_OCCURRENCES + 10
+        assert all(p.series_id == series.id for p in more)
+
+    def test_a_window_over_a_year_is_refused(self, rws: postflow.Workspace) -> None:
+        """``ahead`` is at most MAX_AHEAD."""
+        with pytest.raises(postflow.ValidationFailed, match="ahead"):
+            weekly(rws, ahead=MAX_AHEAD + timedelta(days=1))
 
     @pytest.mark.parametrize("rrule", ["FREQ=MINUTELY", "FREQ=SECONDLY",
                                        "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"])

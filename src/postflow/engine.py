@@ -179,6 +179,12 @@ class ChangeEngine:
             except RuntimeError:  # changed size during iteration
                 pass
 
+    @staticmethod
+    def leased(post: Post, now: datetime) -> bool:
+        """Whether a publishing worker holds ``post``'s lease at ``now``."""
+        return post.claimed_by is not None and post.claimed_until is not None and (
+            post.claimed_until > now)
+
     # -- who -----------------------------------------------------------------------
 
     def member(self, name: str, action: str | None = None, post: Post | None = None) -> Member:
@@ -281,11 +287,10 @@ class ChangeEngine:
             try:
                 member = self.member(by, action, post)
                 now = self.clock.now()
-                if post.claimed_by is not None and post.claimed_until is not None and (
-                        post.claimed_until > now):
+                if self.leased(post, now):
                     raise InvalidTransition(
                         f"post {post_id} is being published by {post.claimed_by} (lease "
-                        f"until {post.claimed_until.isoformat()}); try again after that",
+                        f"until {post.claimed_until}); try again after that",
                         post_id=post_id, trigger=action, state=post.state)
                 planned = plan(post, member, now, *args)
                 changed: Post = planned[0]
@@ -423,7 +428,10 @@ class ChangeEngine:
                                  allowed=allowed)
 
     def allowed(self, post: Post, member: Member) -> tuple[str, ...]:
-        """The triggers (and ``edit``) ``member`` may fire on ``post`` now."""
+        """The triggers (and ``edit``) ``member`` may fire on ``post`` now: none while a
+        publishing worker holds the post's lease, as firing would then refuse."""
+        if self.leased(post, self.clock.now()):
+            return ()
         names = list(self.workflow.triggers_from(post.state))
         if post.state in self.workflow.editable:
             names.append(EDIT)

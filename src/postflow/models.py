@@ -87,8 +87,14 @@ def _frozenset(values: Iterable[str]) -> frozenset[str]:
     return frozenset(values)
 
 
-def _tuple(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple(values)
+def _tuple(values: Iterable[Any]) -> tuple[Any, ...]:
+    return values if type(values) is tuple else tuple(values)
+
+
+def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``value`` as read-only data: a snapshot never shares a ``dict`` with its caller
+    (or with a backend's stored state)."""
+    return value if type(value) is FrozenData else freeze(value)
 
 
 def _json_key(key: object) -> str:
@@ -195,7 +201,8 @@ class Channel:
     version: int = 1
     publisher: str | None = None
     """The publisher that sends its posts (default: the one registered for ``network``)."""
-    settings: Mapping[str, str] = attrs.field(default=NO_DATA, hash=False)
+    settings: Mapping[str, str] = attrs.field(default=NO_DATA, hash=False,
+                                              converter=_frozen)
     """Publisher settings, e.g. a webhook's ``url`` and ``secret_env``."""
     cadence: Cadence = NO_CADENCE
     """Posting rules ``schedule`` enforces."""
@@ -239,7 +246,7 @@ class Post:
     state: str
     author: str
     text: str
-    channels: tuple[str, ...]
+    channels: tuple[str, ...] = attrs.field(converter=_tuple)
     revision: int
     created_at: datetime
     updated_at: datetime
@@ -248,10 +255,11 @@ class Post:
     planned_for: date | None = None
     scheduled_at: datetime | None = None
     scheduled_zone: str | None = None
-    approvals: tuple[Approval, ...] = ()
+    approvals: tuple[Approval, ...] = attrs.field(default=(), converter=_tuple)
     revised_by: str | None = None
-    media: tuple[str, ...] = ()
-    published_urls: Mapping[str, str] = attrs.field(default=NO_DATA, hash=False)
+    media: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    published_urls: Mapping[str, str] = attrs.field(default=NO_DATA, hash=False,
+                                                    converter=_frozen)
     sequence: int = 0
     claimed_by: str | None = None
     """The worker holding this post's publishing lease, if any."""
@@ -281,11 +289,11 @@ class Revision:
     post_id: int
     number: int
     text: str
-    channels: tuple[str, ...]
+    channels: tuple[str, ...] = attrs.field(converter=_tuple)
     campaign: str | None
     author: str
     created_at: datetime
-    media: tuple[str, ...] = ()
+    media: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
 
 
 @attrs.frozen
@@ -306,7 +314,7 @@ class AuditEntry:
     to_state: str | None = None
     revision: int | None = None
     comment: str | None = None
-    data: Mapping[str, Any] = attrs.field(default=NO_DATA, hash=False)
+    data: Mapping[str, Any] = attrs.field(default=NO_DATA, hash=False, converter=_frozen)
 
 
 @attrs.frozen
@@ -453,13 +461,13 @@ class Series:
     id: int
     author: str
     text: str
-    channels: tuple[str, ...]
+    channels: tuple[str, ...] = attrs.field(converter=_tuple)
     rrule: str
     start: datetime
     zone: str
     ahead: timedelta
     campaign: str | None = None
-    media: tuple[str, ...] = ()
+    media: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     created_until: datetime | None = None
     version: int = 1
     ended_at: datetime | None = None

@@ -675,11 +675,10 @@ class Publishing:
         member = self._publisher_member(by, "resolve")
         post = ws.posts.get(post_id)
         now = ws.clock.now()
-        if post.claimed_by is not None and post.claimed_until is not None and \
-                post.claimed_until > now:
+        if ws.engine.leased(post, now):
             raise InvalidTransition(
                 f"post {post_id} is being published by {post.claimed_by} (lease until "
-                f"{post.claimed_until.isoformat()}); resolve it after that",
+                f"{post.claimed_until}); resolve it after that",
                 post_id=post_id, trigger="resolve", state=post.state)
         current = {d.channel: d for d in ws.storage.deliveries(post_id)
                    if d.status == "unconfirmed"}

@@ -23,11 +23,17 @@ from postflow.models import OFF_CALENDAR_STATES, Channel, Post, Revision, Series
 from postflow.posts import create_data
 from postflow.storage import NewEntry, PostQuery
 
-__all__ = ["MAX_OCCURRENCES", "Scheduling"]
+__all__ = ["MAX_AHEAD", "MAX_OCCURRENCES", "MAX_PENDING_OCCURRENCES", "Scheduling"]
 
 MAX_OCCURRENCES = 1000
 """Occurrences one call creates per series at most (a FREQ=MINUTELY rule cannot flood)."""
 
+
+MAX_PENDING_OCCURRENCES = 100
+"""The most drafts one series keeps ahead of now: a long ``ahead`` window on a frequent
+rule makes more only as these fall due, never thousands at once."""
+MAX_AHEAD = timedelta(days=366)
+"""The longest ``ahead`` window a series may have."""
 
 MAX_SUGGESTIONS = 1000
 """The most free slots one :meth:`Scheduling.suggest_slots` call returns."""
@@ -188,10 +194,10 @@ class Scheduling:
         channel = ws.storage.get_channel(names[0])
         zone_name = channel.timezone if channel else "UTC"
         local = utc.astimezone(zone_of(zone_name)).replace(tzinfo=None)
-        if not isinstance(ahead, timedelta) or ahead <= timedelta(0):
-            raise ValidationFailed.single("new series", "bad-ahead",
-                                          f"ahead must be a positive timedelta, got {ahead!r}",
-                                          field="ahead")
+        if not isinstance(ahead, timedelta) or not timedelta(0) < ahead <= MAX_AHEAD:
+            raise ValidationFailed.single(
+                "new series", "bad-ahead", f"ahead must be a timedelta from 0 to {MAX_AHEAD}, "
+                f"got {ahead!r}", field="ahead")
         try:
             if not isinstance(rrule, str) or "\n" in rrule.strip() or \
                     rrule.upper().lstrip().startswith(("DTSTART", "RRULE:DTSTART")):
@@ -283,6 +289,22 @@ class Scheduling:
             created += self._extend_series(series, now)
         return created
 
+    @staticmethod
+    def _pending(series: Series, rule: Any, aware: bool, zone: tzinfo, now: datetime) -> int:
+        """How many occurrences of ``series`` already exist ahead of ``now`` (counted on
+        the rule, up to :data:`MAX_PENDING_OCCURRENCES`)."""
+        until = series.created_until
+        if until is None or until <= now:
+            return 0
+        start = now.astimezone(zone) if aware else now.astimezone(zone).replace(tzinfo=None)
+        pending = 0
+        for value in rule.xafter(start, count=MAX_PENDING_OCCURRENCES, inc=False):
+            local = value if aware else value.replace(tzinfo=zone)
+            if local.astimezone(UTC) > until:
+                break
+            pending += 1
+        return pending
+
     def _extend_series(self, series: Series, now: datetime) -> list[Post]:
         if series.ended_at is not None:
             return []  # ended: no more occurrences
@@ -295,14 +317,17 @@ class Scheduling:
         first = series.start.replace(tzinfo=zone).astimezone(UTC)
         after = max(series.created_until or first - timedelta(microseconds=1), now)
         horizon = now + series.ahead
-        posts = []
+        budget = MAX_PENDING_OCCURRENCES - self._pending(series, rule, aware, zone, now)
+        if budget <= 0:
+            return []  # enough drafts ahead already; more come as these fall due
+        posts: list[tuple[Post, Revision, NewEntry]] = []
         seen: set[datetime] = set()
         correlation_id = new_correlation_id()  # one change: all of this pass's occurrences
         start = after.astimezone(zone) if aware else after.astimezone(zone).replace(tzinfo=None)
         for value in rule.xafter(start, count=MAX_OCCURRENCES, inc=False):
             local = value if aware else value.replace(tzinfo=zone)
             at = local.astimezone(UTC)  # the wall clock is kept across DST changes
-            if at > horizon:
+            if at > horizon or len(posts) >= budget:
                 break
             if at in seen or at <= after:  # a DST gap can map two local times to one
                 continue
