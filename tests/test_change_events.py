@@ -127,6 +127,7 @@ def every_action(ws: postflow.Workspace, clock: FixedClock) -> None:
     ws.publish(now.id, by="cy")  # publish_now, its claim, and the outcome
     ws.apply_workflow(postflow.Workflow.from_dict({"extends": "default", "name": "house"}),
                       by="dee")
+    ws.rekey(by="dee")
 
 
 class TestAfterChange:

@@ -1133,3 +1133,17 @@ class TestOnePostClaimAndSeriesChanges:
         assert found is not None
         assert found.active is False
         assert storage.list_campaigns() == [found]
+
+
+class TestRekey:
+    """``rekey``: a copy of a database gets its own instance id (idempotency keys)."""
+
+    def test_rekey_changes_the_id_and_appends_the_entry(self, storage: Storage) -> None:
+        """A new id, the entry stored; ``moved`` keeps the id."""
+        before = storage.instance_id()
+        new = storage.rekey(make_entry("db.rekey"))
+        assert new != before
+        assert storage.instance_id() == new
+        assert storage.audit_log()[-1].action == "db.rekey"
+        assert storage.rekey(make_entry("db.rekey"), moved=True) == new
+

@@ -14,6 +14,7 @@ TEAM_ACTIONS = frozenset({
     "member.add", "member.update", "channel.add", "channel.update", "campaign.add",
     "campaign.update", "feed.create", "feed.rotate", "feed.revoke", "calendar.import",
     "pause", "resume", "series.create", "series.end", "workflow.store", "workflow.apply",
+    "db.rekey",
 })
 """Actions of entries that concern no post."""
 

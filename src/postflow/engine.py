@@ -73,7 +73,7 @@ AUDIT_ACTIONS = frozenset({
     "member.add", "member.update", "channel.add", "channel.update",
     "campaign.add", "campaign.update",
     "feed.create", "feed.rotate", "feed.revoke", "calendar.import",
-    "workflow.store", "workflow.apply",
+    "workflow.store", "workflow.apply", "db.rekey",
 })
 """Every audit action postflow writes besides the workflow's own triggers (each trigger
 is recorded under its name: ``submit``, ``approve``, the worker's ``publish`` …)."""

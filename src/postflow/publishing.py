@@ -667,6 +667,17 @@ class Publishing:
         self._ws.engine.deny_by_plugins(member, action, None)
         return member.name
 
+    def rekey(self, *, by: str, moved: bool = False) -> str:
+        """Give this database new idempotency keys (an admin's call, for a copy of
+        another database); with ``moved``, keep them and record that it was moved."""
+        engine = self._ws.engine
+        member = engine.member(by, "manage")
+        engine.check_action(member, "manage", None)
+        entry = engine.entry("db.rekey", member.name, engine.clock.now(), None,
+                             {"moved": bool(moved)})
+        return engine.commit(entry.correlation_id,
+                             lambda: engine.storage.rekey(entry, moved=bool(moved)))
+
     def resolve(self, post_id: int, channel: str, *, by: str, published: bool,
                 remote_id: str | None = None, url: str | None = None) -> Delivery:
         """Settle an ``unconfirmed`` delivery: it went out (``published=True``, with

@@ -308,6 +308,10 @@ class Workspace:
         raises :class:`~postflow.InvalidTransition`."""
         return self.publishing.resume(by=by, channels=channels)
 
+    def rekey(self, *, by: str, moved: bool = False) -> str:
+        """New idempotency keys for a copied database (see :meth:`Publishing.rekey`)."""
+        return self.publishing.rekey(by=by, moved=moved)
+
     def holds(self) -> list[Hold]:
         """The pauses in force."""
         return self.storage.holds()

@@ -1,4 +1,5 @@
-"""``postflow db status|migrate``: the database's schema version and its migrations."""
+"""``postflow db status|migrate|rekey``: the schema version, migrations, and new
+idempotency keys for a copied database."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from postflow.cli._app import DEFAULT_URL, URL_ENV, cli, emit_json, json_option, sqlite_path
+from postflow.cli._app import (
+    DEFAULT_URL,
+    URL_ENV,
+    cli,
+    emit_json,
+    json_option,
+    open_workspace,
+    sqlite_path,
+)
 from postflow.exceptions import ConfigError, NotFound, StorageError
 
 db_url_option = click.option(
@@ -74,3 +83,22 @@ def db_migrate(url: str, no_backup: bool) -> None:
     if backup is not None:
         click.echo(f"Backup: {backup}")
     click.echo(f"{path}: migrated from schema version {found} to {now}.")
+
+
+@db.command("rekey")
+@db_url_option
+@click.option("--by", envvar="POSTFLOW_USER", required=True,
+              help="The admin doing it (default: $POSTFLOW_USER).")
+@click.option("--moved", is_flag=True,
+              help="The file was moved, not copied: keep its keys, stop the warning.")
+def db_rekey(url: str, by: str, moved: bool) -> None:
+    """Give a copied database its own idempotency keys.
+
+    A copy of a database (staging made from production) would otherwise send the same
+    idempotency keys as the original for different posts, and a network would take the
+    copy's posts for repeats. Run it on the copy, before its worker starts.
+    """
+    with open_workspace(url, None) as ws:
+        ws.rekey(by=by, moved=moved)
+    click.echo("Kept the keys; the database is recorded as moved here." if moved
+               else "The database has new idempotency keys.")

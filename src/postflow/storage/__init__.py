@@ -294,6 +294,17 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
+    def rekey(self, entry: NewEntry, *, moved: bool = False) -> str:
+        """Give this database a new random :meth:`instance_id`, appending ``entry`` in
+        the same transaction; return the new id.
+
+        For a copy of another database (staging made from production): without it
+        both would send the same idempotency keys for different posts. With ``moved``,
+        the id is kept and the backend only records that the database now lives where
+        it is (a move, not a copy), if it keeps track of that.
+        """
+
+    @abc.abstractmethod
     def claim_due(
         self, now: datetime, worker: str, until: datetime, limit: int,
         held_channels: frozenset[str], correlation_id: str,

@@ -277,6 +277,13 @@ class MemoryStorage(Storage):
     def instance_id(self) -> str:
         return self._instance
 
+    def rekey(self, entry: NewEntry, *, moved: bool = False) -> str:
+        with self._lock:
+            if not moved:
+                self._instance = secrets.token_hex(8)
+            self._append([entry])
+            return self._instance
+
     # -- change consumers ----------------------------------------------------------
 
     def slot_version(self, channel: str) -> int:

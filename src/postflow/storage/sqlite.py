@@ -343,6 +343,8 @@ class SQLiteStorage(Storage):
         self._approvals_json = _LastEncoded(_approvals_text)
         self._update_statements: dict[tuple[str, ...], str] = {}
         self._instance: str | None = None
+        self.copied_from: str | None = None
+        """Where this file was made, when it is not where it is now (a copy or a move)."""
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -860,13 +862,37 @@ class SQLiteStorage(Storage):
 
     def instance_id(self) -> str:
         if self._instance is None:
+            here = str(Path(self.path).resolve()) if self.path != ":memory:" else ""
             with self._write() as db:
                 db.execute("INSERT OR IGNORE INTO postflow_meta VALUES ('instance_id', ?)",
                            (secrets.token_hex(8),))
+                db.execute("INSERT OR IGNORE INTO postflow_meta VALUES ('instance_path', ?)",
+                           (here,))
                 row = db.execute("SELECT value FROM postflow_meta "
                                  "WHERE key = 'instance_id'").fetchone()
+                made_at = db.execute("SELECT value FROM postflow_meta "
+                                     "WHERE key = 'instance_path'").fetchone()[0]
             self._instance = str(row[0])
+            self.copied_from = made_at if made_at and here and made_at != here else None
+            if self.copied_from:
+                log.warning(
+                    "%s was made at %s: if it is a copy that posts to the same accounts, "
+                    "give it its own idempotency keys with 'postflow db rekey'; if it was "
+                    "moved, say so with 'postflow db rekey --moved'", self.path,
+                    self.copied_from)
         return self._instance
+
+    def rekey(self, entry: NewEntry, *, moved: bool = False) -> str:
+        here = str(Path(self.path).resolve()) if self.path != ":memory:" else ""
+        new = self.instance_id() if moved else secrets.token_hex(8)
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO postflow_meta VALUES ('instance_id', ?)",
+                       (new,))
+            db.execute("INSERT OR REPLACE INTO postflow_meta VALUES ('instance_path', ?)",
+                       (here,))
+            self._append(db, [entry])
+        self._instance, self.copied_from = new, None
+        return new
 
     def claim_due(
         self, now: datetime, worker: str, until: datetime, limit: int,
