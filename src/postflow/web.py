@@ -13,6 +13,7 @@ import logging
 import re
 import socket
 import socketserver
+import urllib.parse
 from collections.abc import Callable, Iterable
 from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
@@ -149,10 +150,27 @@ class _RedactingHandler(WSGIRequestHandler):
         handler.run(self.server.get_app())  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: Any) -> None:
-        message = format % args
-        # whatever follows /feeds/ (percent-encoded or not) is a token or a guess at one
-        message = re.sub(r"(/feeds/[^/\s?]{0,4})[^\s?]*", r"\1…", message)
+        message = re.sub(r"(?<=[\"\s])/\S*", lambda m: loggable_path(m.group(0)),
+                         format % args)
         log.debug("%s %s", self.address_string(), message)
+
+
+def loggable_path(path: str) -> str:
+    """``path`` as it may be logged: decoded as the server decodes it (percent-escapes,
+    repeatedly), then cut after ``/feeds/`` and four characters (elsewhere: after the
+    first segment and four characters), so no token, or guess at one, reaches a log in
+    full."""
+    decoded = path.split("?", 1)[0]
+    for _ in range(3):
+        decoded, before = urllib.parse.unquote(decoded), decoded
+        if decoded == before:
+            break
+    cut = decoded.find("/feeds/")
+    if cut >= 0:
+        return decoded[:cut + len("/feeds/")] + redact(decoded[cut + len("/feeds/"):])
+    _, first, *rest = decoded.split("/", 2)  # elsewhere: the first segment, then 4
+    first = first if len(first) <= 24 else redact(first)
+    return f"/{first}/{redact(rest[0])}" if rest and rest[0] else f"/{first}"
 
 
 def make_feed_server(ws: Workspace, host: str = "127.0.0.1", port: int = 8080
