@@ -91,6 +91,27 @@ def _tuple(values: Iterable[Any]) -> tuple[Any, ...]:
     return values if type(values) is tuple else tuple(values)
 
 
+def owned(post: Post) -> Post:
+    """``post`` with its own tuples and read-only mappings (a copy only when a caller
+    built it from lists or dicts): what a backend stores must not share them with the
+    caller. Snapshots postflow builds already qualify, so this costs a few type checks
+    on the write path rather than a converter call per field on every snapshot."""
+    if (type(post.channels) is tuple and type(post.media) is tuple
+            and type(post.approvals) is tuple and type(post.published_urls) is FrozenData):
+        return post
+    return attrs.evolve(post, channels=tuple(post.channels), media=tuple(post.media),
+                        approvals=tuple(post.approvals),
+                        published_urls=freeze(post.published_urls))
+
+
+def owned_revision(revision: Revision) -> Revision:
+    """``revision`` with its own tuples (see :func:`owned`)."""
+    if type(revision.channels) is tuple and type(revision.media) is tuple:
+        return revision
+    return attrs.evolve(revision, channels=tuple(revision.channels),
+                        media=tuple(revision.media))
+
+
 def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
     """``value`` as read-only data: a snapshot never shares a ``dict`` with its caller
     (or with a backend's stored state)."""
@@ -246,7 +267,7 @@ class Post:
     state: str
     author: str
     text: str
-    channels: tuple[str, ...] = attrs.field(converter=_tuple)
+    channels: tuple[str, ...]
     revision: int
     created_at: datetime
     updated_at: datetime
@@ -255,11 +276,10 @@ class Post:
     planned_for: date | None = None
     scheduled_at: datetime | None = None
     scheduled_zone: str | None = None
-    approvals: tuple[Approval, ...] = attrs.field(default=(), converter=_tuple)
+    approvals: tuple[Approval, ...] = ()
     revised_by: str | None = None
-    media: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
-    published_urls: Mapping[str, str] = attrs.field(default=NO_DATA, hash=False,
-                                                    converter=_frozen)
+    media: tuple[str, ...] = ()
+    published_urls: Mapping[str, str] = attrs.field(default=NO_DATA, hash=False)
     sequence: int = 0
     claimed_by: str | None = None
     """The worker holding this post's publishing lease, if any."""
@@ -289,11 +309,11 @@ class Revision:
     post_id: int
     number: int
     text: str
-    channels: tuple[str, ...] = attrs.field(converter=_tuple)
+    channels: tuple[str, ...]
     campaign: str | None
     author: str
     created_at: datetime
-    media: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    media: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -30,6 +30,8 @@ from postflow.models import (
     Revision,
     Series,
     freeze,
+    owned,
+    owned_revision,
     replace,
 )
 from postflow.storage import NewEntry, PostQuery, Storage, _with_series, check_page
@@ -224,9 +226,9 @@ class MemoryStorage(Storage):
         self, post: Post, revision: Revision, entries: Sequence[NewEntry]
     ) -> Post:
         post_id = next(self._ids)
-        post = replace(post, id=post_id)
+        post = replace(owned(post), id=post_id)
         self._posts[post_id] = post
-        self._revisions[post_id] = [replace(revision, post_id=post_id)]
+        self._revisions[post_id] = [replace(owned_revision(revision), post_id=post_id)]
         self._index(post)
         self._append(entries, post_id)
         return post
@@ -264,10 +266,11 @@ class MemoryStorage(Storage):
                             "since its cadence was checked", post_id=post.id)
                 for channel in slot_guards:
                     slots[channel] = slots.get(channel, 0) + 1
+            post = owned(post)
             self._reindex(stored, post)
             self._posts[post.id] = post
             if revision is not None:
-                self._revisions[post.id].append(revision)
+                self._revisions[post.id].append(owned_revision(revision))
             if deliveries:
                 self._put_deliveries(post.id, deliveries)
             return _StoredEntries(self._append(entries))
