@@ -7,6 +7,7 @@ workspace using the workflow is fired through, carried by a throw-away object.
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
 from collections import deque
@@ -104,31 +105,47 @@ class TransitionRule:
     comment_required: bool = False
 
 
-class _QuietState(State):
-    """A state whose enter and exit cost nothing when it has no callbacks.
+_TRANSITIONS_LOG = logging.getLogger("transitions.core")
+"""The logger ``transitions`` writes each fire's lines to (``transitions.core._LOGGER``).
 
-    postflow's machine has none, and its audit trail (not ``transitions``' DEBUG log)
-    is the record of what happened, so the per-fire logging is skipped too.
+When it is enabled for INFO, ``transitions`` would log a fire (its INFO lines and, if
+enabled for DEBUG, its DEBUG lines too): then every quiet class below steps aside and
+``transitions``' own code runs and logs as it always does. When it is not, those lines
+would never reach a handler and the quiet classes skip them with their formatting.
+"""
+
+
+class _QuietState(State):
+    """A state whose enter and exit cost nothing when nothing would be observed.
+
+    ``State.enter`` and ``State.exit`` run the state's callbacks and log
+    ``"Finished processing state … enter/exit callbacks."`` at INFO (and two DEBUG
+    lines). With no callbacks and ``transitions.core`` not logging at INFO, they do
+    nothing anyone could see, so they are skipped. Subclasses that override ``enter``
+    or ``exit`` (``transitions.extensions.states``' Error, Timeout and Volatile, or a
+    user's own) run their override as always; it reaches this check only through
+    ``super()``.
     """
 
     def enter(self, event_data: EventData) -> None:
-        if self.on_enter:
+        if self.on_enter or _TRANSITIONS_LOG.isEnabledFor(logging.INFO):
             super().enter(event_data)
 
     def exit(self, event_data: EventData) -> None:
-        if self.on_exit:
+        if self.on_exit or _TRANSITIONS_LOG.isEnabledFor(logging.INFO):
             super().exit(event_data)
 
 
 class _QuietTransition(Transition):
-    """A transition that skips callback lists that are empty (all of postflow's are)."""
+    """A transition that skips callback lists that are empty (all of postflow's are)
+    and ``transitions``' DEBUG lines when they would not be logged."""
 
     def execute(self, event_data: EventData) -> bool:
         machine = event_data.machine
         # the attributes behind Machine's callback properties: one fire reads them
         # several times, and a property call costs more than the rest of the check
         if (self.prepare or self.before or self.after or machine._before_state_change
-                or machine._after_state_change):
+                or machine._after_state_change or _TRANSITIONS_LOG.isEnabledFor(logging.INFO)):
             return bool(super().execute(event_data))
         for condition in self.conditions:
             if not condition.check(event_data):
@@ -141,16 +158,16 @@ class _QuietTransition(Transition):
         # Machine.get_state/set_state made cheap for postflow's case (string states, one
         # model per fire): a dict lookup first, get_state only for what it misses
         # (Enum states, unknown states, which get_state refuses as transitions does).
+        # exit and enter are always called, as transitions calls them: a state class
+        # may override them, and _QuietState's own decide whether there is work to do.
         machine = event_data.machine
         states = machine.states
         source = states.get(self.source) or machine.get_state(self.source)
-        if source.on_exit:
-            source.exit(event_data)
+        source.exit(event_data)
         dest = states.get(self.dest) or machine.get_state(self.dest)  # type: ignore[arg-type]
         setattr(event_data.model, machine.model_attribute, dest.value)
         event_data.state = dest
-        if dest.on_enter:
-            dest.enter(event_data)
+        dest.enter(event_data)
         if dest.final:
             machine.callbacks(machine.on_final, event_data)
 
@@ -158,7 +175,8 @@ class _QuietTransition(Transition):
 class _QuietEvent(Event):
     """An event that skips ``transitions``' queue and machine-wide callbacks when the
     machine has none (postflow's has none: it never queues and it sets no
-    ``prepare_event``, ``finalize_event`` or ``on_exception``).
+    ``prepare_event``, ``finalize_event`` or ``on_exception``), and when
+    ``transitions.core`` would not log the fire's DEBUG lines.
 
     What is left is exactly ``Event._trigger`` and ``Event._process`` for that case: find
     the post's state, refuse a trigger that is not valid there, and execute the first
@@ -167,8 +185,9 @@ class _QuietEvent(Event):
 
     def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
         machine = self.machine
-        if (args or kwargs or machine._queued or machine._prepare_event
-                or machine._finalize_event or machine._on_exception):
+        if (args or kwargs or machine._queued or machine._transition_queue
+                or machine._prepare_event or machine._finalize_event
+                or machine._on_exception or _TRANSITIONS_LOG.isEnabledFor(logging.INFO)):
             return bool(super().trigger(model, *args, **kwargs))
         name = getattr(model, machine.model_attribute)
         candidates = self.transitions.get(name)
