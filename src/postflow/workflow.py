@@ -138,36 +138,60 @@ class _QuietState(State):
 
 class _QuietTransition(Transition):
     """A transition that skips callback lists that are empty (all of postflow's are)
-    and ``transitions``' DEBUG lines when they would not be logged."""
+    and ``transitions``' log lines when they would not be logged.
+
+    With ``transitions.core`` logging, ``Transition``'s own ``execute`` and
+    ``_change_state`` run. Without, the ``_unlogged`` methods do the same work minus
+    empty callback lists and the log calls; :class:`_QuietEvent`, having checked the
+    logger for the whole fire, calls them directly on ``_QuietTransition`` itself
+    (subclasses, which may override ``execute`` or ``_change_state``, get those).
+    """
 
     def execute(self, event_data: EventData) -> bool:
+        if _TRANSITIONS_LOG.isEnabledFor(logging.INFO):
+            return bool(super().execute(event_data))
+        return self._execute_unlogged(event_data)
+
+    def _change_state(self, event_data: EventData) -> None:
+        if _TRANSITIONS_LOG.isEnabledFor(logging.INFO):
+            super()._change_state(event_data)
+        else:
+            self._change_state_unlogged(event_data)
+
+    def _execute_unlogged(self, event_data: EventData) -> bool:
         machine = event_data.machine
         # the attributes behind Machine's callback properties: one fire reads them
         # several times, and a property call costs more than the rest of the check
         if (self.prepare or self.before or self.after or machine._before_state_change
-                or machine._after_state_change or _TRANSITIONS_LOG.isEnabledFor(logging.INFO)):
+                or machine._after_state_change):
             return bool(super().execute(event_data))
         for condition in self.conditions:
             if not condition.check(event_data):
                 return False
         if self.dest:
-            self._change_state(event_data)
+            if type(self) is _QuietTransition:
+                self._change_state_unlogged(event_data)
+            else:
+                self._change_state(event_data)
         return True
 
-    def _change_state(self, event_data: EventData) -> None:
+    def _change_state_unlogged(self, event_data: EventData) -> None:
         # Machine.get_state/set_state made cheap for postflow's case (string states, one
         # model per fire): a dict lookup first, get_state only for what it misses
         # (Enum states, unknown states, which get_state refuses as transitions does).
-        # exit and enter are always called, as transitions calls them: a state class
-        # may override them, and _QuietState's own decide whether there is work to do.
+        # exit and enter are called as transitions calls them unless the state is a
+        # _QuietState, whose would do nothing without callbacks: any other state class,
+        # such as one overriding enter or exit, is always called.
         machine = event_data.machine
         states = machine.states
         source = states.get(self.source) or machine.get_state(self.source)
-        source.exit(event_data)
+        if source.on_exit or type(source) is not _QuietState:
+            source.exit(event_data)
         dest = states.get(self.dest) or machine.get_state(self.dest)  # type: ignore[arg-type]
         setattr(event_data.model, machine.model_attribute, dest.value)
         event_data.state = dest
-        dest.enter(event_data)
+        if dest.on_enter or type(dest) is not _QuietState:
+            dest.enter(event_data)
         if dest.final:
             machine.callbacks(machine.on_final, event_data)
 
@@ -196,7 +220,12 @@ class _QuietEvent(Event):
         event_data = EventData(machine.states[name], self, machine, model, (), {})
         for transition in candidates:
             event_data.transition = transition
-            if transition.execute(event_data):
+            # the logger was checked above, for the whole fire
+            if type(transition) is _QuietTransition:
+                done = transition._execute_unlogged(event_data)
+            else:
+                done = transition.execute(event_data)
+            if done:
                 event_data.result = True
                 break
         return bool(event_data.result)
