@@ -122,8 +122,8 @@ class _QuietState(State):
     ``"Finished processing state … enter/exit callbacks."`` at INFO (and two DEBUG
     lines). With no callbacks and ``transitions.core`` not logging at INFO, they do
     nothing anyone could see, so they are skipped. Subclasses that override ``enter``
-    or ``exit`` (``transitions.extensions.states``' Error, Timeout and Volatile, or a
-    user's own) run their override as always; it reaches this check only through
+    or ``exit`` (``transitions.extensions.states``' Error, Timeout, Volatile and Retry,
+    or a user's own) run their override as always; it reaches this check only through
     ``super()``.
     """
 
@@ -199,8 +199,8 @@ class _QuietTransition(Transition):
 class _QuietEvent(Event):
     """An event that skips ``transitions``' queue and machine-wide callbacks when the
     machine has none (postflow's has none: it never queues and it sets no
-    ``prepare_event``, ``finalize_event`` or ``on_exception``), and when
-    ``transitions.core`` would not log the fire's DEBUG lines.
+    ``prepare_event``, ``finalize_event`` or ``on_exception``) and ``transitions.core``
+    is not enabled for INFO, so that none of the fire's log lines would be written.
 
     What is left is exactly ``Event._trigger`` and ``Event._process`` for that case: find
     the post's state, refuse a trigger that is not valid there, and execute the first
