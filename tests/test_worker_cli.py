@@ -59,6 +59,7 @@ class TestWorker:
         assert {line["result"] for line in lines} == {"published"}
         assert {line["worker"] for line in lines} == {"w1"}
         assert "progress: 7 published" in done.stderr
+        assert "Finished processing state" not in done.stderr  # transitions' INFO lines
         sent = (tmp_path / "sent.jsonl").read_text(encoding="utf-8").splitlines()
         assert len(sent) == 7
 

@@ -7,6 +7,7 @@ workspace using the workflow is fired through, carried by a throw-away object.
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
 from collections import deque
@@ -112,26 +113,60 @@ class TransitionRule:
     comment_required: bool = False
 
 
-class _QuietState(State):
-    """A state whose enter and exit cost nothing when it has no callbacks.
+_TRANSITIONS_LOG = logging.getLogger("transitions.core")
+"""The logger ``transitions`` writes each fire's lines to (``transitions.core._LOGGER``).
 
-    postflow's machine has none, and its audit trail (not ``transitions``' DEBUG log)
-    is the record of what happened, so the per-fire logging is skipped too.
+When it is enabled for INFO, ``transitions`` would log a fire (its INFO lines and, if
+enabled for DEBUG, its DEBUG lines too): then every quiet class below steps aside and
+``transitions``' own code runs and logs as it always does. When it is not, those lines
+would never reach a handler and the quiet classes skip them with their formatting.
+"""
+
+
+class _QuietState(State):
+    """A state whose enter and exit cost nothing when nothing would be observed.
+
+    ``State.enter`` and ``State.exit`` run the state's callbacks and log
+    ``"Finished processing state … enter/exit callbacks."`` at INFO (and two DEBUG
+    lines). With no callbacks and ``transitions.core`` not logging at INFO, they do
+    nothing anyone could see, so they are skipped. Subclasses that override ``enter``
+    or ``exit`` (``transitions.extensions.states``' Error, Timeout, Volatile and Retry,
+    or a user's own) run their override as always; it reaches this check only through
+    ``super()``.
     """
 
     def enter(self, event_data: EventData) -> None:
-        if self.on_enter:
+        if self.on_enter or _TRANSITIONS_LOG.isEnabledFor(logging.INFO):
             super().enter(event_data)
 
     def exit(self, event_data: EventData) -> None:
-        if self.on_exit:
+        if self.on_exit or _TRANSITIONS_LOG.isEnabledFor(logging.INFO):
             super().exit(event_data)
 
 
 class _QuietTransition(Transition):
-    """A transition that skips callback lists that are empty (all of postflow's are)."""
+    """A transition that skips callback lists that are empty (all of postflow's are)
+    and ``transitions``' log lines when they would not be logged.
+
+    With ``transitions.core`` logging, ``Transition``'s own ``execute`` and
+    ``_change_state`` run. Without, the ``_unlogged`` methods do the same work minus
+    empty callback lists and the log calls; :class:`_QuietEvent`, having checked the
+    logger for the whole fire, calls them directly on ``_QuietTransition`` itself
+    (subclasses, which may override ``execute`` or ``_change_state``, get those).
+    """
 
     def execute(self, event_data: EventData) -> bool:
+        if _TRANSITIONS_LOG.isEnabledFor(logging.INFO):
+            return bool(super().execute(event_data))
+        return self._execute_unlogged(event_data)
+
+    def _change_state(self, event_data: EventData) -> None:
+        if _TRANSITIONS_LOG.isEnabledFor(logging.INFO):
+            super()._change_state(event_data)
+        else:
+            self._change_state_unlogged(event_data)
+
+    def _execute_unlogged(self, event_data: EventData) -> bool:
         machine = event_data.machine
         # the attributes behind Machine's callback properties: one fire reads them
         # several times, and a property call costs more than the rest of the check
@@ -142,22 +177,28 @@ class _QuietTransition(Transition):
             if not condition.check(event_data):
                 return False
         if self.dest:
-            self._change_state(event_data)
+            if type(self) is _QuietTransition:
+                self._change_state_unlogged(event_data)
+            else:
+                self._change_state(event_data)
         return True
 
-    def _change_state(self, event_data: EventData) -> None:
+    def _change_state_unlogged(self, event_data: EventData) -> None:
         # Machine.get_state/set_state made cheap for postflow's case (string states, one
         # model per fire): a dict lookup first, get_state only for what it misses
         # (Enum states, unknown states, which get_state refuses as transitions does).
+        # exit and enter are called as transitions calls them unless the state is a
+        # _QuietState, whose would do nothing without callbacks: any other state class,
+        # such as one overriding enter or exit, is always called.
         machine = event_data.machine
         states = machine.states
         source = states.get(self.source) or machine.get_state(self.source)
-        if source.on_exit:
+        if source.on_exit or type(source) is not _QuietState:
             source.exit(event_data)
         dest = states.get(self.dest) or machine.get_state(self.dest)  # type: ignore[arg-type]
         setattr(event_data.model, machine.model_attribute, dest.value)
         event_data.state = dest
-        if dest.on_enter:
+        if dest.on_enter or type(dest) is not _QuietState:
             dest.enter(event_data)
         if dest.final:
             machine.callbacks(machine.on_final, event_data)
@@ -166,7 +207,8 @@ class _QuietTransition(Transition):
 class _QuietEvent(Event):
     """An event that skips ``transitions``' queue and machine-wide callbacks when the
     machine has none (postflow's has none: it never queues and it sets no
-    ``prepare_event``, ``finalize_event`` or ``on_exception``).
+    ``prepare_event``, ``finalize_event`` or ``on_exception``) and ``transitions.core``
+    is not enabled for INFO, so that none of the fire's log lines would be written.
 
     What is left is exactly ``Event._trigger`` and ``Event._process`` for that case: find
     the post's state, refuse a trigger that is not valid there, and execute the first
@@ -175,8 +217,9 @@ class _QuietEvent(Event):
 
     def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
         machine = self.machine
-        if (args or kwargs or machine._queued or machine._prepare_event
-                or machine._finalize_event or machine._on_exception):
+        if (args or kwargs or machine._queued or machine._transition_queue
+                or machine._prepare_event or machine._finalize_event
+                or machine._on_exception or _TRANSITIONS_LOG.isEnabledFor(logging.INFO)):
             return bool(super().trigger(model, *args, **kwargs))
         name = getattr(model, machine.model_attribute)
         candidates = self.transitions.get(name)
@@ -185,7 +228,12 @@ class _QuietEvent(Event):
         event_data = EventData(machine.states[name], self, machine, model, (), {})
         for transition in candidates:
             event_data.transition = transition
-            if transition.execute(event_data):
+            # the logger was checked above, for the whole fire
+            if type(transition) is _QuietTransition:
+                done = transition._execute_unlogged(event_data)
+            else:
+                done = transition.execute(event_data)
+            if done:
                 event_data.result = True
                 break
         return bool(event_data.result)

@@ -205,7 +205,9 @@ def serve(url: str, workflow_file: Path | None, calendar_name: str, domain: str,
     """Serve the calendar feeds over HTTP until interrupted."""
     from postflow.web import bind_error_message, make_feed_server
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not logging.getLogger().handlers:  # as basicConfig: only if nothing is set up
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        logging.getLogger("transitions").setLevel(logging.WARNING)  # no line per state change
     settings = calendar_settings(calendar_name, domain, post_url)
     with open_workspace(url, workflow_file, settings) as ws:
         try:

@@ -50,6 +50,8 @@ def worker(url: str, workflow_file: Path | None, once: bool, interval: float,
     if not logging.getLogger().handlers:  # publishers' and postflow's own messages
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # transitions logs every state change at INFO; the worker's log is postflow's
+        logging.getLogger("transitions").setLevel(logging.WARNING)
     with open_existing(url, wf, publishing=settings) as ws:
         code = run_worker(ws, worker_id or default_worker_id(), once=once,
                           interval=interval, json_logs=log_format == "json")
