@@ -38,6 +38,9 @@ LIMITS: Mapping[str, int] = {
 """The longest each kind of field may be, in characters (``items``: the most entries of
 a list such as a post's channels or media). Documented in docs/concepts.rst."""
 
+_MAX_ITEMS = LIMITS["items"]
+_MAX_NAME = LIMITS["name"]
+
 MAX_ID = 2**63 - 1
 """The largest id any backend can store (a signed 64-bit integer)."""
 
@@ -64,6 +67,10 @@ def checked_text(value: object, subject: str, field: str, *, limit: int,
     if not isinstance(value, str):
         raise ValidationFailed.single(subject, f"bad-{field}",
                                       f"{field} must be text, got {value!r}", field=field)
+    if len(value) <= limit and value.isprintable() and (not required or value.strip(" ")):
+        # the common case, all in C: printable text has no surrogates, no control or
+        # format characters, and no spaces but U+0020 that could leave it blank
+        return value
     if len(value) > limit:
         raise ValidationFailed.single(
             subject, "too-long", f"{field} is {len(value):,} characters long; the limit is "
@@ -175,6 +182,9 @@ def remote_id(value: object, subject: str, field: str = "remote_id") -> str:
 
 
 def media_urls(value: object, subject: str) -> tuple[str, ...]:
+    """A list of media URLs (see :func:`http_url`), at most ``LIMITS["items"]``."""
+    if value == () or value == []:
+        return ()
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ValidationFailed.single(subject, "bad-media", "media must be a list of URLs, "
                                       f"got {value!r}", field="media")
@@ -226,15 +236,14 @@ def name_list(value: object, subject: str, field: str) -> tuple[str, ...]:
             isinstance(value, Iterable) and not isinstance(value, bytes | Mapping)):
         names = tuple(value)
     if names is not None and all(isinstance(n, str) for n in names):
-        if len(names) > LIMITS["items"]:
+        if len(names) > _MAX_ITEMS:
             raise ValidationFailed.single(
                 subject, "too-many", f"{field}: {len(names)} entries; the limit is "
-                f"{LIMITS['items']}", field=field)
-        for name in names:
-            if len(name) > LIMITS["name"]:
-                raise ValidationFailed.single(
-                    subject, "too-long", f"{field}: a name of {len(name):,} characters; "
-                    f"the limit is {LIMITS['name']}", field=field)
+                f"{_MAX_ITEMS}", field=field)
+        if names and max(map(len, names)) > _MAX_NAME:
+            raise ValidationFailed.single(
+                subject, "too-long", f"{field}: a name of {max(map(len, names)):,} "
+                f"characters; the limit is {_MAX_NAME}", field=field)
         return names
     raise ValidationFailed.single(
         subject, f"bad-{field}", f"{field} must be a name or a list of names, got {value!r}",

@@ -49,6 +49,8 @@ from postflow.workflow import EDIT, TransitionRule, Workflow
 if TYPE_CHECKING:
     from postflow._plugins import Hooks
 
+_check_trigger = policy.check_trigger
+
 __all__ = [
     "AUDIT_ACTIONS",
     "NOT_TRANSITIONS",
@@ -273,7 +275,7 @@ class ChangeEngine:
         plan relied on (see :meth:`~postflow.Storage.update_post`).
         """
         hooks = self.hooks
-        post = self.recent.get(post_id) if is_id(post_id) else None
+        post = self.recent.get(post_id) if type(post_id) is int else None
         fresh = False
         if post is None or (expected_version is not None and post.version != expected_version):
             post, fresh = self.fetch(post_id), True
@@ -287,7 +289,8 @@ class ChangeEngine:
             try:
                 member = self.member(by, action, post)
                 now = self.clock.now()
-                if self.leased(post, now):
+                if post.claimed_until is not None and post.claimed_until > now and (
+                        post.claimed_by is not None):  # self.leased, inlined: a hot path
                     raise InvalidTransition(
                         f"post {post_id} is being published by {post.claimed_by} (lease "
                         f"until {post.claimed_until}); try again after that",
@@ -325,7 +328,8 @@ class ChangeEngine:
                 post, fresh = self.fetch(post_id), True
                 continue
             self.remember(changed)
-            self._announce_post(changed, post, action, member.name, stored)
+            if hooks.follows or hooks.watches:
+                self._announce_post(changed, post, action, member.name, stored)
             return changed
         raise ConflictError(
             f"post {post_id} kept changing under {action!r}; gave up after "
@@ -363,7 +367,7 @@ class ChangeEngine:
         rule = workflow.rules.get(trigger)
         if rule is None or state not in rule.sources:
             raise self.not_possible(post, trigger)
-        stage = self.check_trigger(member, rule, post)
+        stage = _check_trigger(self.hooks, self.host, workflow, member, rule, post)
         if comment is not None:
             checked_text(comment, f"post {post.id}", "comment", limit=LIMITS["comment"],
                          required=False)

@@ -226,9 +226,14 @@ class MemoryStorage(Storage):
         self, post: Post, revision: Revision, entries: Sequence[NewEntry]
     ) -> Post:
         post_id = next(self._ids)
-        post = replace(owned(post), id=post_id)
+        if type(post.channels) is not tuple or type(post.media) is not tuple or type(
+                post.approvals) is not tuple or type(post.published_urls) is not FrozenData:
+            post = owned(post)  # the caller's lists or dicts must not become ours
+        if type(revision.channels) is not tuple or type(revision.media) is not tuple:
+            revision = owned_revision(revision)
+        post = replace(post, id=post_id)
         self._posts[post_id] = post
-        self._revisions[post_id] = [replace(owned_revision(revision), post_id=post_id)]
+        self._revisions[post_id] = [replace(revision, post_id=post_id)]
         self._index(post)
         self._append(entries, post_id)
         return post
@@ -266,7 +271,9 @@ class MemoryStorage(Storage):
                             "since its cadence was checked", post_id=post.id)
                 for channel in slot_guards:
                     slots[channel] = slots.get(channel, 0) + 1
-            post = owned(post)
+            if type(post.channels) is not tuple or type(post.media) is not tuple or type(
+                    post.approvals) is not tuple or type(post.published_urls) is not FrozenData:
+                post = owned(post)  # the caller's lists or dicts must not become ours
             self._reindex(stored, post)
             self._posts[post.id] = post
             if revision is not None:
