@@ -64,7 +64,7 @@ STRINGS: list[Any] = [
                  ["needs a reason"], id="invisible-pause-reason"),
     pytest.param(lambda ws, p: ws.channels.add("acme-y", network="x", publisher="webhook",
                                                settings={"url": "http://a\r\nX: y"}),
-                 ["settings", "control character"], id="setting-newline"),
+                 ["url", "control character"], id="setting-newline"),
 ]
 
 LENGTHS: list[Any] = [
@@ -84,7 +84,7 @@ LENGTHS: list[Any] = [
                  ["media", "limit is 100"], id="media-count"),
     pytest.param(lambda ws, p: ws.posts.create(
         author="ana", text="x", channels=["acme-x"],
-        media=["https://m.example/" + "a" * 3000]), ["media", "limit is 2,048"],
+        media=["https://m.example/" + "a" * 3000]), ["media", "over the limit of 2048"],
         id="media-url"),
     pytest.param(lambda ws, p: ws.campaigns.add("fall", goal="g" * 2001),
                  ["goal", "limit is 2,000"], id="goal"),

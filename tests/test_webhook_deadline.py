@@ -22,7 +22,7 @@ import pytest
 
 import postflow
 from conftest import add_team
-from postflow.models import Channel
+from postflow.models import Channel, FrozenData
 from postflow.publishers import DEFAULT_DEADLINE, WebhookPublisher
 from postflow.publishing import Outgoing, idempotency_key
 from postflow.testing import FixedClock
@@ -182,6 +182,8 @@ def test_an_unsendable_url_fails_at_once_without_quoting_the_query(
     add_team(ws)
     with monkeypatch.context() as patched:  # as stored before channels refused it
         patched.setattr("postflow.directory._check_webhook_url", lambda *args: None)
+        patched.setattr("postflow.directory.publisher_settings",
+                        lambda value, subject: FrozenData(value or {}))
         ws.channels.add("acme-hook", network="hooks", publisher="webhook",
                         settings={"url": url})
     post = due(ws, clock, channels=("acme-hook",))

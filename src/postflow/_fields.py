@@ -302,7 +302,7 @@ def publisher_settings(value: object, subject: str) -> FrozenData:
                                       field="settings")
     for key, setting in value.items():
         checked_text(key, subject, "settings", limit=LIMITS["name"], one_line=True)
-        checked_text(setting, subject, "settings", limit=LIMITS["setting"], one_line=True,
+        checked_text(setting, subject, key, limit=LIMITS["setting"], one_line=True,
                      required=False)
     return FrozenData(value)
 
