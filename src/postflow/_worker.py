@@ -203,33 +203,48 @@ def _progress(say: _Say, totals: Counter[str], seconds: float) -> None:
         rate=round(rate, 1))
 
 
-def render_status(ws: Workspace) -> str:
-    """Pauses, due and waiting posts, failed posts and unconfirmed deliveries."""
+def status_data(ws: Workspace) -> dict[str, Any]:
+    """What ``postflow status`` shows, as data (its ``--json`` shape, docs/cli.rst)."""
     now = ws.clock.now()
-    lines = []
-    holds = ws.holds()
-    if not holds:
-        lines.append("Publishing: running")
-    for hold in holds:
-        what = "ALL publishing" if hold.scope == "*" else f"channel {hold.scope}"
-        lines.append(f"PAUSED {what} since {hold.at:%Y-%m-%d %H:%M} UTC by {hold.by}: "
-                     f"{hold.reason}")
     scheduled = ws.posts.list(state="scheduled")
     due = [p for p in scheduled if p.scheduled_at and p.scheduled_at <= now]
     waiting = [p for p in due if p.claimed_until and p.claimed_until > now
                and p.claimed_by is None]
     claimed = [p for p in due if p.claimed_by and p.claimed_until and p.claimed_until > now]
-    lines.append(f"Due now: {len(due) - len(waiting) - len(claimed)}   being published: "
-                 f"{len(claimed)}   waiting to retry: {len(waiting)}   scheduled later: "
-                 f"{len(scheduled) - len(due)}")
     failed = ws.storage.list_posts(PostQuery(states=frozenset({"failed"})))
-    lines.append(f"Failed: {len(failed)}")
-    for post in failed:
-        lines.extend(_failed_lines(ws, post.id))
+    return {
+        "paused": [{"scope": h.scope, "reason": h.reason, "by": h.by,
+                    "at": h.at.isoformat(timespec="seconds")} for h in ws.holds()],
+        "due": len(due) - len(waiting) - len(claimed), "being_published": len(claimed),
+        "waiting_to_retry": len(waiting), "scheduled_later": len(scheduled) - len(due),
+        "failed": [_failed(ws, post.id) for post in failed],
+    }
+
+
+def render_status(ws: Workspace) -> str:
+    """Pauses, due and waiting posts, failed posts and unconfirmed deliveries."""
+    data = status_data(ws)
+    lines = []
+    if not data["paused"]:
+        lines.append("Publishing: running")
+    for hold in data["paused"]:
+        what = "ALL publishing" if hold["scope"] == "*" else f"channel {hold['scope']}"
+        lines.append(f"PAUSED {what} since {hold['at'][:16].replace('T', ' ')} UTC by "
+                     f"{hold['by']}: {hold['reason']}")
+    lines.append(f"Due now: {data['due']}   being published: {data['being_published']}   "
+                 f"waiting to retry: {data['waiting_to_retry']}   scheduled later: "
+                 f"{data['scheduled_later']}")
+    lines.append(f"Failed: {len(data['failed'])}")
+    for item in data["failed"]:
+        lines.append(f"  post {item['post_id']}: {item['reason']}")
+        for d in item["deliveries"]:
+            if d["error"]:
+                lines.append(f"    {d['channel']} ({d['status']}): {d['error']}")
+        lines.append(f"    settle: {item['settle']}")
     return "\n".join(lines)
 
 
-def _failed_lines(ws: Workspace, post_id: int) -> list[str]:
+def _failed(ws: Workspace, post_id: int) -> dict[str, Any]:
     """Why a failed post failed (its last ``fail`` entry, its deliveries' errors), and the
     command that settles it."""
     reason = next((str(e.data.get("reason", "")) for e in reversed(ws.storage.history(
@@ -238,14 +253,12 @@ def _failed_lines(ws: Workspace, post_id: int) -> list[str]:
     for delivery in ws.storage.deliveries(post_id):  # the newest revision's last
         current[delivery.channel] = delivery
     unconfirmed = [d for d in current.values() if d.status == "unconfirmed"]
-    lines = [f"  post {post_id}: {reason}"]
-    for d in current.values():
-        if d.last_error:
-            lines.append(f"    {d.channel} ({d.status}): {d.last_error}")
     if unconfirmed:
-        lines.append(f"    settle: check the network, then: postflow resolve {post_id} "
-                     f"{unconfirmed[0].channel} --by NAME --published|--not-published --retry")
+        settle = (f"check the network, then: postflow resolve {post_id} "
+                  f"{unconfirmed[0].channel} --by NAME --published|--not-published --retry")
     else:
-        lines.append(f"    settle: postflow post retry {post_id} --by NAME  (or postflow post "
-                     f"archive {post_id} --by NAME)")
-    return lines
+        settle = (f"postflow post retry {post_id} --by NAME  (or postflow post archive "
+                  f"{post_id} --by NAME)")
+    return {"post_id": post_id, "reason": reason, "settle": settle,
+            "deliveries": [{"channel": d.channel, "status": d.status, "error": d.last_error}
+                           for d in current.values()]}

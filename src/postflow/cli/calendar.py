@@ -15,6 +15,8 @@ from postflow.cli._app import (
     calendar_settings,
     cli,
     db_option,
+    emit_json,
+    json_option,
     open_workspace,
     parse_when,
     with_filters,
@@ -178,17 +180,25 @@ def feed_revoke(url: str, name: str, by: str | None) -> None:
 @feed.command("list")
 @verbosity_options
 @db_option
-def feed_list(url: str) -> None:
+@json_option
+def feed_list(url: str, as_json: bool) -> None:
     """List the feeds and their filters."""
     with open_workspace(url, None) as ws:
-        for item in ws.feeds.list():
-            filters = [f"{kind}={','.join(sorted(values))}" for kind, values in (
-                ("channels", item.channels), ("campaigns", item.campaigns),
-                ("states", item.states), ("authors", item.authors)) if values]
-            if not item.planning:
-                filters.append("no planning entries")
-            status = "revoked" if item.revoked else "active"
-            click.echo(f"{item.name}  {status}  {' '.join(filters) or 'everything'}")
+        feeds = ws.feeds.list()
+    if as_json:
+        emit_json({"feeds": [{"name": f.name, "revoked": f.revoked, "planning": f.planning,
+                              "channels": sorted(f.channels), "campaigns": sorted(f.campaigns),
+                              "states": sorted(f.states), "authors": sorted(f.authors)}
+                             for f in feeds]})
+        return
+    for item in feeds:
+        filters = [f"{kind}={','.join(sorted(values))}" for kind, values in (
+            ("channels", item.channels), ("campaigns", item.campaigns),
+            ("states", item.states), ("authors", item.authors)) if values]
+        if not item.planning:
+            filters.append("no planning entries")
+        status = "revoked" if item.revoked else "active"
+        click.echo(f"{item.name}  {status}  {' '.join(filters) or 'everything'}")
 
 
 @cli.command()

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from postflow.cli._app import cli, db_option, open_existing, open_workspace, workflow_option
+from postflow.cli._app import (
+    cli,
+    db_option,
+    emit_json,
+    json_option,
+    open_existing,
+    open_workspace,
+    workflow_option,
+)
 from postflow.exceptions import ConfigError
 from postflow.workflow import Workflow
 
@@ -110,9 +118,13 @@ def resolve(url: str, post_id: int, channel: str, by: str, published: bool,
 
 @cli.command()
 @db_option
-def status(url: str) -> None:
+@json_option
+def status(url: str, as_json: bool) -> None:
     """Show pauses, what is due, waiting, failed, and unconfirmed."""
-    from postflow._worker import render_status
+    from postflow._worker import render_status, status_data
 
     with open_workspace(url, None) as ws:
-        click.echo(render_status(ws))
+        if as_json:
+            emit_json(status_data(ws))
+        else:
+            click.echo(render_status(ws))

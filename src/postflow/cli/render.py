@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
+from typing import Any
 
 import postflow
 from postflow.models import AuditEntry, Post
@@ -79,8 +80,9 @@ SHORT = 40
 """How many characters of a shortened value are shown."""
 
 
-def render_history(entries: list[AuditEntry]) -> str:
-    """An audit trail, one line per entry (see :data:`SHORTENED_KEYS`)."""
+def render_history(entries: list[AuditEntry], zone: tzinfo | None = None) -> str:
+    """An audit trail, one line per entry (see :data:`SHORTENED_KEYS`), with times in
+    ``zone`` (UTC by default)."""
     lines = []
     for e in entries:
         move = f"{e.from_state or '-'} -> {e.to_state}" if e.to_state != e.from_state \
@@ -88,9 +90,21 @@ def render_history(entries: list[AuditEntry]) -> str:
         note = f'  "{e.comment}"' if e.comment else ""
         shown = [f"{k}={_value(v, short=k in SHORTENED_KEYS)}" for k, v in e.data.items()]
         extra = f"  {' '.join(shown)}" if shown else ""
-        lines.append(f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.actor:<6} {e.action:<16} r{e.revision} "
+        when = f"{e.at:%Y-%m-%d %H:%M:%S}Z" if zone is None else \
+            e.at.astimezone(zone).isoformat(timespec="seconds")
+        lines.append(f"{when}  {e.actor:<6} {e.action:<16} r{e.revision} "
                      f"{move}{note}{extra}")
     return "\n".join(lines)
+
+
+def entry_json(entry: AuditEntry, zone: tzinfo | None) -> dict[str, Any]:
+    """An audit entry as the ``--json`` output shows it (docs/cli.rst)."""
+    return {"id": entry.id, "action": entry.action, "actor": entry.actor,
+            "at": entry.at.astimezone(zone or UTC).isoformat(timespec="seconds"),
+            "correlation_id": entry.correlation_id, "post_id": entry.post_id,
+            "from_state": entry.from_state, "to_state": entry.to_state,
+            "revision": entry.revision, "comment": entry.comment,
+            "data": json.loads(json.dumps(entry.data, default=str))}
 
 
 def _value(value: object, *, short: bool = False) -> str:
