@@ -62,6 +62,12 @@ STRINGS: list[Any] = [
                  ["hashtag is empty"], id="hashtag-invisible"),
     pytest.param(lambda ws, p: ws.pause(by="cy", reason="\u200b\u200b"),
                  ["needs a reason"], id="invisible-pause-reason"),
+    pytest.param(lambda ws, p: ws.edit(p.id, by="ana", text="new", comment=SURROGATE),
+                 ["comment", "surrogate"], id="surrogate-edit-comment"),
+    pytest.param(lambda ws, p: ws.channels.add("acme-y", network="x" + SURROGATE),
+                 ["network", "surrogate"], id="surrogate-network"),
+    pytest.param(lambda ws, p: ws.channels.add("acme-y", network="x\n"),
+                 ["network", "control character"], id="network-newline"),
     pytest.param(lambda ws, p: ws.channels.add("acme-y", network="x", publisher="webhook",
                                                settings={"url": "http://a\r\nX: y"}),
                  ["url", "control character"], id="setting-newline"),
@@ -93,6 +99,12 @@ LENGTHS: list[Any] = [
 ]
 
 IDS: list[Any] = [
+    pytest.param(lambda ws, p: ws.submit(p.id, by=SURROGATE), postflow.PermissionDenied,
+                 ["not a member"], id="surrogate-member"),
+    pytest.param(lambda ws, p: ws.channels.get(SURROGATE), postflow.NotFound,
+                 ["no channel"], id="surrogate-channel-lookup"),
+    pytest.param(lambda ws, p: ws.feeds.get(SURROGATE), postflow.NotFound,
+                 ["no feed"], id="surrogate-feed-lookup"),
     pytest.param(lambda ws, p: ws.submit(2**63, by="ana"), postflow.NotFound, ["post"],
                  id="id-2**63"),
     pytest.param(lambda ws, p: ws.submit(MAX_ID + 10**6, by="ana"), postflow.NotFound,

@@ -8,9 +8,11 @@ from typing import Any, ClassVar, Generic, TypeVar
 import attrs
 
 from postflow._fields import (
+    LIMITS,
     UNSET,
     cadence_data,
     cadence_value,
+    checked_text,
     hashtag_list,
     http_url,
     name_list,
@@ -147,6 +149,7 @@ class Channels(_Directory[Channel]):
         if not isinstance(network, str) or not network.strip():
             raise ValidationFailed.single(subject, "no-network", "network is required",
                                           field="network")
+        checked_text(network, subject, "network", limit=LIMITS["name"], one_line=True)
         channel = Channel(name, network, optional_text(handle, name, "handle") or "",
                           zone_name(timezone, subject), True, 1,
                           optional_text(publisher, subject, "publisher"),

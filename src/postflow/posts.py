@@ -257,6 +257,9 @@ class Posts:
                 f"(editable in: {', '.join(sorted(workflow.editable))})",
                 post_id=post.id, trigger=EDIT, state=post.state,
                 allowed=workflow.triggers_from(post.state))
+        if comment is not None:
+            checked_text(comment, f"post {post.id}", "comment", limit=LIMITS["comment"],
+                         required=False)
         self._engine.check_action(member, EDIT, post)
         new_text = post.text if text is None else text
         new_channels = post.channels if channels is None else channel_names(

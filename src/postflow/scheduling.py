@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from postflow._fields import channel_names, media_urls
+from postflow._fields import LIMITS, channel_names, checked_text, media_urls
 from postflow._time import LATEST, to_utc, zone_of
 from postflow.engine import ChangeEngine, future_time, new_correlation_id
 from postflow.exceptions import (
@@ -245,6 +245,9 @@ class Scheduling:
         author, a publisher or an admin may end it; ending it twice is refused."""
         engine = self._engine
         member = engine.member(by, "end series")
+        if comment is not None:
+            checked_text(comment, f"series {series_id}", "comment", limit=LIMITS["comment"],
+                         required=False)
         for _ in range(20):
             series = self.get_series(series_id)
             if expected_version is not None and series.version != expected_version:

@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from postflow._fields import LIMITS, checked_text
 from postflow._time import Clock
 from postflow._urls import redact_url
 from postflow.exceptions import (
@@ -220,6 +221,9 @@ def apply_workflow(
         raise PermissionDenied(
             f"{by} (roles: {', '.join(sorted(member.roles)) or 'none'}) may not apply a "
             "workflow: needs the role admin", member=by, action="apply_workflow")
+    if comment is not None:
+        checked_text(comment, "apply_workflow", "comment", limit=LIMITS["comment"],
+                     required=False)
     mapping = dict(mapping or {})
     for old, new in mapping.items():
         if new not in workflow.states:

@@ -426,6 +426,10 @@ class SQLiteStorage(Storage):
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
+            except UnicodeEncodeError:
+                # a lone surrogate cannot be stored, so no row can equal it: the same
+                # empty answer memory:// gives, not sqlite3's encoding error
+                return []
             except sqlite3.Error as exc:
                 raise StorageError(f"{self.path}: read failed: {exc}") from exc
 
@@ -474,6 +478,8 @@ class SQLiteStorage(Storage):
                     return self._directory[key]
                 row = self._db.execute(
                     f"SELECT * FROM {table} WHERE name = ?", (name,)).fetchone()
+            except UnicodeEncodeError:
+                return None  # a lone surrogate: nothing stored can have that name
             except sqlite3.Error as exc:
                 raise StorageError(f"{self.path}: read failed: {exc}") from exc
             value = build(row) if row else None
@@ -1139,6 +1145,9 @@ class _WriteTransaction:
             _rollback(db)
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"{storage.path}: write failed: {exc}") from exc
+            if isinstance(exc, UnicodeEncodeError):  # checked before it gets here, normally
+                raise StorageError(f"{storage.path}: write failed: text that is not valid "
+                                   "Unicode (a lone surrogate)") from exc
         finally:
             storage._lock.release()
 
