@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -511,3 +512,43 @@ class TestCommandLineHelpers:
             "  roles added: legal\n  stages added: legal")
         assert "nothing changed" in store.describe_applied(
             ws.apply_workflow(legal, by="dee"))
+
+
+class TestApplyingAStageToApprovedPosts:
+    """A workflow that adds an approval stage never lets posts approved without it go
+    out: apply refuses them, or sends them back for it with ``reopen``."""
+
+    @staticmethod
+    def legal() -> Workflow:
+        return Workflow.from_dict({"extends": "default", "name": "legal",
+                                   "roles": ["legal"],
+                                   "stages": [{"name": "legal", "roles": ["legal"]}]})
+
+    def test_refused_then_reopened(self, url: str, make_ws: Any, clock: FixedClock) -> None:
+        """Approved and scheduled posts are named; reopen puts them back in review,
+        off the schedule, where the legal approval is still needed."""
+        ws = make_ws(url)
+        add_team(ws)
+        ws.team.add("lena", roles={"admin"})
+        ids = []
+        for n in range(2):
+            post = ws.posts.create(author="ana", text=f"Post {n}", channels=["acme-x"])
+            ws.submit(post.id, by="ana")
+            ws.approve(post.id, by="ben")
+            ids.append(post.id)
+        ws.schedule(ids[0], at=clock.now() + timedelta(hours=1), by="cy")
+        before = ws.audit_log()
+        with pytest.raises(postflow.ValidationFailed) as caught:
+            ws.apply_workflow(self.legal(), by="dee")
+        assert [p.code for p in caught.value.problems] == ["needs-approval"] * 2
+        assert f"post {ids[0]} is 'scheduled'" in str(caught.value)
+        assert ws.audit_log() == before
+        result = ws.apply_workflow(self.legal(), by="dee", reopen=True)
+        assert sorted(result.reopened_posts) == ids
+        for post_id in ids:
+            post = ws.posts.get(post_id)
+            assert (post.state, post.scheduled_at) == ("review", None)
+            assert [a.stage for a in post.approvals] == ["review"]
+        ws.team.add("leo", roles={"legal"})
+        assert ws.approve(ids[0], by="leo").state == "approved"
+        assert ws.history(ids[1])[-1].data["reopened"] is True

@@ -94,6 +94,9 @@ class AppliedWorkflow:
     workflow: Workflow
     changes: tuple[str, ...]
     renamed_posts: tuple[int, ...]
+    reopened_posts: tuple[int, ...] = ()
+    """Approved or scheduled posts sent back for the approvals the new workflow adds
+    (with ``reopen=True``)."""
 
 
 def stored_workflow(storage: Storage) -> Workflow | None:
@@ -169,14 +172,45 @@ def resolve_workflow(storage: Storage, given: Workflow | None, *, clock: Clock) 
     raise ConflictError(f"{where}: the stored workflow keeps changing; try again")
 
 
+def approved_states(workflow: Workflow) -> frozenset[str]:
+    """The states a post reaches by completing its approvals (the ``approve``
+    transition's destination and the ``schedule`` one's): a post there must carry every
+    approval the workflow asks for."""
+    dests = {rule.dest for name, rule in workflow.rules.items()
+             if name in ("approve", "schedule")}
+    return frozenset(dests - {workflow.approval_state, workflow.initial})
+
+
+def unapproved(storage: Storage, workflow: Workflow,
+               mapping: Mapping[str, str] | None = None) -> list[Post]:
+    """Posts past approval (see :func:`approved_states`) that lack an approval
+    ``workflow`` asks for: approved under a workflow with fewer stages."""
+    mapping = mapping or {}
+    states = approved_states(workflow)
+    return [post for post in storage.list_posts(PostQuery())
+            if mapping.get(post.state, post.state) in states
+            and workflow.current_stage(post.approvals) is not None]
+
+
 def misfits(storage: Storage, workflow: Workflow,
-            mapping: Mapping[str, str] | None = None) -> list[Problem]:
+            mapping: Mapping[str, str] | None = None, *, reopen: bool = False
+            ) -> list[Problem]:
     """Why stored posts would not fit ``workflow`` (after renaming states by
     ``mapping``): one :class:`~postflow.Problem` per post whose state, or the stage of
-    an approval it carries, ``workflow`` does not have. Empty when all fit."""
+    an approval it carries, ``workflow`` does not have, and (unless ``reopen``) per
+    approved or scheduled post that lacks an approval ``workflow`` asks for. Empty when
+    all fit."""
     mapping = mapping or {}
     stages = {stage.name for stage in workflow.stages}
     problems = []
+    if not reopen:
+        for post in unapproved(storage, workflow, mapping):
+            stage = workflow.current_stage(post.approvals)
+            problems.append(Problem(
+                "needs-approval", f"post {post.id} is {post.state!r} without the approval "
+                f"at stage {stage.name if stage else '?'!r} that workflow {workflow.name!r} "
+                "asks for: unschedule it and send it back for review first, or apply with "
+                "reopen (postflow workflow apply --reopen), which does that", field="state"))
     for post in storage.list_posts(PostQuery()):
         state = mapping.get(post.state, post.state)
         if state not in workflow.states:
@@ -196,9 +230,13 @@ def misfits(storage: Storage, workflow: Workflow,
 def apply_workflow(
     storage: Storage, workflow: Workflow, *, by: str, clock: Clock,
     mapping: Mapping[str, str] | None = None, comment: str | None = None,
-    correlation_id: str | None = None,
+    correlation_id: str | None = None, reopen: bool = False,
 ) -> AppliedWorkflow:
     """Make ``workflow`` the one stored with the data.
+
+    Approved or scheduled posts that lack an approval ``workflow`` asks for (a stage it
+    adds) are refused, unless ``reopen``: then they go back to the approval state, off
+    the schedule, keeping the approvals they have.
 
     ``by`` must be an active admin. ``mapping`` renames states (``{"old": "new"}``):
     posts in an old state move to the new one, each through the compare-and-set write
@@ -224,6 +262,19 @@ def apply_workflow(
     if comment is not None:
         checked_text(comment, "apply_workflow", "comment", limit=LIMITS["comment"],
                      required=False)
+    if not isinstance(workflow, Workflow):
+        raise ValidationFailed.single("apply_workflow", "bad-workflow",
+                                      f"workflow must be a postflow.Workflow, got "
+                                      f"{workflow!r}", field="workflow")
+    if mapping is not None and (not isinstance(mapping, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
+        raise ValidationFailed.single("apply_workflow", "bad-mapping",
+                                      f"mapping must map state names to state names, got "
+                                      f"{mapping!r}", field="mapping")
+    if type(reopen) is not bool:
+        raise ValidationFailed.single("apply_workflow", "bad-reopen",
+                                      f"reopen must be True or False, got {reopen!r}",
+                                      field="reopen")
     mapping = dict(mapping or {})
     for old, new in mapping.items():
         if new not in workflow.states:
@@ -234,7 +285,7 @@ def apply_workflow(
     correlation_id = correlation_id or _correlation_id()
     for _ in range(_MAX_ATTEMPTS):
         expected = storage.stored_workflow()
-        problems = misfits(storage, workflow, mapping)
+        problems = misfits(storage, workflow, mapping, reopen=reopen)
         if problems:
             raise ValidationFailed(f"cannot apply workflow {workflow.name!r}", problems)
         new_definition = workflow.to_dict()
@@ -254,8 +305,44 @@ def apply_workflow(
             changes = []
         renamed = _rename_states(storage, mapping, by=by, clock=clock,
                                  correlation_id=correlation_id, comment=comment)
-        return AppliedWorkflow(workflow, tuple(changes), tuple(renamed))
+        reopened = _reopen(storage, workflow, by=by, clock=clock,
+                           correlation_id=correlation_id, comment=comment) if reopen else []
+        return AppliedWorkflow(workflow, tuple(changes), tuple(renamed), tuple(reopened))
     raise ConflictError(f"{where}: the stored workflow keeps changing; try again")
+
+
+def _reopen(storage: Storage, workflow: Workflow, *, by: str, clock: Clock,
+            correlation_id: str, comment: str | None) -> list[int]:
+    """Send approved or scheduled posts that lack an approval back to the approval
+    state (off the schedule, keeping their approvals), each through the
+    compare-and-set write with an :data:`APPLY_ACTION` entry."""
+    reopened = []
+    for post in unapproved(storage, workflow):
+        current: Post | None = post
+        for _ in range(_MAX_ATTEMPTS):
+            if current is None or current.state not in approved_states(workflow) or (
+                    workflow.current_stage(current.approvals) is None):
+                break
+            now = clock.now()
+            dest = workflow.approval_state
+            changed = replace(current, version=current.version + 1, state=dest,
+                              scheduled_at=None, scheduled_zone=None, claimed_by=None,
+                              claimed_until=None, state_changed_at=now, updated_at=now)
+            if calendar_slot(changed) != calendar_slot(current):
+                changed = replace(changed, sequence=current.sequence + 1)
+            entry = NewEntry(APPLY_ACTION, by, now, correlation_id, current.id,
+                             current.state, dest, current.revision, comment,
+                             freeze({"reopened": True, "scheduled_at": None,
+                                     "scheduled_zone": None}))
+            try:
+                storage.update_post(changed, expected_version=current.version,
+                                    entries=[entry], previous=current)
+            except ConflictError:
+                current = storage.get_post(current.id)
+                continue
+            reopened.append(current.id)
+            break
+    return reopened
 
 
 def _rename_states(storage: Storage, mapping: Mapping[str, str], *, by: str, clock: Clock,
@@ -307,10 +394,13 @@ def parse_mapping(items: Sequence[str]) -> dict[str, str]:
 
 def describe_applied(result: AppliedWorkflow) -> str:
     """A few lines saying what :func:`apply_workflow` did."""
-    if not result.changes and not result.renamed_posts:
+    if not result.changes and not result.renamed_posts and not result.reopened_posts:
         return f"workflow {result.workflow.name!r} is already the stored one: nothing changed"
     lines = [f"workflow {result.workflow.name!r} applied"]
     lines += [f"  {change}" for change in result.changes]
+    if result.reopened_posts:
+        lines.append(f"  posts sent back for the new approvals: "
+                     f"{', '.join(map(str, result.reopened_posts))}")
     if result.renamed_posts:
         lines.append(f"  posts moved to renamed states: "
                      f"{', '.join(map(str, result.renamed_posts))}")

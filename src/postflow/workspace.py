@@ -132,18 +132,20 @@ class Workspace:
 
     def apply_workflow(self, workflow: Workflow, *, by: str,
                        mapping: Mapping[str, str] | None = None,
-                       comment: str | None = None) -> workflow_store.AppliedWorkflow:
+                       comment: str | None = None,
+                       reopen: bool = False) -> workflow_store.AppliedWorkflow:
         """Store ``workflow`` with the data and use it from now on (an admin's call).
 
         ``mapping`` renames states of stored posts (``{"old": "new"}``). Refused with
-        :class:`~postflow.ValidationFailed` naming the posts that would not fit; see
-        :func:`postflow.workflow_store.apply_workflow`.
+        :class:`~postflow.ValidationFailed` naming the posts that would not fit, such as
+        approved posts without a stage the new workflow adds (``reopen=True`` sends
+        those back for it); see :func:`postflow.workflow_store.apply_workflow`.
         """
         engine = self.engine
         correlation_id = new_correlation_id()
         result = engine.commit(correlation_id, lambda: workflow_store.apply_workflow(
             self.storage, workflow, by=by, clock=self.clock, mapping=mapping,
-            comment=comment, correlation_id=correlation_id))
+            comment=comment, correlation_id=correlation_id, reopen=reopen))
         self.workflow = engine.workflow = result.workflow
         engine.recent.clear()
         return result

@@ -90,8 +90,8 @@ def open_workspace(url: str, workflow_file: Path | None,
     path = sqlite_path(url)
     if path is not None and not Path(path).exists():
         raise NotFound(
-            f"no database at {path} (pass --db sqlite:///path or set "
-            f"{URL_ENV}; 'postflow demo' writes sqlite:///postflow-demo.db)")
+            f"no database at {path}: create one with 'postflow db init --db "
+            f"sqlite:///{path}' (or pass --db / set {URL_ENV} to an existing one)")
     return postflow.open(without_migrating(url), workflow=wf, calendar=settings)
 
 

@@ -1,5 +1,5 @@
-"""``postflow db status|migrate|rekey``: the schema version, migrations, and new
-idempotency keys for a copied database."""
+"""``postflow db init|status|migrate|rekey``: creating a database, its schema version and
+migrations, and new idempotency keys for a copied database."""
 
 from __future__ import annotations
 
@@ -102,3 +102,33 @@ def db_rekey(url: str, by: str, moved: bool) -> None:
         ws.rekey(by=by, moved=moved)
     click.echo("Kept the keys; the database is recorded as moved here." if moved
                else "The database has new idempotency keys.")
+
+
+@db.command("init")
+@db_url_option
+@click.option("--workflow", "workflow_file", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The workflow TOML file the database keeps (default: the built-in one).")
+@click.option("--admin", default=None, metavar="NAME",
+              help="Add this first admin too (there is no one yet who could add them).")
+@click.option("--email", default=None, help="The first admin's e-mail address.")
+def db_init(url: str, workflow_file: Path | None, admin: str | None,
+            email: str | None) -> None:
+    """Create a new database with its workflow (and its first admin).
+
+    Refused when the database exists already: every other command opens existing
+    databases only, so a mistyped --db never creates an empty one.
+    """
+    import postflow
+    from postflow.workflow import Workflow
+
+    path = sqlite_path(url)
+    if path is not None and Path(path).exists():
+        raise ConfigError(f"{path} exists already: 'postflow db init' only creates new "
+                          "databases")
+    workflow = Workflow.from_toml(workflow_file) if workflow_file else None
+    with postflow.open(url, workflow=workflow) as ws:
+        if admin is not None:
+            ws.team.add(admin, roles={"admin"}, email=email)
+        click.echo(f"Created {path or url} with workflow {ws.workflow.name!r}"
+                   + (f" and admin {admin}." if admin else "."))

@@ -45,13 +45,16 @@ def workflow_show(file: Path | None, url: str | None, fmt: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--db", "url", envvar=URL_ENV, default=DEFAULT_URL, show_default=True,
               help=f"Storage URL (or set {URL_ENV}).")
-@click.option("--by", envvar="POSTFLOW_USER", required=True,
+@click.option("--by", envvar="POSTFLOW_USER", required=True, show_envvar=True,
               help="The admin applying it (default: $POSTFLOW_USER).")
 @click.option("--map", "renames", multiple=True, metavar="OLD=NEW",
               help="Rename a state: posts in OLD move to NEW (repeat).")
 @click.option("--comment", default=None, help="Why (recorded in the audit trail).")
+@click.option("--reopen", is_flag=True,
+              help="Send approved or scheduled posts back for the approvals the new "
+                   "workflow adds (else they are refused).")
 def workflow_apply(file: Path, url: str, by: str, renames: tuple[str, ...],
-                   comment: str | None) -> None:
+                   comment: str | None, reopen: bool) -> None:
     """Make FILE's workflow the one stored with the database.
 
     Refused, changing nothing, when a stored post's state or approval stage would not
@@ -71,7 +74,8 @@ def workflow_apply(file: Path, url: str, by: str, renames: tuple[str, ...],
         if not mapping and ws.workflow.same_definition(new):
             click.echo(f"workflow {new.name!r} is already the stored one: nothing changed")
             return
-        result = ws.apply_workflow(new, by=by, mapping=mapping, comment=comment)
+        result = ws.apply_workflow(new, by=by, mapping=mapping, comment=comment,
+                                   reopen=reopen)
     click.echo(workflow_store.describe_applied(result))
 
 
