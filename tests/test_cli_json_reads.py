@@ -4,6 +4,7 @@ board, history (with --tz), status, feed list and plugins."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,24 @@ class TestReadCommandsJson:
         result = CliRunner().invoke(cli, ["history", "--db", db, "--tz", "Asia/Tokyo", "1"])
         assert result.exit_code == 0, result.output
         assert "+09:00" in result.output
+
+
+class TestBoardTimes:
+    """The board shows scheduled times in the channel's zone, or in --tz."""
+
+    def test_channel_zone_then_tz(self, tmp_path: Path) -> None:
+        """A time given with a fixed offset still shows in the channel's zone."""
+        from datetime import datetime, timezone
+
+        url = f"sqlite:///{tmp_path / 'zones.db'}"
+        with postflow.open(url, entry_points=False) as ws:
+            add_team(ws)  # acme-li is a Europe/Berlin channel
+            post = ws.posts.create(author="ana", text="Hallo", channels=["acme-li"])
+            ws.submit(post.id, by="ana")
+            ws.approve(post.id, by="ben")
+            ws.schedule(post.id, by="cy", at=datetime(2030, 12, 5, 10, tzinfo=timezone(
+                timedelta(hours=1))))
+        plain = CliRunner().invoke(cli, ["board", "--db", url]).output
+        assert "@ 2030-12-05 10:00 Europe/Berlin" in plain
+        tokyo = CliRunner().invoke(cli, ["board", "--db", url, "--tz", "Asia/Tokyo"]).output
+        assert "@ 2030-12-05 18:00 Asia/Tokyo" in tokyo

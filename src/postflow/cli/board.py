@@ -55,7 +55,8 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @db_option
 @workflow_option
 @json_option
-def board(url: str, workflow_file: Path | None, as_json: bool) -> None:
+@tz_option
+def board(url: str, workflow_file: Path | None, as_json: bool, tz: str | None) -> None:
     """Show every post, grouped by state."""
     with open_workspace(url, workflow_file) as ws:
         if as_json:
@@ -63,7 +64,7 @@ def board(url: str, workflow_file: Path | None, as_json: bool) -> None:
                 {"state": state, "posts": [post.id for post in ws.posts.list(state=state)]}
                 for state in ws.workflow.states]})
         else:
-            click.echo(render_board(ws))
+            click.echo(render_board(ws, zone_option_value(tz)))
 
 
 @cli.command()

@@ -333,7 +333,7 @@ def _trigger_command(name: str, trigger: str, doc: str, *, who: str) -> None:
         with open_workspace(url, workflow_file) as ws:
             moved = ws.fire(post_id, trigger, by=by, comment=comment,
                             expected_version=expected_version)
-        click.echo(f"Post {moved.id} is {moved.state}.")
+        click.echo(f"Post {moved.id} is now {moved.state!r}.")
 
 
 for _name, _trigger, _doc, _who in (
@@ -420,7 +420,7 @@ def post_mark_published(url: str, workflow_file: Path | None, by: str, post_id: 
         pairs[channel] = link
     with open_workspace(url, workflow_file) as ws:
         moved = ws.mark_published(post_id, by=by, urls=pairs or None, comment=comment)
-    click.echo(f"Post {moved.id} is {moved.state} (recorded; nothing was sent).")
+    click.echo(f"Post {moved.id} is now {moved.state!r} (recorded; nothing was sent).")
 
 
 @post.command("comment")
@@ -455,5 +455,5 @@ def post_fire(url: str, workflow_file: Path | None, by: str, post_id: int, trigg
         raise click.UsageError("schedule needs a time: use --at 2027-01-05T09:00+02:00")
     with open_workspace(url, workflow_file) as ws:
         moved = ws.fire(post_id, name, by=by, comment=comment, at=at)
-    click.echo(f"Post {moved.id} is {moved.state}.")
+    click.echo(f"Post {moved.id} is now {moved.state!r}.")
 

@@ -7,14 +7,20 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import postflow
+from postflow._time import zone_name as zone_label
+from postflow._time import zone_of
 from postflow.models import AuditEntry, Post
 from postflow.workflow import Workflow
 
 __all__ = ["SHORTENED_KEYS", "render_board", "render_history"]
 
 
-def render_board(ws: postflow.Workspace) -> str:
-    """Posts by state, in workflow order; states the workflow does not know come last."""
+def render_board(ws: postflow.Workspace, zone: tzinfo | None = None) -> str:
+    """Posts by state, in workflow order; states the workflow does not know come last.
+
+    Scheduled times show in ``zone``, or else in each post's first channel's zone (as
+    ``post show`` does), never in the fixed offset a time was given with."""
+    zones = {c.name: c.timezone for c in ws.channels.list()}
     by_state: dict[str, list[Post]] = {state: [] for state in ws.workflow.states}
     for post in ws.posts.list():
         by_state.setdefault(post.state, []).append(post)
@@ -23,16 +29,24 @@ def render_board(ws: postflow.Workspace) -> str:
         note = "" if state in ws.workflow.states else \
             f"  (not a state of workflow {ws.workflow.name!r}: pass --workflow)"
         lines.append(f"{state.upper()} ({len(posts)}){note}")
-        lines.extend(f"  {_post_line(p, ws.workflow)}" for p in posts)
+        lines.extend(f"  {_post_line(p, ws.workflow, zone, zones)}" for p in posts)
     return "\n".join(lines)
 
 
-def _post_line(post: Post, workflow: Workflow) -> str:
+def _post_line(post: Post, workflow: Workflow, zone: tzinfo | None = None,
+               zones: dict[str, str] | None = None) -> str:
     text = post.text.replace("\n", " ")
     text = text if len(text) <= 40 else text[:39] + "…"
     when = ""
-    if post.scheduled_local is not None:
-        when = f"  @ {post.scheduled_local:%Y-%m-%d %H:%M} {post.scheduled_zone}"
+    if post.scheduled_at is not None:
+        name = zones.get(post.channels[0]) if zones and post.channels else None
+        shown_zone = zone or (zone_of(name) if name else None)
+        if shown_zone is None:
+            when = f"  @ {post.scheduled_local:%Y-%m-%d %H:%M} {post.scheduled_zone}"
+        else:
+            local = post.scheduled_at.astimezone(shown_zone)
+            label = zone_label(shown_zone, local)
+            when = f"  @ {local:%Y-%m-%d %H:%M} {label}"
     elif post.planned_for is not None:
         when = f"  planned {post.planned_for}"
     approvals = _approvals(post, workflow)
