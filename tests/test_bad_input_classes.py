@@ -31,6 +31,23 @@ Call = Callable[[Workspace, postflow.Post], object]
 SURROGATE = "caf\ud800"
 ZERO_WIDTH = "\u200b\u200d\ufeff"
 
+
+def ics(*events: str) -> str:
+    """An iCalendar document with ``events`` (each the lines inside a VEVENT)."""
+    body = "".join(f"BEGIN:VEVENT\r\n{e}END:VEVENT\r\n" for e in events)
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n{body}END:VCALENDAR\r\n"
+
+
+def nested(depth: int) -> list[Any]:
+    """A list ``depth`` lists deep."""
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+ONE_EVENT = ics("UID:a@example.org\r\nSUMMARY:Launch\r\nDTSTART:20300101T090000Z\r\n")
+
 STRINGS: list[Any] = [
     pytest.param(lambda ws, p: ws.posts.create(author="ana", text=SURROGATE,
                                                channels=["acme-x"]),
@@ -71,6 +88,25 @@ STRINGS: list[Any] = [
     pytest.param(lambda ws, p: ws.channels.add("acme-y", network="x", publisher="webhook",
                                                settings={"url": "http://a\r\nX: y"}),
                  ["url", "control character"], id="setting-newline"),
+    pytest.param(lambda ws, p: ws.publish_due(worker="w\n"),
+                 ["worker", "control character"], id="worker-newline"),
+    pytest.param(lambda ws, p: ws.publish_due(worker=SURROGATE),
+                 ["worker", "surrogate"], id="worker-surrogate"),
+    pytest.param(lambda ws, p: ws.fire(p.id, "submit", by="ana", note=SURROGATE),
+                 ["note", "surrogate"], id="fire-data-surrogate"),
+    pytest.param(lambda ws, p: ws.fire(p.id, "submit", by="ana",
+                                       info={"refs": ["ok", SURROGATE]}),
+                 ["info", "surrogate"], id="fire-data-nested-surrogate"),
+    pytest.param(lambda ws, p: ws.fire(p.id, "submit", by="ana", info={"a\n": 1}),
+                 ["info", "control character"], id="fire-data-key-newline"),
+    pytest.param(lambda ws, p: ws.fire(p.id, "submit", by="ana", info={(1, 2): "x"}),
+                 ["info", "keys must be text"], id="fire-data-key-tuple"),
+    pytest.param(lambda ws, p: ws.publish(p.id, by="cy", comment=SURROGATE),
+                 ["comment", "surrogate"], id="publish-now-comment-surrogate"),
+    pytest.param(lambda ws, p: ws.calendar.import_ical(ONE_EVENT, category="a\nb"),
+                 ["category", "control character"], id="import-category-newline"),
+    pytest.param(lambda ws, p: ws.changes.pending("outbox\n"), ["consumer"],
+                 id="consumer-trailing-newline"),
 ]
 
 LENGTHS: list[Any] = [
@@ -96,6 +132,17 @@ LENGTHS: list[Any] = [
                  ["goal", "limit is 2,000"], id="goal"),
     pytest.param(lambda ws, p: ws.pause(by="cy", reason="r" * 1001),
                  ["reason", "limit is 1,000"], id="pause-reason"),
+    pytest.param(lambda ws, p: ws.publish_due(worker="w" * 10_000_000),
+                 ["worker", "limit is 100"], id="ten-megabyte-worker"),
+    pytest.param(lambda ws, p: ws.fire(p.id, "submit", by="ana", note="n" * 10_000_000),
+                 ["note", "limit is 50,000"], id="ten-megabyte-fire-data"),
+    pytest.param(lambda ws, p: ws.publish(p.id, by="cy", comment="c" * 10_001),
+                 ["comment", "limit is 10,000"], id="publish-now-comment"),
+    pytest.param(lambda ws, p: ws.calendar.import_ical(ONE_EVENT, category="c" * 101),
+                 ["category", "limit is 100"], id="import-category"),
+    pytest.param(lambda ws, p: ws.channels.add("acme-y", network="x",
+                                               timezone="a" * 10_000_000),
+                 ["timezone", "unknown time zone"], id="ten-megabyte-timezone"),
 ]
 
 IDS: list[Any] = [
@@ -118,6 +165,8 @@ IDS: list[Any] = [
                  id="id-float"),
     pytest.param(lambda ws, p: ws.edit(True, by="ana", text="x"), postflow.NotFound,
                  ["True"], id="edit-id-true"),
+    pytest.param(lambda ws, p: ws.resolve_delivery(p.id, ["x"], by="cy", published=True),
+                 postflow.NotFound, ["no unconfirmed delivery"], id="resolve-channel-list"),
 ]
 
 TYPES: list[Any] = [
@@ -146,6 +195,65 @@ TYPES: list[Any] = [
                  ["after_id"], id="audit-after-id-text"),
     pytest.param(lambda ws, p: ws.audit_log(limit=2.5), postflow.ValidationFailed,
                  ["limit"], id="audit-limit-float"),
+    # ints a backend cannot bind
+    pytest.param(lambda ws, p: ws.audit_log(after_id=2**63), postflow.ValidationFailed,
+                 ["after_id"], id="audit-after-id-2**63"),
+    pytest.param(lambda ws, p: ws.audit_log(limit=2**63), postflow.ValidationFailed,
+                 ["limit"], id="audit-limit-2**63"),
+    pytest.param(lambda ws, p: ws.changes.pending("outbox", limit=2**63),
+                 postflow.ValidationFailed, ["limit"], id="pending-limit-2**63"),
+    pytest.param(lambda ws, p: ws.publish_due(limit=2**63), postflow.ValidationFailed,
+                 ["limit"], id="publish-due-limit-2**63"),
+    # the worker's arguments
+    pytest.param(lambda ws, p: ws.publish_due(worker=5), postflow.ValidationFailed,
+                 ["worker must be text"], id="worker-int"),
+    pytest.param(lambda ws, p: ws.publish_due(stop="x"), postflow.ValidationFailed,
+                 ["stop must be None or a function"], id="stop-text"),
+    # names where a list or a number came
+    pytest.param(lambda ws, p: ws.approvals(member=["x"]), postflow.ValidationFailed,
+                 ["member must be a name"], id="approvals-member-list"),
+    pytest.param(lambda ws, p: ws.fire(p.id, ["x"], by="ana"), postflow.ValidationFailed,
+                 ["trigger must be a name"], id="fire-trigger-list"),
+    pytest.param(lambda ws, p: ws.feeds.create("f", authors=5), postflow.ValidationFailed,
+                 ["authors"], id="feed-authors-int"),
+    pytest.param(lambda ws, p: ws.feeds.create("f", channels=5), postflow.ValidationFailed,
+                 ["channels"], id="feed-channels-int"),
+    pytest.param(lambda ws, p: ws.feeds.create("f", states=[None]),
+                 postflow.ValidationFailed, ["states"], id="feed-states-none"),
+    pytest.param(lambda ws, p: ws.calendar.import_ical(ONE_EVENT, category=5),
+                 postflow.ValidationFailed, ["category must be text"], id="import-category-int"),
+    pytest.param(lambda ws, p: ws.fire(p.id, "submit", by="ana", info=nested(10_000)),
+                 postflow.ValidationFailed, ["info", "too-deep"], id="fire-data-too-deep"),
+    pytest.param(lambda ws, p: ws.changes.acknowledge("outbox", None),
+                 postflow.ValidationFailed, ["entries"], id="acknowledge-none"),
+    pytest.param(lambda ws, p: ws.changes.acknowledge("outbox", [1, 2]),
+                 postflow.ValidationFailed, ["entries"], id="acknowledge-ints"),
+    # versions are ints: True is not version 1, 3.0 is not version 3
+    pytest.param(lambda ws, p: ws.submit(p.id, by="ana", expected_version=float(p.version)),
+                 postflow.ValidationFailed, ["expected_version"], id="version-float"),
+    pytest.param(lambda ws, p: ws.team.update("ana", email="a@example.org",
+                                              expected_version=True),
+                 postflow.ValidationFailed, ["expected_version"], id="team-version-true"),
+    pytest.param(lambda ws, p: ws.channels.update("acme-x", handle="@b",
+                                                  expected_version=1.0),
+                 postflow.ValidationFailed, ["expected_version"], id="channel-version-float"),
+    # yes/no flags are bools
+    pytest.param(lambda ws, p: ws.feeds.create("f", planning="no"),
+                 postflow.ValidationFailed, ["bad-planning"], id="feed-planning-text"),
+    pytest.param(lambda ws, p: ws.calendar.ical(planning="no"), postflow.ValidationFailed,
+                 ["bad-planning"], id="ical-planning-text"),
+    pytest.param(lambda ws, p: ws.calendar.import_ical(ONE_EVENT, prune="no"),
+                 postflow.ValidationFailed, ["bad-prune"], id="import-prune-text"),
+    pytest.param(lambda ws, p: ws.team.update("ana", active="no"),
+                 postflow.ValidationFailed, ["bad-active"], id="team-active-text"),
+    pytest.param(lambda ws, p: ws.channels.update("acme-x", active=0),
+                 postflow.ValidationFailed, ["bad-active"], id="channel-active-int"),
+    pytest.param(lambda ws, p: ws.rekey(by="dee", moved="no"), postflow.ValidationFailed,
+                 ["bad-moved"], id="rekey-moved-text"),
+    pytest.param(lambda ws, p: ws.approvals(overdue="no"), postflow.ValidationFailed,
+                 ["bad-overdue"], id="approvals-overdue-text"),
+    pytest.param(lambda ws, p: ws.scheduling.list_series(ended="1"),
+                 postflow.ValidationFailed, ["bad-ended"], id="list-series-ended-text"),
 ]
 
 SETTINGS: list[Any] = [
@@ -170,6 +278,10 @@ SETTINGS: list[Any] = [
                  id="open-clock-text"),
     pytest.param(lambda: postflow.open("memory://", calendar={"name": "x"}),
                  ["calendar must be a CalendarSettings"], id="open-calendar-dict"),
+    pytest.param(lambda: postflow.open("sqlite:///nowhere/a\ud800.db"),
+                 ["nowhere", "lone surrogate"], id="open-sqlite-surrogate-path"),
+    pytest.param(lambda: postflow.open("sqlite:///nowhere/a\x00.db"),
+                 ["nowhere", "NUL"], id="open-sqlite-nul-path"),
 ]
 
 
@@ -251,6 +363,68 @@ class TestTypes:
             with pytest.raises(ValueError, match=r"after_id|limit"):
                 bad_ws.storage.audit_log(after_id=after_id, limit=limit)
         assert bad_ws.storage.audit_log(limit=0) == []
+
+
+class TestStatefulCalls:
+    """Bad input to calls that need more than a draft: a post in review, a series."""
+
+    def test_invisible_change_request_comment(self, bad_ws: Workspace,
+                                              post: postflow.Post) -> None:
+        """A comment-required trigger needs a comment one can see (not zero-width)."""
+        bad_ws.submit(post.id, by="ana")
+        refused(bad_ws, post, lambda ws, p: ws.request_changes(
+            p.id, by="ben", comment="\u200b\u200b"), postflow.ValidationFailed,
+            ["comment-required"])
+
+    @pytest.mark.parametrize("series_id", [True, 1.0])
+    def test_series_ids_are_ints(self, bad_ws: Workspace, post: postflow.Post,
+                                 clock: FixedClock, series_id: object) -> None:
+        """``True`` and ``1.0`` are not series 1, when getting or ending it."""
+        series, _ = bad_ws.posts.create_series(
+            author="ana", text="Tip", channels=["acme-x"], rrule="FREQ=WEEKLY",
+            start=clock.now() + timedelta(days=1), ahead=timedelta(days=1))
+        assert series.id == 1
+        refused(bad_ws, post, lambda ws, p: ws.scheduling.get_series(series_id),
+                postflow.NotFound, [f"series {series_id!r}"])
+        refused(bad_ws, post, lambda ws, p: ws.scheduling.end_series(series_id, by="cy"),
+                postflow.NotFound, [f"series {series_id!r}"])
+        refused(bad_ws, post, lambda ws, p: ws.scheduling.end_series(
+            1, by="cy", expected_version=True), postflow.ValidationFailed,
+            ["expected_version"])
+
+
+class TestCalendarImportSkips:
+    """Events postflow could not store alike on every backend are skipped and reported,
+    never stored on one backend and refused on another."""
+
+    def test_unstorable_events_are_reported(self, bad_ws: Workspace) -> None:
+        """Surrogates in a UID, huge fields and times outside 1970..2999 are reported
+        skips (a surrogate in a summary is cleaned away, as control characters are)."""
+        start = "DTSTART:20300101T090000Z\r\n"
+        data = ics(
+            "UID:good@example.org\r\nSUMMARY:Launch\r\n" + start,
+            f"UID:s{SURROGATE}@example.org\r\nSUMMARY:x\r\n" + start,
+            "UID:" + "u" * 300 + "\r\nSUMMARY:x\r\n" + start,
+            f"UID:sum@example.org\r\nSUMMARY:{SURROGATE}\r\n" + start,
+            "UID:big@example.org\r\nSUMMARY:x\r\nDESCRIPTION:" + "d" * 60_000 + "\r\n"
+            + start,
+            "UID:old@example.org\r\nSUMMARY:x\r\nDTSTART:19000101T090000Z\r\n",
+            "UID:late@example.org\r\nSUMMARY:x\r\nDTSTART;VALUE=DATE:30000101\r\n",
+            "UID:last@example.org\r\nSUMMARY:x\r\nDTSTART;VALUE=DATE:29991231\r\n")
+        report = bad_ws.calendar.import_ical(data)
+        assert report.added == ("good@example.org", "sum@example.org", "last@example.org")
+        reasons = dict(report.skipped)
+        assert len(report.skipped) == 5
+        assert "lone surrogate" in reasons["event 2"]
+        assert "UID" in reasons["event 3"]
+        assert "limit is 255" in reasons["event 3"]
+        assert "DESCRIPTION" in reasons["event 'big@example.org'"]
+        assert "out of range" in reasons["event 'old@example.org'"]
+        assert "out of range" in reasons["event 'late@example.org'"]
+        entries = {e.uid: e for e in bad_ws.storage.list_planning_entries()}
+        assert sorted(entries) == ["good@example.org", "last@example.org", "sum@example.org"]
+        assert entries["sum@example.org"].summary == "caf"
+        bad_ws.calendar.ical()  # and the calendar still renders
 
 
 TEXT_FIELDS: list[Any] = [

@@ -224,6 +224,62 @@ def is_id(value: object) -> bool:
     return type(value) is int and 0 < value <= MAX_ID
 
 
+def flag(value: object, subject: str, field: str) -> bool:
+    """``value`` if it is a ``bool`` (a yes/no switch); ``"no"``, ``0`` or ``None`` are
+    refused with :class:`~postflow.ValidationFailed` ``bad-<field>``."""
+    if type(value) is not bool:
+        raise ValidationFailed.single(subject, f"bad-{field}",
+                                      f"{field} must be True or False, got {value!r}",
+                                      field=field)
+    return value
+
+
+def version(value: object, subject: str, field: str = "expected_version") -> int | None:
+    """``None`` or an ``int`` version (not a bool or a float); otherwise
+    :class:`~postflow.ValidationFailed` ``bad-version`` naming ``field``."""
+    if value is None or (type(value) is int and 0 <= value <= MAX_ID):
+        return value
+    raise ValidationFailed.single(subject, "bad-version",
+                                  f"{field} must be None or a whole number, got {value!r}",
+                                  field=field)
+
+
+_MAX_DATA_DEPTH = 20
+
+
+def extra_data(value: Mapping[str, Any], subject: str) -> None:
+    """Refuse extra audit data (``ws.fire(..., **data)``) postflow could not store alike
+    on every backend: every string anywhere in it (nested too) is checked text of at most
+    ``LIMITS["text"]`` characters (lines allowed), every text key a one-line name of at
+    most ``LIMITS["name"]`` (numbers, bools and ``None`` may be keys: every backend spells
+    them as JSON does); nesting is at most 20 deep."""
+
+    def walk(item: object, field: str, depth: int) -> None:
+        if depth > _MAX_DATA_DEPTH:
+            raise ValidationFailed.single(
+                subject, "too-deep", f"{field}: data nested more than {_MAX_DATA_DEPTH} "
+                "levels deep", field=field)
+        if isinstance(item, str):
+            checked_text(item, subject, field, limit=LIMITS["text"], required=False)
+        elif isinstance(item, Mapping):
+            for key, nested in item.items():
+                if isinstance(key, str):
+                    checked_text(key, subject, field, limit=LIMITS["name"], one_line=True)
+                elif key is not None and not isinstance(key, int | float):
+                    # JSON scalars are spelled as JSON spells them; nothing else is a key
+                    raise ValidationFailed.single(
+                        subject, f"bad-{field}", f"{field}: data keys must be text, got "
+                        f"{key!r:.100}", field=field)
+                walk(nested, field, depth + 1)
+        elif isinstance(item, list | tuple):
+            for nested in item:
+                walk(nested, field, depth + 1)
+
+    for key, item in value.items():
+        checked_text(key, subject, "data", limit=LIMITS["name"], one_line=True)
+        walk(item, key, 1)
+
+
 def name_list(value: object, subject: str, field: str) -> tuple[str, ...]:
     """A name or an iterable of names, as a tuple; anything else is refused.
 
@@ -310,9 +366,9 @@ def publisher_settings(value: object, subject: str) -> FrozenData:
 def zone_name(name: object, subject: str) -> str:
     try:
         if not isinstance(name, str):
-            raise ConfigError(f"a time zone name must be text, got {name!r}")
-        zone_of(name)
-    except ConfigError as exc:
+            raise ConfigError(f"a time zone name must be text, got {name!r:.100}")
+        zone_of(name)  # refuses names over 100 characters before any file is opened
+    except (ConfigError, OSError, ValueError) as exc:
         raise ValidationFailed.single(subject, "unknown-timezone", str(exc),
                                       field="timezone") from exc
     return name

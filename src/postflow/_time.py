@@ -58,6 +58,10 @@ def zone_name(tz: tzinfo | None, value: datetime | None = None) -> str:
 _OFFSET = re.compile(r"^UTC([+-])(\d\d):(\d\d)$")
 
 
+_MAX_ZONE_NAME = 100
+"""The longest time zone name looked up (IANA keys are far shorter)."""
+
+
 def zone_of(name: str) -> tzinfo:
     """The ``tzinfo`` for a name produced by :func:`zone_name` or any IANA key."""
     if name == "UTC":
@@ -69,9 +73,12 @@ def zone_of(name: str) -> tzinfo:
         from datetime import timezone
 
         return timezone(sign * delta)
+    if len(name) > _MAX_ZONE_NAME:
+        raise ConfigError(f"unknown time zone {name[:40]!r}... ({len(name):,} characters; "
+                          f"a zone name is at most {_MAX_ZONE_NAME})")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ConfigError(f"unknown time zone {name!r}") from exc
 
 

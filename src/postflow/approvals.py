@@ -7,8 +7,9 @@ from datetime import datetime
 
 import attrs
 
+from postflow._fields import flag
 from postflow.engine import ChangeEngine
-from postflow.exceptions import NotFound
+from postflow.exceptions import NotFound, ValidationFailed
 from postflow.storage import PostQuery
 
 __all__ = ["Approvals", "PendingApproval"]
@@ -52,6 +53,11 @@ class Approvals:
         unknown name is :class:`~postflow.NotFound`); ``overdue``: only overdue ones."""
         engine = self._engine
         workflow = engine.workflow
+        flag(overdue, "approvals", "overdue")
+        if member is not None and not isinstance(member, str):
+            raise ValidationFailed.single("approvals", "bad-member",
+                                          f"member must be a name, got {member!r:.100}",
+                                          field="member")
         if member is not None and engine.storage.get_member(member) is None:
             raise NotFound(f"no member called {member!r}")
         state = workflow.approval_state

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from postflow._fields import check_field_types
+from postflow._fields import LIMITS, check_field_types, checked_text, flag, name_list
 from postflow._time import EARLIEST, LATEST, to_utc
 from postflow.engine import new_correlation_id
 from postflow.exceptions import ConfigError, ValidationFailed
@@ -203,6 +203,7 @@ class Calendar:
         if name is not None and not isinstance(name, str):
             raise ValidationFailed.single("calendar", "bad-name",
                                           f"name must be text, got {name!r}", field="name")
+        flag(planning, "calendar", "planning")
         window_start, window_end = self._window(start, end)
         filters = attrs.evolve(self._filters(channels, campaigns, states, authors),
                                planning=planning)
@@ -253,13 +254,7 @@ class Calendar:
             if value is None:
                 chosen[field] = None
                 continue
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, Iterable):
-                raise ValidationFailed.single("calendar filter", f"bad-{field}",
-                                              f"{field} must be names, got {value!r}",
-                                              field=field)
-            listed = list(value)
+            listed = name_list(value, "calendar filter", field)
             for name in listed:
                 if not isinstance(name, str) or not known(name):
                     raise ValidationFailed.single(
@@ -458,7 +453,10 @@ class Calendar:
         """
         ws = self._ws
         actor = ws.engine.manager(by)
-        category = category or self.settings.planning_category
+        category = self.settings.planning_category if category is None or category == "" \
+            else checked_text(category, "calendar import", "category", limit=LIMITS["name"],
+                              one_line=True)
+        flag(prune, "calendar import", "prune")
         parsed, skipped = _parse_events(
             data, timedelta(minutes=self.settings.event_minutes))
         stored = {e.uid: e for e in ws.storage.list_planning_entries()}
@@ -777,8 +775,13 @@ class Feeds:
         ws = self._ws
         actor = ws.engine.manager(by)
         name = _slug(name, "feed")
-        ws.calendar._filters(list(channels) or None, list(campaigns) or None,
-                             list(states) or None, list(authors) or None)
+        channels, campaigns, states, authors = (
+            name_list(value, f"feed {name!r}", field) for field, value in (
+                ("channels", channels), ("campaigns", campaigns), ("states", states),
+                ("authors", authors)))
+        flag(planning, f"feed {name!r}", "planning")
+        ws.calendar._filters(channels or None, campaigns or None, states or None,
+                             authors or None)
         token = secrets.token_urlsafe(32)
         now = ws.clock.now()
         feed = Feed(name, channels, campaigns, states, authors, hash_token(token), now,
@@ -876,6 +879,10 @@ def _parse_events(
             if not uid:
                 skipped.append((what, "it has no UID"))
                 continue
+            problem = _text_problem(uid, "UID", _MAX_UID, one_line=True)
+            if problem:
+                skipped.append((f"event {number}", problem))
+                continue
             what = f"event {uid!r}"
             if uid in seen:
                 skipped.append((what, "its UID appears twice (recurrence overrides are "
@@ -893,8 +900,29 @@ def _parse_events(
                 skipped.append((what, reason))
                 continue
             description = clean_text(str(component.get("description", ""))).strip()
+            problem = _text_problem(summary, "SUMMARY", LIMITS["text"]) or _text_problem(
+                description, "DESCRIPTION", LIMITS["text"])
+            if problem:
+                skipped.append((what, problem))
+                continue
             events.append((uid, summary or "(untitled)", description, start, end))
     return events, skipped
+
+
+_MAX_UID = 255
+"""The longest event UID imported (longer ones are skipped and reported)."""
+
+
+def _text_problem(text: str, name: str, limit: int, *, one_line: bool = False
+                  ) -> str | None:
+    """Why an imported event's ``text`` (its ``name`` property) cannot be stored, or
+    ``None``: the same checks as a person's text (:func:`checked_text`)."""
+    try:
+        checked_text(text, "calendar import", name, limit=limit, one_line=one_line,
+                     required=False)
+    except ValidationFailed as exc:
+        return f"its {name} cannot be stored: {exc.problems[0].message}"
+    return None
 
 
 def _event_times(component: Any, default_length: timedelta
@@ -916,6 +944,11 @@ def _event_times(component: Any, default_length: timedelta
         raise ValueError("it ends before it starts")
     if end == start:  # give it an end: zero-length events show badly
         end = start + (default_length if isinstance(start, datetime) else timedelta(days=1))
+    first, last = (start, end) if isinstance(start, datetime) else (
+        _instant(start), _instant(end - timedelta(days=1)))
+    if not EARLIEST <= first <= last <= LATEST:
+        raise ValueError(f"it is out of range (postflow keeps {EARLIEST:%Y-%m-%d} to "
+                         f"{LATEST:%Y-%m-%d})")
     return start, end
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from postflow._fields import MAX_ID, is_id
 from postflow.engine import ChangeEngine
 from postflow.exceptions import ConflictError, ValidationFailed
 from postflow.models import AuditEntry
@@ -21,7 +22,7 @@ from postflow.storage import check_page
 
 __all__ = ["Changes", "group_by_call"]
 
-_CONSUMER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+_CONSUMER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 
 Handler = Callable[[Sequence[AuditEntry]], None]
 """Called with the entries of one call (one correlation id), oldest first."""
@@ -65,10 +66,10 @@ class Changes:
         At most ``limit`` entries, except that one call is never split: a call the limit
         cut is left for the next read, or read whole when it is the first.
         """
-        if type(limit) is not int or limit < 1:
+        if type(limit) is not int or not 1 <= limit <= MAX_ID:
             raise ValidationFailed.single("changes", "bad-limit",
-                                          f"limit must be a whole number >= 1, got {limit!r}",
-                                          field="limit")
+                                          f"limit must be a whole number from 1 to {MAX_ID}, "
+                                          f"got {limit!r}", field="limit")
         storage = self._engine.storage
         after = storage.cursor(_consumer(consumer))
         while True:
@@ -79,7 +80,7 @@ class Changes:
             if len(groups) > 1:
                 groups.pop()  # the limit may have cut it: read it whole next time
                 return groups
-            limit *= 2  # one call larger than the limit: read all of it
+            limit = min(limit * 2, MAX_ID)  # one call larger than the limit: read all of it
 
     def acknowledge(self, consumer: str, entries: Sequence[AuditEntry]) -> int:
         """Move ``consumer`` past ``entries`` (which it handled); return the position.
@@ -87,6 +88,12 @@ class Changes:
         :class:`~postflow.ConflictError` when another process moved it meanwhile.
         """
         name = _consumer(consumer)
+        given: object = entries
+        if isinstance(given, str | bytes) or not isinstance(given, Sequence) or not all(
+                isinstance(e, AuditEntry) and is_id(e.id) for e in given):
+            raise ValidationFailed.single(
+                "changes", "bad-entries", "entries must be a list of the AuditEntry objects "
+                f"read from pending(), got {entries!r:.200}", field="entries")
         storage = self._engine.storage
         current = storage.cursor(name)
         position = max((e.id for e in entries), default=current)
@@ -116,7 +123,7 @@ class Changes:
 
 
 def _consumer(name: object) -> str:
-    if not isinstance(name, str) or not _CONSUMER.match(name):
+    if not isinstance(name, str) or not _CONSUMER.fullmatch(name):
         raise ValidationFailed.single(
             "changes", "bad-consumer",
             f"a consumer name is 1-100 letters, digits and _ . : -, got {name!r}",

@@ -13,6 +13,7 @@ from postflow._fields import (
     cadence_data,
     cadence_value,
     checked_text,
+    flag,
     hashtag_list,
     http_url,
     name_list,
@@ -93,7 +94,7 @@ class Team(_Directory[Member]):
         if email is not UNSET:
             changes["email"] = optional_text(email, name, "email")
         if active is not None:
-            changes["active"] = bool(active)
+            changes["active"] = flag(active, name, "active")
         data = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in changes.items()}
 
         def change(member: Member) -> tuple[Member, NewEntry]:
@@ -180,7 +181,7 @@ class Channels(_Directory[Channel]):
         if timezone is not None:
             changes["timezone"] = zone_name(timezone, f"channel {name!r}")
         if active is not None:
-            changes["active"] = bool(active)
+            changes["active"] = flag(active, name, "active")
         if publisher is not UNSET:
             changes["publisher"] = optional_text(publisher, name, "publisher")
         if settings is not None:
@@ -247,7 +248,7 @@ class Campaigns(_Directory[Campaign]):
         if hashtags is not None:
             changes["hashtags"] = hashtag_list(hashtags, f"campaign {name!r}")
         if active is not None:
-            changes["active"] = bool(active)
+            changes["active"] = flag(active, name, "active")
 
         def change(campaign: Campaign) -> tuple[Campaign, NewEntry]:
             return attrs.evolve(campaign, version=campaign.version + 1, **changes), ws.entry(

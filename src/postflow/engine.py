@@ -18,7 +18,14 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from postflow import policy
-from postflow._fields import LIMITS, checked_text, is_id, merged_published_urls
+from postflow._fields import (
+    LIMITS,
+    checked_text,
+    is_id,
+    merged_published_urls,
+    version,
+    visible,
+)
 from postflow._time import Clock, check_day, to_utc
 from postflow.exceptions import (
     ConflictError,
@@ -274,6 +281,7 @@ class ChangeEngine:
         (the snapshot itself when nothing changes), and optionally the slot guards the
         plan relied on (see :meth:`~postflow.Storage.update_post`).
         """
+        expected_version = version(expected_version, f"post {post_id}")
         hooks = self.hooks
         post = self.recent.get(post_id) if type(post_id) is int else None
         fresh = False
@@ -364,14 +372,14 @@ class ChangeEngine:
         :meth:`change_post`)."""
         workflow = self.workflow
         state = post.state
-        rule = workflow.rules.get(trigger)
+        rule = workflow.rules.get(trigger) if isinstance(trigger, str) else None
         if rule is None or state not in rule.sources:
             raise self.not_possible(post, trigger)
         stage = _check_trigger(self.hooks, self.host, workflow, member, rule, post)
         if comment is not None:
             checked_text(comment, f"post {post.id}", "comment", limit=LIMITS["comment"],
                          required=False)
-        if rule.comment_required and not (comment and comment.strip()):
+        if rule.comment_required and not (comment and visible(comment)):
             raise ValidationFailed.single(
                 f"post {post.id}", "comment-required",
                 f"{trigger!r} needs a comment saying why", field="comment")
@@ -422,7 +430,7 @@ class ChangeEngine:
         """The error for ``trigger`` where the workflow has no such move."""
         workflow = self.workflow
         allowed = workflow.triggers_from(post.state)
-        if trigger not in workflow.rules:
+        if not isinstance(trigger, str) or trigger not in workflow.rules:
             message = (f"post {post.id}: workflow {workflow.name!r} has no trigger "
                        f"{trigger!r} (it has: {', '.join(workflow.triggers)})")
         else:
@@ -525,6 +533,7 @@ class ChangeEngine:
         :class:`~postflow.ConflictError`; without it the change is re-applied to a fresh
         read.
         """
+        expected_version = version(expected_version, subject)
         for _ in range(MAX_ATTEMPTS):
             stored = current()
             if expected_version is not None and stored.version != expected_version:

@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from postflow._fields import LIMITS, check_field_types, checked_text, name_list, visible
+from postflow._fields import (
+    LIMITS,
+    MAX_ID,
+    check_field_types,
+    checked_text,
+    flag,
+    name_list,
+    visible,
+)
 from postflow.engine import new_correlation_id
 from postflow.exceptions import (
     ConfigError,
@@ -248,17 +256,22 @@ class Publishing:
         ws = self._ws
         now = ws.clock.now() if now is None else to_utc(now, field="now",
                                                          subject="publish_due")[0]
-        worker = worker or default_worker_id()
+        worker = default_worker_id() if worker is None else checked_text(
+            worker, "publish_due", "worker", limit=LIMITS["name"], one_line=True)
+        if stop is not None and not callable(stop):
+            raise ValidationFailed.single("publish_due", "bad-stop",
+                                          f"stop must be None or a function, got {stop!r}",
+                                          field="stop")
         for trigger in ("publish", "fail"):
             rule = ws.workflow.rules.get(trigger)
             if rule is None or "scheduled" not in rule.sources:
                 raise ConfigError(
                     f"workflow {ws.workflow.name!r} cannot be published by the worker: it "
                     f"needs a {trigger!r} transition from 'scheduled'")
-        if limit is not None and (type(limit) is not int or limit < 1):
+        if limit is not None and (type(limit) is not int or not 1 <= limit <= MAX_ID):
             raise ValidationFailed.single("publish_due", "bad-limit",
-                                          f"limit must be a whole number >= 1, got {limit!r}",
-                                          field="limit")
+                                          f"limit must be a whole number from 1 to {MAX_ID}, "
+                                          f"got {limit!r}", field="limit")
         holds = ws.storage.holds()
         if any(h.scope == ALL_CHANNELS for h in holds):
             return []
@@ -552,9 +565,9 @@ class Publishing:
             raise InvalidTransition(
                 f"post {post_id} cannot be published now: {paused} paused (postflow resume)",
                 post_id=post_id, trigger="publish", state=post.state)
-        if comment is not None and not isinstance(comment, str):
-            raise ValidationFailed.single(f"post {post_id}", "bad-comment",
-                                          "comment must be text", field="comment")
+        if comment is not None:
+            checked_text(comment, f"post {post_id}", "comment", limit=LIMITS["comment"],
+                         required=False)
 
         def plan(post: Post, who: Any, now: datetime) -> tuple[Post, NewEntry]:
             if post.state not in ("approved", "scheduled"):
@@ -673,10 +686,11 @@ class Publishing:
         engine = self._ws.engine
         member = engine.member(by, "manage")
         engine.check_action(member, "manage", None)
+        moved = flag(moved, "rekey", "moved")
         entry = engine.entry("db.rekey", member.name, engine.clock.now(), None,
-                             {"moved": bool(moved)})
+                             {"moved": moved})
         return engine.commit(entry.correlation_id,
-                             lambda: engine.storage.rekey(entry, moved=bool(moved)))
+                             lambda: engine.storage.rekey(entry, moved=moved))
 
     def resolve(self, post_id: int, channel: str, *, by: str, published: bool,
                 remote_id: str | None = None, url: str | None = None) -> Delivery:
@@ -693,13 +707,14 @@ class Publishing:
                 post_id=post_id, trigger="resolve", state=post.state)
         current = {d.channel: d for d in ws.storage.deliveries(post_id)
                    if d.status == "unconfirmed"}
-        delivery = current.get(channel)
+        delivery = current.get(channel) if isinstance(channel, str) else None
         if delivery is None:
-            raise NotFound(f"post {post_id} has no unconfirmed delivery on {channel!r}")
-        from postflow._fields import http_url
+            raise NotFound(f"post {post_id} has no unconfirmed delivery on {channel!r:.100}")
+        from postflow._fields import flag, http_url
         from postflow._fields import remote_id as checked_id
 
         subject = f"post {post_id}"  # a person's values are checked like any input
+        flag(published, subject, "published")
         remote_id = None if remote_id is None else checked_id(remote_id, subject)
         url = None if url is None else http_url(url, subject, "url")
         settled = replace(delivery, status="sent" if published else "pending",

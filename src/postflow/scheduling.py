@@ -8,7 +8,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from postflow._fields import LIMITS, channel_names, checked_text, media_urls
+from postflow._fields import (
+    LIMITS,
+    channel_names,
+    checked_text,
+    flag,
+    is_id,
+    media_urls,
+    version,
+)
 from postflow._time import LATEST, to_utc, zone_of
 from postflow.engine import ChangeEngine, future_time, new_correlation_id
 from postflow.exceptions import (
@@ -226,13 +234,18 @@ class Scheduling:
     def list_series(self, *, ended: bool | None = None) -> list[Series]:
         """Every recurring series by id (``ended=False``: running ones only, ``True``:
         ended ones only)."""
+        if ended is not None:
+            flag(ended, "series", "ended")
         found = self._engine.storage.list_series()
         if ended is None:
             return found
         return [s for s in found if (s.ended_at is not None) == ended]
 
     def get_series(self, series_id: int) -> Series:
-        """The series with that id; :class:`~postflow.NotFound` otherwise."""
+        """The series with that id; :class:`~postflow.NotFound` otherwise (also for
+        ``True`` or ``1.0``: ids are ints)."""
+        if not is_id(series_id):
+            raise NotFound(f"series {series_id!r:.100} does not exist")
         for series in self._engine.storage.list_series():
             if series.id == series_id:
                 return series
@@ -245,6 +258,7 @@ class Scheduling:
         author, a publisher or an admin may end it; ending it twice is refused."""
         engine = self._engine
         member = engine.member(by, "end series")
+        expected_version = version(expected_version, f"series {series_id!r:.100}")
         if comment is not None:
             checked_text(comment, f"series {series_id}", "comment", limit=LIMITS["comment"],
                          required=False)

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from postflow import workflow_store
-from postflow._fields import UNSET
+from postflow._fields import UNSET, extra_data
 from postflow._plugins import Hooks, make_plugin_manager
 from postflow._time import Clock, SystemClock
 from postflow._urls import redact_url
@@ -238,6 +238,10 @@ class Workspace:
         was published, per channel (merged into :attr:`Post.published_urls`); other
         keyword arguments are stored as the entry's JSON ``data``.
         """
+        if not isinstance(trigger, str):
+            raise ValidationFailed.single(f"post {post_id}", "bad-trigger",
+                                          f"trigger must be a name, got {trigger!r:.200}",
+                                          field="trigger")
         if trigger == EDIT:
             raise InvalidTransition(
                 f"post {post_id}: 'edit' is not fired directly; call ws.edit()",
@@ -250,6 +254,7 @@ class Workspace:
                     f"post {post_id}", "reserved-data-key",
                     f"{', '.join(reserved)} cannot be passed as extra data: postflow records "
                     "these itself", field=reserved[0])
+            extra_data(data, f"post {post_id}")
         if urls is not None:
             data["published_urls"] = urls
         engine = self.engine

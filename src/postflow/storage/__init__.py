@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import attrs
 
+from postflow._fields import MAX_ID
 from postflow.models import (
     NO_DATA,
     AuditEntry,
@@ -60,11 +61,14 @@ def _with_series(entry: NewEntry, series_id: int) -> NewEntry:
 def check_page(after_id: object, limit: object) -> None:
     """Raise :class:`ValueError` unless ``after_id`` is an ``int`` >= 0 and ``limit`` is
     ``None`` or an ``int`` >= 0 (bools are not numbers here): every backend's
-    :meth:`Storage.audit_log` refuses the same page requests."""
-    if type(after_id) is not int or after_id < 0:
-        raise ValueError(f"after_id must be a whole number >= 0, got {after_id!r}")
-    if limit is not None and (type(limit) is not int or limit < 0):
-        raise ValueError(f"limit must be None or a whole number >= 0, got {limit!r}")
+    :meth:`Storage.audit_log` refuses the same page requests. Both are at most
+    :data:`~postflow._fields.MAX_ID` (what SQLite can bind)."""
+    if type(after_id) is not int or not 0 <= after_id <= MAX_ID:
+        raise ValueError(f"after_id must be a whole number from 0 to {MAX_ID}, "
+                         f"got {after_id!r}")
+    if limit is not None and (type(limit) is not int or not 0 <= limit <= MAX_ID):
+        raise ValueError(f"limit must be None or a whole number from 0 to {MAX_ID}, "
+                         f"got {limit!r}")
 
 
 @attrs.frozen

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import sqlite3
 import threading
@@ -311,6 +312,9 @@ def split_url(url: str) -> tuple[str, dict[str, bool]]:
     return base, options
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def path_from_url(url: str) -> str:
     """The file path in a ``sqlite:///path`` URL."""
     if not url.startswith("sqlite:///"):
@@ -318,6 +322,9 @@ def path_from_url(url: str) -> str:
     path = url[len("sqlite:///"):]
     if not path:
         raise ConfigError(f"sqlite URL without a file path: {redact_url(url)!r}")
+    if "\x00" in path or _SURROGATE.search(path):
+        raise ConfigError(f"the path in sqlite URL {redact_url(url)!r:.300} contains a NUL "
+                          "character or a lone surrogate: no file can have that name")
     return path
 
 
