@@ -281,7 +281,8 @@ class ChangeEngine:
         (the snapshot itself when nothing changes), and optionally the slot guards the
         plan relied on (see :meth:`~postflow.Storage.update_post`).
         """
-        expected_version = version(expected_version, f"post {post_id}")
+        if expected_version is not None:  # most calls pass none: no call on the hot path
+            expected_version = version(expected_version, f"post {post_id}")
         hooks = self.hooks
         post = self.recent.get(post_id) if type(post_id) is int else None
         fresh = False

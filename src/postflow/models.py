@@ -334,7 +334,7 @@ class AuditEntry:
     to_state: str | None = None
     revision: int | None = None
     comment: str | None = None
-    data: Mapping[str, Any] = attrs.field(default=NO_DATA, hash=False, converter=_frozen)
+    data: Mapping[str, Any] = attrs.field(default=NO_DATA, hash=False)
 
 
 @attrs.frozen

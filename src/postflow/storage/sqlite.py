@@ -640,7 +640,7 @@ class SQLiteStorage(Storage):
     ) -> list[AuditEntry]:
         columns, values = self._changed_columns(post, previous, expected_version)
         with self._write() as db:
-            for channel, version in slot_guards.items():
+            for channel, version in slot_guards.items() if slot_guards else ():
                 key = f"slots:{channel}"
                 db.execute("INSERT OR IGNORE INTO postflow_meta VALUES (?, '0')", (key,))
                 moved = db.execute(
