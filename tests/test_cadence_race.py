@@ -58,18 +58,23 @@ class SlowDown:
             time.sleep(0.05)
 
 
+def fill(ws: postflow.Workspace) -> None:
+    """A team, a max_per_day=1 channel and two approved posts for each day."""
+    ws.team.add("ana", roles={"author"})
+    ws.team.add("ben", roles={"approver"})
+    ws.team.add("cy", roles={"publisher"})
+    ws.channels.add("slow", network="x", cadence=postflow.Cadence(max_per_day=1))
+    for day in range(ROUNDS):
+        for hour in (10, 11):
+            post = ws.posts.create(author="ana", text=f"day {day} at {hour}",
+                                   channels=["slow"])
+            ws.submit(post.id, by="ana")
+            ws.approve(post.id, by="ben")
+
+
 def prepare(url: str) -> None:
     with postflow.open(url, entry_points=False, clock=FixedClock()) as ws:
-        ws.team.add("ana", roles={"author"})
-        ws.team.add("ben", roles={"approver"})
-        ws.team.add("cy", roles={"publisher"})
-        ws.channels.add("slow", network="x", cadence=postflow.Cadence(max_per_day=1))
-        for day in range(ROUNDS):
-            for hour in (10, 11):
-                post = ws.posts.create(author="ana", text=f"day {day} at {hour}",
-                                       channels=["slow"])
-                ws.submit(post.id, by="ana")
-                ws.approve(post.id, by="ben")
+        fill(ws)
 
 
 def scheduled_per_day(url: str) -> list[int]:
@@ -110,20 +115,8 @@ class TestThreads:
 
     def test_one_post_a_day(self, url: str) -> None:
         """Threads released together never put two posts on one day."""
-        if not url.startswith("memory"):
-            prepare(url)
         ws = postflow.open(url, entry_points=False, clock=FixedClock(), plugins=[SlowDown()])
-        if url.startswith("memory"):
-            ws.team.add("ana", roles={"author"})
-            ws.team.add("ben", roles={"approver"})
-            ws.team.add("cy", roles={"publisher"})
-            ws.channels.add("slow", network="x", cadence=postflow.Cadence(max_per_day=1))
-            for day in range(ROUNDS):
-                for hour in (10, 11):
-                    post = ws.posts.create(author="ana", text=f"day {day} at {hour}",
-                                           channels=["slow"])
-                    ws.submit(post.id, by="ana")
-                    ws.approve(post.id, by="ben")
+        fill(ws)
         barrier = threading.Barrier(2)
         outcomes: list[str] = []
 
