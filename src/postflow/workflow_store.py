@@ -22,7 +22,7 @@ What the command line does with them (its commands live in ``postflow.cli``):
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -311,38 +311,56 @@ def apply_workflow(
     raise ConflictError(f"{where}: the stored workflow keeps changing; try again")
 
 
-def _reopen(storage: Storage, workflow: Workflow, *, by: str, clock: Clock,
-            correlation_id: str, comment: str | None) -> list[int]:
-    """Send approved or scheduled posts that lack an approval back to the approval
-    state (off the schedule, keeping their approvals), each through the
-    compare-and-set write with an :data:`APPLY_ACTION` entry."""
-    reopened = []
-    for post in unapproved(storage, workflow):
+def _move_posts(
+    storage: Storage, posts: Sequence[Post],
+    move: Callable[[Post], tuple[Post, dict[str, Any]] | None], *, by: str, clock: Clock,
+    correlation_id: str, comment: str | None,
+) -> list[int]:
+    """Apply ``move`` (a post → its changed snapshot and the entry's data, or ``None``
+    when it no longer applies) to each of ``posts``, each through the compare-and-set
+    write with an :data:`APPLY_ACTION` entry, re-reading a post that changed meanwhile.
+    Returns the ids of the posts moved."""
+    moved = []
+    for post in posts:
         current: Post | None = post
         for _ in range(_MAX_ATTEMPTS):
-            if current is None or current.state not in approved_states(workflow) or (
-                    workflow.current_stage(current.approvals) is None):
+            planned = move(current) if current is not None else None
+            if current is None or planned is None:
                 break
-            now = clock.now()
-            dest = workflow.approval_state
-            changed = replace(current, version=current.version + 1, state=dest,
-                              scheduled_at=None, scheduled_zone=None, claimed_by=None,
-                              claimed_until=None, state_changed_at=now, updated_at=now)
+            changed, data = planned
+            changed = replace(changed, version=current.version + 1)
             if calendar_slot(changed) != calendar_slot(current):
                 changed = replace(changed, sequence=current.sequence + 1)
-            entry = NewEntry(APPLY_ACTION, by, now, correlation_id, current.id,
-                             current.state, dest, current.revision, comment,
-                             freeze({"reopened": True, "scheduled_at": None,
-                                     "scheduled_zone": None}))
+            entry = NewEntry(APPLY_ACTION, by, clock.now(), correlation_id, current.id,
+                             current.state, changed.state, current.revision, comment,
+                             freeze(data))
             try:
                 storage.update_post(changed, expected_version=current.version,
                                     entries=[entry], previous=current)
             except ConflictError:
                 current = storage.get_post(current.id)
                 continue
-            reopened.append(current.id)
+            moved.append(current.id)
             break
-    return reopened
+    return moved
+
+
+def _reopen(storage: Storage, workflow: Workflow, *, by: str, clock: Clock,
+            correlation_id: str, comment: str | None) -> list[int]:
+    """Send approved or scheduled posts that lack an approval back to the approval
+    state, off the schedule, keeping their approvals."""
+    def reopen(post: Post) -> tuple[Post, dict[str, Any]] | None:
+        if post.state not in approved_states(workflow) or (
+                workflow.current_stage(post.approvals) is None):
+            return None
+        now = clock.now()
+        return (replace(post, state=workflow.approval_state, scheduled_at=None,
+                        scheduled_zone=None, claimed_by=None, claimed_until=None,
+                        state_changed_at=now, updated_at=now),
+                {"reopened": True, "scheduled_at": None, "scheduled_zone": None})
+
+    return _move_posts(storage, unapproved(storage, workflow), reopen, by=by, clock=clock,
+                       correlation_id=correlation_id, comment=comment)
 
 
 def _rename_states(storage: Storage, mapping: Mapping[str, str], *, by: str, clock: Clock,
@@ -350,28 +368,15 @@ def _rename_states(storage: Storage, mapping: Mapping[str, str], *, by: str, clo
     moves = {old: new for old, new in mapping.items() if old != new}
     if not moves:
         return []
-    renamed = []
-    for post in storage.list_posts(PostQuery(states=frozenset(moves))):
-        current: Post | None = post
-        for _ in range(_MAX_ATTEMPTS):
-            if current is None or current.state not in moves:
-                break
-            dest = moves[current.state]
-            entry = NewEntry(APPLY_ACTION, by, clock.now(), correlation_id, current.id,
-                             current.state, dest, current.revision, comment,
-                             freeze({"renamed_state": current.state}))
-            changed = replace(current, version=current.version + 1, state=dest)
-            if calendar_slot(changed) != calendar_slot(current):
-                changed = replace(changed, sequence=current.sequence + 1)
-            try:
-                storage.update_post(changed, expected_version=current.version,
-                                    entries=[entry], previous=current)
-            except ConflictError:
-                current = storage.get_post(current.id)
-                continue
-            renamed.append(current.id)
-            break
-    return renamed
+
+    def rename(post: Post) -> tuple[Post, dict[str, Any]] | None:
+        if post.state not in moves:
+            return None
+        return replace(post, state=moves[post.state]), {"renamed_state": post.state}
+
+    return _move_posts(storage, storage.list_posts(PostQuery(states=frozenset(moves))),
+                       rename, by=by, clock=clock, correlation_id=correlation_id,
+                       comment=comment)
 
 
 def parse_mapping(items: Sequence[str]) -> dict[str, str]:
