@@ -6,12 +6,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postflow._time import Clock, SystemClock
 from postflow._version import DISTRIBUTION
 from postflow._version import version as _installed_version
-from postflow.approvals import PendingApproval
 from postflow.audit import replay
 from postflow.exceptions import (
     ConfigError,
@@ -50,10 +49,16 @@ from postflow.storage import PostQuery, Storage
 from postflow.workflow import Stage, TransitionRule, Workflow
 from postflow.workspace import ACTION_ROLES, Workspace, open
 
+if TYPE_CHECKING:
+    from postflow.approvals import PendingApproval
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":  # looked up on first use: reading metadata is slow
         return _installed_version()
+    if name == "PendingApproval":  # its feature module loads when a workspace opens
+        from postflow.approvals import PendingApproval
+
+        return PendingApproval
     raise AttributeError(f"module 'postflow' has no attribute {name!r}")
 
 

@@ -38,6 +38,7 @@ from postflow.exceptions import (
 )
 from postflow.models import (
     NO_DATA,
+    RESERVED_DATA_KEYS,
     Approval,
     AuditEntry,
     Campaign,
@@ -68,12 +69,6 @@ __all__ = [
     "new_correlation_id",
 ]
 
-RESERVED_DATA_KEYS = frozenset({
-    "text", "channels", "campaign", "planned_for", "scheduled_at", "scheduled_zone",
-    "approvals_voided", "review_restarted", "stage", "at", "media", "published_urls",
-    "retry_at", "claimed_until", "series", "occurrence_at",
-})
-"""Keys of audit entry data that postflow writes and :func:`postflow.replay` reads."""
 
 AUDIT_ACTIONS = frozenset({
     "create", "edit", "plan", "comment",

@@ -79,6 +79,14 @@ def _make_replacer(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
     return replacer
 
 
+RESERVED_DATA_KEYS = frozenset({
+    "text", "channels", "campaign", "planned_for", "scheduled_at", "scheduled_zone",
+    "approvals_voided", "review_restarted", "stage", "at", "media", "published_urls",
+    "retry_at", "claimed_until", "series", "occurrence_at",
+})
+"""Keys of audit entry data that postflow writes and :func:`postflow.replay` reads."""
+
+
 ROLES = frozenset({"author", "approver", "publisher", "admin", "analyst"})
 """The built-in roles; workflows may declare more."""
 

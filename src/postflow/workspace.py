@@ -5,26 +5,32 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from postflow import workflow_store
 from postflow._fields import UNSET, extra_data
 from postflow._plugins import Hooks, make_plugin_manager
 from postflow._time import Clock, SystemClock
 from postflow._urls import redact_url
-from postflow.approvals import Approvals, PendingApproval
-from postflow.calendar import Calendar, CalendarSettings, Feeds
-from postflow.changes import Changes
-from postflow.directory import Campaigns, Channels, Team
-from postflow.engine import RESERVED_DATA_KEYS, ChangeEngine, new_correlation_id
 from postflow.exceptions import ConfigError, InvalidTransition, ValidationFailed
-from postflow.models import AuditEntry, Delivery, Hold, Post, Revision, StageStatus
+from postflow.models import (
+    RESERVED_DATA_KEYS,
+    AuditEntry,
+    Delivery,
+    Hold,
+    Post,
+    Revision,
+    StageStatus,
+)
 from postflow.policy import ACTION_ROLES
-from postflow.posts import Posts
-from postflow.publishing import Outcome, Publishing, PublishingSettings
-from postflow.scheduling import Scheduling
 from postflow.storage import Storage
 from postflow.workflow import EDIT, Workflow
+
+if TYPE_CHECKING:  # the features load when a workspace opens, not on import postflow
+    from postflow import workflow_store
+    from postflow.approvals import PendingApproval
+    from postflow.calendar import CalendarSettings
+    from postflow.engine import ChangeEngine
+    from postflow.publishing import Outcome, PublishingSettings
 
 __all__ = ["ACTION_ROLES", "RESERVED_DATA_KEYS", "Workspace", "open"]
 
@@ -51,6 +57,10 @@ def open(
     different workflow raises :class:`~postflow.ConfigError` saying what differs
     (change it with :meth:`Workspace.apply_workflow`).
     """
+    from postflow import workflow_store
+    from postflow.calendar import CalendarSettings
+    from postflow.publishing import PublishingSettings
+
     for name, value, wanted in (
         ("url", url, str), ("workflow", workflow, Workflow),
         ("calendar", calendar, CalendarSettings), ("publishing", publishing,
@@ -101,7 +111,16 @@ class Workspace:
         self.workflow = workflow
         self.hooks = hooks
         self.clock = clock
-        self.engine = ChangeEngine(storage, workflow, hooks, clock, host=self)
+        from postflow.approvals import Approvals
+        from postflow.calendar import Calendar, CalendarSettings, Feeds
+        from postflow.changes import Changes
+        from postflow.directory import Campaigns, Channels, Team
+        from postflow.engine import ChangeEngine
+        from postflow.posts import Posts
+        from postflow.publishing import Publishing, PublishingSettings
+        from postflow.scheduling import Scheduling
+
+        self.engine: ChangeEngine = ChangeEngine(storage, workflow, hooks, clock, host=self)
         """The one write path every feature changes data through."""
         self.scheduling = Scheduling(self.engine)
         self.engine.slot = self.scheduling.future_slot
@@ -141,6 +160,9 @@ class Workspace:
         approved posts without a stage the new workflow adds (``reopen=True`` sends
         those back for it); see :func:`postflow.workflow_store.apply_workflow`.
         """
+        from postflow import workflow_store
+        from postflow.engine import new_correlation_id
+
         engine = self.engine
         correlation_id = new_correlation_id()
         result = engine.commit(correlation_id, lambda: workflow_store.apply_workflow(

@@ -6,16 +6,18 @@ import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 import postflow
 from postflow._version import DISTRIBUTION
-from postflow.calendar import CalendarSettings
 from postflow.exceptions import ConfigError, NotFound
 from postflow.workflow import Workflow
+
+if TYPE_CHECKING:  # loaded by the commands that use it, not by --help
+    from postflow.calendar import CalendarSettings
 
 __all__ = [
     "DEFAULT_URL",
@@ -172,6 +174,8 @@ def calendar_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def calendar_settings(calendar_name: str, domain: str, post_url: str | None) -> CalendarSettings:
     if post_url is not None and "{id}" not in post_url:
         raise ConfigError(f"--post-url must contain {{id}}: {post_url!r}")
+    from postflow.calendar import CalendarSettings
+
     return CalendarSettings(name=calendar_name, domain=domain, post_url=post_url)
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from postflow import workflow_store
 from postflow._urls import redact_url
 from postflow.cli._app import DEFAULT_URL, URL_ENV, cli, open_workspace
 from postflow.workflow import Workflow
@@ -60,6 +59,8 @@ def workflow_apply(file: Path, url: str, by: str, renames: tuple[str, ...],
     Refused, changing nothing, when a stored post's state or approval stage would not
     exist in it (rename states with --map).
     """
+    from postflow import workflow_store
+
     new = Workflow.from_toml(file)
     mapping = workflow_store.parse_mapping(renames)
     try:
