@@ -119,6 +119,14 @@ def open_team(url: str) -> postflow.Workspace:
     return ws
 
 
+def release(opened: list[postflow.Workspace], n: int) -> None:
+    """Check that each workspace in ``opened`` scheduled ``n`` posts, close it, let it go."""
+    while opened:
+        ws = opened.pop()
+        assert ws.posts.count(state="scheduled") == n, "postflow did not schedule every post"
+        ws.close()
+
+
 def texts(n: int) -> list[str]:
     """``n`` distinct post texts of a typical length (~80 characters)."""
     return [f"Post {i}: our spring launch is live, read the story and tell us what you think"

@@ -44,6 +44,7 @@ from benchmarks._common import (
     future,
     gc_note,
     open_team,
+    release,
     run_lifecycle,
     texts,
     us_per,
@@ -141,6 +142,7 @@ def run(quick: bool, django: bool = True) -> Result:
         return path
 
     def postflow_run() -> Callable[[], None]:
+        release(opened, n)
         ws = postflow.open(f"sqlite:///{fresh('postflow')}", entry_points=False)
         opened.append(ws)
         return lambda: run_lifecycle(ws, bodies, at)
@@ -151,9 +153,7 @@ def run(quick: bool, django: bool = True) -> Result:
 
     try:
         best = best_of({"sqlite3": sqlite3_run, "postflow": postflow_run})
-        assert opened[-1].posts.count(state="scheduled") == n
-        for ws in opened:
-            ws.close()
+        release(opened, n)
         pf, base = us_per(best["postflow"], n), us_per(best["sqlite3"], n)
         result.figures += [
             Figure("postflow sqlite:/// lifecycle", pf, "µs/post",
