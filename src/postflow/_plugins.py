@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import icalendar
 
     from postflow.models import AuditEntry, Campaign, Channel, Member, Post
+    from postflow.notifications.channels import NotificationChannel
     from postflow.publishing import Publisher
     from postflow.storage import Storage
 
@@ -40,6 +41,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "postflow.storage.sqlite",
     "postflow.calendar",
     "postflow.publishers",
+    "postflow.notifications.channels",
 )
 """Modules registered as plugins in every workspace, after external plugins."""
 
@@ -321,6 +323,24 @@ class Hooks:
             found[name] = publisher
 
         self.pm.hook.postflow_register_publishers(register=register)
+        return found
+
+    def register_notification_channels(self) -> dict[str, NotificationChannel]:
+        """Every registered notification channel by name; a name registered twice is
+        refused."""
+        found: dict[str, NotificationChannel] = {}
+
+        def register(name: str, channel: NotificationChannel) -> None:
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"a notification channel needs a name, got {name!r}")
+            if name in found:
+                raise ConfigError(f"two plugins register a notification channel called "
+                                  f"{name!r}")
+            if not callable(getattr(channel, "send", None)):
+                raise ConfigError(f"notification channel {name!r} has no send() method")
+            found[name] = channel
+
+        self.pm.hook.postflow_register_notification_channels(register=register)
         return found
 
     def register_commands(self, cli: click.Group) -> None:

@@ -14,12 +14,13 @@ TEAM_ACTIONS = frozenset({
     "member.add", "member.update", "channel.add", "channel.update", "campaign.add",
     "campaign.update", "feed.create", "feed.rotate", "feed.revoke", "calendar.import",
     "pause", "resume", "series.create", "series.end", "workflow.store", "workflow.apply",
-    "db.rekey",
+    "db.rekey", "notifications.configure", "notifications.preferences",
 })
 """Actions of entries that concern no post."""
 
 POST_ACTIONS = frozenset({"create", "edit", "comment", "plan", "claim", "retry_wait",
-                          "release", "delivery.resolve", "workflow.apply", "publish_now"})
+                          "release", "delivery.resolve", "workflow.apply", "publish_now",
+                          "escalate"})
 """Post actions that are not workflow triggers (every trigger name is an action too)."""
 
 

@@ -78,6 +78,7 @@ AUDIT_ACTIONS = frozenset({
     "campaign.add", "campaign.update",
     "feed.create", "feed.rotate", "feed.revoke", "calendar.import",
     "workflow.store", "workflow.apply", "db.rekey",
+    "notifications.configure", "notifications.preferences", "escalate",
 })
 """Every audit action postflow writes besides the workflow's own triggers (each trigger
 is recorded under its name: ``submit``, ``approve``, the worker's ``publish`` …)."""

@@ -169,6 +169,15 @@ class PermanentError(PublishError):
     """The network refused the post for good (rejected content, a revoked token)."""
 
 
+class DeliveryError(PostflowError):
+    """What a notification channel raises when a message did not go out. ``retryable``:
+    trying again later may succeed (a server down, a timeout, a 5xx answer)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
 class OutcomeUnknownError(PublishError):
     """The request may or may not have been published (a timeout after sending).
 

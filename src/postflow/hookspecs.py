@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from postflow.models import AuditEntry, Campaign, Channel, Member, Post
     from postflow.publishing import Publisher
+    from postflow.notifications.channels import NotificationChannel
     from postflow.storage import Storage
     from postflow.workspace import Workspace
 
@@ -167,6 +168,19 @@ def postflow_register_publishers(register: Callable[[str, Publisher], None]) -> 
     publishers; a name registered twice is a :class:`~postflow.ConfigError`.
 
     .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def postflow_register_notification_channels(
+    register: Callable[[str, NotificationChannel], None],
+) -> None:
+    """Register notification delivery channels: ``register(name, channel)`` for each.
+
+    A channel has ``configure(settings)`` (its ``[channels.NAME]`` table of the
+    notification configuration; raise :class:`~postflow.ConfigError` naming a bad key)
+    and ``send(message)`` (raise :class:`~postflow.DeliveryError` when it did not go
+    out). postflow registers ``email``, ``webhook``, ``inbox`` and ``null`` itself.
     """
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the features load when a workspace opens, not on import pos
     from postflow.approvals import PendingApproval
     from postflow.calendar import CalendarSettings
     from postflow.engine import ChangeEngine
+    from postflow.notices import InboxItem
     from postflow.publishing import Outcome, PublishingSettings
 
 __all__ = ["ACTION_ROLES", "RESERVED_DATA_KEYS", "Workspace", "open"]
@@ -116,6 +117,7 @@ class Workspace:
         from postflow.changes import Changes
         from postflow.directory import Campaigns, Channels, Team
         from postflow.engine import ChangeEngine
+        from postflow.notifications import Notifications
         from postflow.posts import Posts
         from postflow.publishing import Publishing, PublishingSettings
         from postflow.scheduling import Scheduling
@@ -133,6 +135,8 @@ class Workspace:
         self.publishing = Publishing(self, publishing or PublishingSettings())
         self.changes = Changes(self.engine)
         self.approval_queue = Approvals(self.engine)
+        self.notifications = Notifications(self)
+        """Notification rules, preferences, the outbox and the in-app inbox."""
 
     def __repr__(self) -> str:
         return f"<Workspace {redact_url(self.storage.url)} workflow={self.workflow.name!r}>"
@@ -388,3 +392,14 @@ class Workspace:
     def audit_log(self, *, after_id: int = 0, limit: int | None = None) -> list[AuditEntry]:
         """Every audit entry (team changes included) with ``id > after_id``."""
         return self.changes.log(after_id=after_id, limit=limit)
+
+    # -- notifications -------------------------------------------------------------
+
+    def inbox(self, member: str, *, unread: bool = False, after_id: int = 0,
+              limit: int | None = None) -> list[InboxItem]:
+        """``member``'s in-app notifications, newest first (see :mod:`postflow.notifications`)."""
+        return self.notifications.inbox(member, unread=unread, after_id=after_id, limit=limit)
+
+    def mark_read(self, member: str, ids: Sequence[int] | None = None) -> int:
+        """Mark ``member``'s inbox items ``ids`` (all when ``None``) read; how many changed."""
+        return self.notifications.mark_read(member, ids)
