@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     import icalendar
 
     from postflow.models import AuditEntry, Campaign, Channel, Member, Post
-    from postflow.publishing import Publisher
     from postflow.notifications.channels import NotificationChannel
+    from postflow.publishing import Publisher
     from postflow.storage import Storage
     from postflow.workspace import Workspace
 
