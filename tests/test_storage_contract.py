@@ -36,7 +36,8 @@ from postflow import (
     Storage,
 )
 from postflow._plugins import Hooks, make_plugin_manager
-from postflow.models import FrozenData
+from postflow.models import FrozenData, freeze
+from postflow.notices import InboxItem, Notice
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 STATES = ("draft", "review", "approved", "scheduled", "published")
@@ -188,6 +189,13 @@ class TestInsertPost:
         assert stored == attrs.evolve(post, id=stored.id)
         assert storage.get_post(stored.id) == stored
 
+    def test_extra_approvers_are_stored(self, storage: Storage) -> None:
+        """A post inserted with escalation approvers keeps them, as tuples."""
+        post = insert(storage, extra_approvers=[["review", "dee"]])
+        assert post.extra_approvers == (("review", "dee"),)
+        assert storage.get_post(post.id) == post
+        assert insert(storage).extra_approvers == ()
+
     def test_stamps_the_id_on_revision_and_entries(self, storage: Storage) -> None:
         """The first revision and every entry carry the new id, not the placeholder."""
         post = make_post()
@@ -275,7 +283,8 @@ class TestUpdatePost:
                     media=("https://cdn.example.org/a.png",),
                     published_urls=FrozenData({"acme-li": "https://example.org/p/1"}),
                     sequence=3, claimed_by="w1", claimed_until=T0 + timedelta(minutes=5),
-                    series_id=7, occurrence_at=T0 + timedelta(days=3))
+                    series_id=7, occurrence_at=T0 + timedelta(days=3),
+                    extra_approvers=(("review", "dee"), ("legal", "cy")))
         storage.update_post(new, expected_version=post.version, entries=[],
                             previous=post if with_previous else None)
         assert storage.get_post(post.id) == new
@@ -1147,3 +1156,304 @@ class TestRekey:
         assert storage.audit_log()[-1].action == "db.rekey"
         assert storage.rekey(make_entry("db.rekey"), moved=True) == new
 
+
+
+# -- documents and notifications ---------------------------------------------------
+
+
+def notice(key: str, **changes: Any) -> Notice:
+    """An outbox notice for ``ben`` by email, due at T0 (id 0: not stored yet)."""
+    made = Notice(id=0, dedup_key=key, event_key=f"e-{key}", event="post.submitted",
+                  recipient="ben", channel="email", created_at=T0, not_before=T0,
+                  payload={"post_id": 1, "text": "hello"})
+    return attrs.evolve(made, **changes)
+
+
+def inbox_item(key: str, member: str = "ben", **changes: Any) -> InboxItem:
+    made = InboxItem(id=0, member=member, dedup_key=key, event="post.submitted",
+                     title=f"title {key}", body="body", created_at=T0, post_id=1,
+                     payload={"k": [1, 2]})
+    return attrs.evolve(made, **changes)
+
+
+class TestDocuments:
+    """stored_document / save_document / list_documents: named JSON documents with a
+    compare-and-set, as the workflow."""
+
+    def test_round_trip_with_entry_and_copies(self, storage: Storage) -> None:
+        assert storage.stored_document("notifications") is None
+        doc = {"rules": [{"name": "r", "events": ["*"]}], "settings": {"due_soon": "4h"}}
+        storage.save_document("notifications", doc, make_entry("notifications.configure"),
+                              expected=None)
+        got = storage.stored_document("notifications")
+        assert got == doc
+        assert got is not None
+        got["rules"].append("x")  # the caller's copy
+        assert storage.stored_document("notifications") == doc
+        assert storage.audit_log()[-1].action == "notifications.configure"
+
+    def test_compare_and_set(self, storage: Storage) -> None:
+        first = {"a": 1}
+        storage.save_document("d", first, make_entry("notifications.configure"),
+                              expected=None)
+        last = storage.last_change()
+        with pytest.raises(ConflictError):
+            storage.save_document("d", {"a": 2}, make_entry("x"), expected=None)
+        with pytest.raises(ConflictError):
+            storage.save_document("d", {"a": 2}, make_entry("x"), expected={"a": 3})
+        assert storage.last_change() == last
+        assert storage.stored_document("d") == first
+        storage.save_document("d", {"a": 2}, make_entry("x"), expected=first)
+        assert storage.stored_document("d") == {"a": 2}
+
+    def test_none_deletes(self, storage: Storage) -> None:
+        storage.save_document("d", {"a": 1}, make_entry("x"), expected=None)
+        with pytest.raises(ConflictError):
+            storage.save_document("d", None, make_entry("x"), expected={"a": 2})
+        storage.save_document("d", None, make_entry("x"), expected={"a": 1})
+        assert storage.stored_document("d") is None
+        assert storage.list_documents("") == {}
+
+    def test_list_by_prefix(self, storage: Storage) -> None:
+        for name in ("preferences:bea", "preferences:ana", "notifications", "Preferences:x",
+                     "preferences_ben", "pref%erences:z"):
+            storage.save_document(name, {"n": name}, make_entry("x"), expected=None)
+        found = storage.list_documents("preferences:")
+        assert list(found) == ["preferences:ana", "preferences:bea"]
+        assert found["preferences:ana"] == {"n": "preferences:ana"}
+        assert list(storage.list_documents("pref%")) == ["pref%erences:z"]
+        assert len(storage.list_documents("")) == 6
+
+
+class TestOutbox:
+    """enqueue / claim / settle / list / prune of notices, and marks."""
+
+    def test_enqueue_assigns_ids_and_skips_duplicates(self, storage: Storage) -> None:
+        first = storage.enqueue_notifications([notice("a"), notice("b")])
+        assert [n.dedup_key for n in first] == ["a", "b"]
+        assert first[0].id > 0
+        assert first[1].id > first[0].id
+        assert first[0] == attrs.evolve(notice("a"), id=first[0].id)
+        again = storage.enqueue_notifications([notice("b"), notice("c"), notice("c")])
+        assert [n.dedup_key for n in again] == ["c"]
+        assert storage.list_notifications() == [*first, *again]
+
+    def test_stored_notice_keeps_every_field(self, storage: Storage) -> None:
+        berlin = datetime(2030, 1, 1, 10, 30, tzinfo=UTC).astimezone(
+            postflow.models.zone_of("Europe/Berlin"))
+        full = notice("a", digest="daily:2030-01-01", urgent=True, not_before=berlin,
+                      attempts=2, next_attempt_at=T0 + timedelta(minutes=1),
+                      last_error="boom", payload={"nested": {"x": [1, "y"]}})
+        [stored] = storage.enqueue_notifications([full])
+        [listed] = storage.list_notifications()
+        assert listed == stored == attrs.evolve(full, id=stored.id,
+                                                payload=freeze(full.payload))
+        assert listed.payload["nested"]["x"] == (1, "y")
+        with pytest.raises(TypeError):
+            listed.payload["z"] = 1  # type: ignore[index]
+
+    def test_cursor_is_a_compare_and_set(self, storage: Storage) -> None:
+        storage.enqueue_notifications([notice("a")], cursor=("notifications", 5, 0))
+        assert storage.cursor("notifications") == 5
+        with pytest.raises(ConflictError):
+            storage.enqueue_notifications([notice("b")], marks=["m"],
+                                          cursor=("notifications", 9, 3))
+        assert [n.dedup_key for n in storage.list_notifications()] == ["a"]
+        assert storage.has_marks(["m"]) == set()
+        assert storage.cursor("notifications") == 5
+        with pytest.raises(ValueError, match="back"):
+            storage.enqueue_notifications([], cursor=("notifications", 4, 5))
+        storage.enqueue_notifications([], cursor=("notifications", 9, 5))
+        assert storage.cursor("notifications") == 9
+
+    def test_marks_skip_notices_of_events_already_marked(self, storage: Storage) -> None:
+        due = notice("d1", event_key="approval.due_soon:1:legal:1")
+        stored = storage.enqueue_notifications([due], marks=[due.event_key])
+        assert len(stored) == 1  # a mark made by this very call does not skip
+        assert storage.has_marks([due.event_key, "other"]) == {due.event_key}
+        repeat = notice("d2", event_key=due.event_key, recipient="bea")
+        other = notice("d3", event_key="approval.overdue:1:legal:1")
+        assert [n.dedup_key for n in storage.enqueue_notifications(
+            [repeat, other], marks=[due.event_key, other.event_key])] == ["d3"]
+        # marks without notices (everyone muted) are kept too
+        storage.enqueue_notifications([], marks=["series.running_out:1:2"])
+        assert storage.has_marks(["series.running_out:1:2"]) == {"series.running_out:1:2"}
+
+    def test_claim_oldest_first_up_to_limit(self, storage: Storage) -> None:
+        later = T0 + timedelta(hours=1)
+        storage.enqueue_notifications([notice("a"), notice("b", not_before=later),
+                                       notice("c"), notice("d"),
+                                       notice("e", next_attempt_at=later)])
+        until = T0 + timedelta(hours=2)
+        claimed = storage.claim_notifications(T0, "w1", until, 2)
+        assert [n.dedup_key for n in claimed] == ["a", "c"]
+        assert all((n.status, n.claimed_by, n.claimed_until, n.attempts)
+                   == ("sending", "w1", until, 0) for n in claimed)
+        assert storage.list_notifications(status="sending") == claimed
+        assert [n.dedup_key for n in storage.claim_notifications(T0, "w2", until, 10)] == [
+            "d"]
+        assert storage.claim_notifications(T0, "w3", until, 10) == []
+        assert [n.dedup_key for n in storage.claim_notifications(later, "w4", later, 10)] \
+            == ["b", "e"]
+
+    def test_expired_claims_are_claimable_again(self, storage: Storage) -> None:
+        storage.enqueue_notifications([notice("a")])
+        until = T0 + timedelta(minutes=5)
+        [held] = storage.claim_notifications(T0, "w1", until, 10)
+        assert storage.claim_notifications(until, "w2", until, 10) == []  # not < now yet
+        later = until + timedelta(seconds=1)
+        [again] = storage.claim_notifications(later, "w2", later + timedelta(minutes=5), 10)
+        assert (again.id, again.claimed_by) == (held.id, "w2")
+        # the dead worker can no longer settle it
+        assert storage.settle_notifications([held.id], "w1", status="sent", at=later) == 0
+        assert storage.settle_notifications([held.id], "w2", status="sent", at=later) == 1
+
+    def test_digest_groups_are_claimed_whole_and_only_when_all_are_due(
+            self, storage: Storage) -> None:
+        window = T0 + timedelta(minutes=2)
+        storage.enqueue_notifications([
+            notice("g1", digest="burst:1"), notice("x1"),
+            notice("g2", digest="burst:1", not_before=window),
+            notice("h1", digest="burst:1", channel="inbox"),  # another group
+            notice("g3", digest="burst:1"), notice("x2"),
+        ])
+        claimed = storage.claim_notifications(T0, "w", T0 + timedelta(minutes=5), 10)
+        assert [n.dedup_key for n in claimed] == ["x1", "h1", "x2"]
+        # once due, the group comes whole, even past the limit
+        claimed = storage.claim_notifications(window, "w", window + timedelta(minutes=5), 1)
+        assert [n.dedup_key for n in claimed] == ["g1", "g2", "g3"]
+
+    def test_settled_rows_leave_their_digest_group(self, storage: Storage) -> None:
+        storage.enqueue_notifications([notice("g1", digest="daily:1")])
+        [first] = storage.claim_notifications(T0, "w", T0 + timedelta(minutes=5), 10)
+        storage.settle_notifications([first.id], "w", status="sent", at=T0)
+        storage.enqueue_notifications([notice("g2", digest="daily:1")])
+        assert [n.dedup_key for n in storage.claim_notifications(
+            T0, "w", T0 + timedelta(minutes=5), 10)] == ["g2"]
+
+    def test_settle_only_by_the_holder_with_bookkeeping(self, storage: Storage) -> None:
+        storage.enqueue_notifications([notice("a"), notice("b"), notice("c")])
+        until = T0 + timedelta(minutes=5)
+        a, b, c = storage.claim_notifications(T0, "w1", until, 10)
+        at = T0 + timedelta(seconds=10)
+        assert storage.settle_notifications([a.id], "w2", status="sent", at=at) == 0
+        assert storage.settle_notifications([a.id, a.id], "w1", status="sent", at=at) == 1
+        assert storage.settle_notifications([a.id], "w1", status="failed", at=at) == 0
+        retry = at + timedelta(seconds=30)
+        assert storage.settle_notifications([b.id], "w1", status="pending", at=at,
+                                            error="timeout", next_attempt_at=retry) == 1
+        assert storage.settle_notifications([c.id], "w1", status="failed", at=at,
+                                            error="550 no such user") == 1
+        rows = {n.dedup_key: n for n in storage.list_notifications()}
+        assert (rows["a"].status, rows["a"].attempts, rows["a"].settled_at) == ("sent", 1, at)
+        assert (rows["b"].status, rows["b"].attempts, rows["b"].next_attempt_at,
+                rows["b"].last_error, rows["b"].claimed_by) == (
+            "pending", 1, retry, "timeout", None)
+        assert rows["b"].settled_at is None
+        assert (rows["c"].status, rows["c"].attempts, rows["c"].last_error) == (
+            "failed", 1, "550 no such user")
+        assert storage.claim_notifications(at, "w1", until, 10) == []  # b waits
+        [again] = storage.claim_notifications(retry, "w1", retry + timedelta(minutes=5), 10)
+        assert (again.dedup_key, again.attempts) == ("b", 1)
+        with pytest.raises(ValueError, match="settled"):
+            storage.settle_notifications([again.id], "w1", status="sending", at=retry)
+
+    def test_list_filters_and_pages(self, storage: Storage) -> None:
+        stored = storage.enqueue_notifications(
+            [notice(str(i), recipient="ben" if i % 2 else "bea") for i in range(6)])
+        assert storage.list_notifications(recipient="bea") == stored[0::2]
+        assert storage.list_notifications(after_id=stored[3].id) == stored[4:]
+        assert storage.list_notifications(limit=2) == stored[:2]
+        storage.claim_notifications(T0, "w", T0 + timedelta(minutes=5), 1)
+        assert storage.list_notifications(status="sending") == [
+            attrs.evolve(stored[0], status="sending", claimed_by="w",
+                         claimed_until=T0 + timedelta(minutes=5))]
+        assert storage.list_notifications(status="pending", recipient="ben") == [
+            stored[1], stored[3], stored[5]]
+        with pytest.raises(ValueError, match="after_id"):
+            storage.list_notifications(after_id=-1)
+
+    def test_prune(self, storage: Storage) -> None:
+        old, new = T0 - timedelta(days=40), T0
+        storage.enqueue_notifications([], marks=["old-mark"], at=old)
+        storage.enqueue_notifications([], marks=["new-mark"], at=new)
+        storage.enqueue_notifications([notice("sent-old"), notice("sent-new"),
+                                       notice("failed-old"), notice("pending")])
+        s_old, s_new, f_old = storage.claim_notifications(T0, "w", T0 + timedelta(minutes=5),
+                                                          3)
+        storage.settle_notifications([s_old.id], "w", status="sent", at=old)
+        storage.settle_notifications([s_new.id], "w", status="sent", at=new)
+        storage.settle_notifications([f_old.id], "w", status="failed", at=old)
+        storage.add_inbox([inbox_item("read-old"), inbox_item("read-new"),
+                           inbox_item("unread")])
+        items = {i.dedup_key: i.id for i in storage.inbox("ben")}
+        storage.mark_read("ben", [items["read-old"]], old)
+        storage.mark_read("ben", [items["read-new"]], new)
+        assert storage.prune_notifications(T0 - timedelta(days=30)) == 4
+        assert [n.dedup_key for n in storage.list_notifications()] == ["sent-new", "pending"]
+        assert [i.dedup_key for i in storage.inbox("ben")] == ["unread", "read-new"]
+        assert storage.has_marks(["old-mark", "new-mark"]) == {"new-mark"}
+        # a pruned dedup key may be queued again
+        assert len(storage.enqueue_notifications([notice("sent-old")])) == 1
+
+
+class TestInbox:
+    """add_inbox / inbox / mark_read."""
+
+    def test_newest_first_per_member_with_dedup(self, storage: Storage) -> None:
+        added = storage.add_inbox([inbox_item("1"), inbox_item("2", member="bea"),
+                                   inbox_item("3")])
+        assert [i.id > 0 for i in added] == [True, True, True]
+        assert added[0] == attrs.evolve(inbox_item("1"), id=added[0].id,
+                                        payload={"k": (1, 2)})
+        assert storage.add_inbox([inbox_item("1"), inbox_item("4")])[0].dedup_key == "4"
+        assert [i.dedup_key for i in storage.inbox("ben")] == ["4", "3", "1"]
+        assert [i.dedup_key for i in storage.inbox("bea")] == ["2"]
+        assert storage.inbox("nobody") == []
+        assert [i.dedup_key for i in storage.inbox("ben", limit=2)] == ["4", "3"]
+        assert [i.dedup_key for i in storage.inbox("ben", after_id=added[0].id)] == [
+            "4", "3"]
+        assert storage.inbox("ben")[-1].payload == {"k": (1, 2)}
+
+    def test_mark_read_per_member(self, storage: Storage) -> None:
+        one, two, theirs = storage.add_inbox([inbox_item("1"), inbox_item("2"),
+                                              inbox_item("3", member="bea")])
+        at = T0 + timedelta(minutes=1)
+        assert storage.mark_read("ben", [theirs.id], at) == 0  # not ben's
+        assert storage.mark_read("ben", [one.id, 999], at) == 1
+        assert storage.mark_read("ben", [one.id], at) == 0  # already read
+        assert [i.dedup_key for i in storage.inbox("ben", unread=True)] == ["2"]
+        assert storage.inbox("ben")[-1].read_at == at
+        assert storage.mark_read("ben", None, at) == 1
+        assert storage.inbox("ben", unread=True) == []
+        assert [i.dedup_key for i in storage.inbox("bea", unread=True)] == ["3"]
+        assert two.read_at is None  # returned snapshots never change
+
+
+@pytest.mark.parametrize(("table", "column", "bad", "read"), [
+    ("outbox", "payload", "{not json", lambda s: s.list_notifications()),
+    ("outbox", "payload", "[1, 2]", lambda s: s.list_notifications()),
+    ("outbox", "not_before", "yesterday", lambda s: s.list_notifications()),
+    ("outbox", "payload", "{not json",
+     lambda s: s.claim_notifications(T0, "w", T0 + timedelta(minutes=1), 5)),
+    ("inbox", "created_at", "soon", lambda s: s.inbox("ben")),
+    ("inbox", "payload", "{", lambda s: s.inbox("ben")),
+    ("documents", "body", "{", lambda s: s.stored_document("d")),
+    ("documents", "body", "[]", lambda s: s.list_documents("")),
+    ("posts", "extra_approvers", "[[1]]", lambda s: s.get_post(1)),
+    ("posts", "extra_approvers", "nope", lambda s: s.get_post(1)),
+])
+def test_damaged_notification_rows_raise_storage_error(
+        backend: str, storage: Storage, table: str, column: str, bad: str,
+        read: Callable[[Storage], Any]) -> None:
+    """A row the SQLite backend cannot decode is a StorageError naming its table."""
+    if backend != "sqlite":
+        pytest.skip("only SQLite stores rows as text")
+    insert(storage)
+    storage.enqueue_notifications([notice("a")])
+    storage.add_inbox([inbox_item("a")])
+    storage.save_document("d", {"a": 1}, make_entry("x"), expected=None)
+    db = storage._db  # type: ignore[attr-defined]
+    db.execute(f"UPDATE {table} SET {column} = ?", (bad,))
+    with pytest.raises(postflow.StorageError, match=f"damaged row in table '{table}'"):
+        read(storage)

@@ -661,21 +661,26 @@ class TestApprovalStages:
         assert info.value.problems[0].code == "already-approved"
 
     def test_due_and_overdue(self, legal_ws: Workspace, clock: FixedClock) -> None:
-        """Stage due times run from entering review; overdue flips when the clock passes."""
+        """Stage due times run from reaching the stage (the first: entering review; a
+        later one: the approval completing the one before); overdue flips when the clock
+        passes."""
         post = in_review(legal_ws)
         entered = post.state_changed_at
         stages = legal_ws.stages(post.id)
-        assert [s.due_at for s in stages] == [entered + timedelta(hours=24),
-                                              entered + timedelta(hours=48)]
+        assert [s.due_at for s in stages] == [entered + timedelta(hours=24), None]
         assert not any(s.overdue for s in stages)
         clock.advance(hours=23)
         legal_ws.approve(post.id, by="ben")
+        reached = clock.now()
         clock.advance(hours=2)
         editorial, legal = legal_ws.stages(post.id)
         assert editorial.satisfied
         assert not editorial.overdue
+        assert legal.due_at == reached + timedelta(hours=48)
         assert not legal.overdue
         clock.advance(hours=24)
+        assert not legal_ws.stages(post.id)[1].overdue  # 26 h into its 48
+        clock.advance(hours=23)
         editorial, legal = legal_ws.stages(post.id)
         assert legal.overdue
         assert legal.needed == 2

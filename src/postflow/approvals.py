@@ -32,10 +32,12 @@ class PendingApproval:
     """Who approved this revision at this stage so far."""
     waiting_on: tuple[str, ...]
     """Active members who may approve it at this stage now (eligible by role or by name,
-    not its author or reviser under the four-eyes rule, not already counted), by name."""
+    or made approvers of this post at this stage by an escalation; not its author or
+    reviser under the four-eyes rule, not already counted), by name."""
     since: datetime
-    """When the post entered review (or its current revision did): due times count
-    from here."""
+    """When the post reached this stage (entered review, or its current revision did, for
+    the first stage; the approval completing the previous stage for a later one): the
+    stage's due time counts from here."""
     due_at: datetime | None
     overdue: bool
 
@@ -75,8 +77,10 @@ class Approvals:
                 post.approvals, post.state_changed_at, now) if s.name == current.name)
             done = {a.member for a in post.approvals}
             authors = {post.author, post.revised_by} if workflow.four_eyes else set()
+            extra = {m for s, m in post.extra_approvers if s == current.name}
             eligible = tuple(sorted(
-                m.name for m in team if current.eligible(m.name, m.roles)
+                m.name for m in team
+                if (current.eligible(m.name, m.roles) or m.name in extra)
                 and m.name not in done and m.name not in authors))
             if member is not None and member not in eligible:
                 continue
@@ -85,5 +89,5 @@ class Approvals:
             result.append(PendingApproval(
                 post.id, post.revision, post.author, post.text, post.channels,
                 current.name, current.quorum, status.approved_by, eligible,
-                post.state_changed_at, status.due_at, status.overdue))
+                status.reached_at or post.state_changed_at, status.due_at, status.overdue))
         return result

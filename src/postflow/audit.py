@@ -54,6 +54,13 @@ def replay(entries: Iterable[AuditEntry]) -> Post:
             post = _evolve(post, {"version": post.version + 1, "claimed_by": entry.actor,
                                   "claimed_until": _datetime(data.get("claimed_until"))})
             continue
+        if entry.action == "escalate":  # an escalation made a member an approver
+            pair = (str(data["stage"]), str(data["member"]))
+            extra = post.extra_approvers
+            post = _evolve(post, {
+                "version": post.version + 1, "updated_at": entry.at,
+                "extra_approvers": extra if pair in extra else (*extra, pair)})
+            continue
         if entry.action == "workflow.apply":  # a state renamed by a new workflow
             renamed = _evolve(post, {"version": post.version + 1, "state": entry.to_state})
             if calendar_slot(renamed) != calendar_slot(post):

@@ -353,6 +353,58 @@ class ChangeEngine:
         self._announce_post(changed, post, entry.action, entry.actor, stored)
         return stored
 
+    def escalate(self, post_id: int, stage: str, member: str, by: str | None = None
+                 ) -> Post:
+        """Make ``member`` an approver of post ``post_id`` at ``stage`` (an escalation):
+        a compare-and-set adding ``(stage, member)`` to its
+        :attr:`~postflow.Post.extra_approvers` with an ``escalate`` entry (data ``stage``,
+        ``member``) by ``by``, or by ``system`` when ``None``; announced to
+        ``postflow_after_change`` once committed (it is no transition). Returns the post,
+        unchanged (nothing written) when the member is an approver there already.
+
+        The stage must be one of the workflow's, the member an active one, and the post
+        in the approval state (:class:`~postflow.InvalidTransition` otherwise: it may
+        have left review since the escalation was decided); ``by`` needs the ``manage``
+        permission."""
+        actor = self.manager(by)
+        subject = f"post {post_id}"
+        if not isinstance(stage, str) or stage not in {s.name for s in self.workflow.stages}:
+            raise ValidationFailed.single(
+                subject, "unknown-stage",
+                f"workflow {self.workflow.name!r} has no approval stage {stage!r:.100}",
+                field="stage")
+        found = self.storage.get_member(member) if isinstance(member, str) else None
+        if found is None or not found.active:
+            raise ValidationFailed.single(
+                subject, "unknown-member",
+                f"{member!r:.100} is not an active member of this team", field="member")
+        pair = (stage, member)
+        for _ in range(MAX_ATTEMPTS):
+            post = self.fetch(post_id)
+            if pair in post.extra_approvers:
+                return post
+            if post.state != self.workflow.approval_state:
+                raise InvalidTransition(
+                    f"post {post_id} is {post.state!r}, not waiting for approval: no "
+                    "approver can be added", post_id=post_id, trigger="escalate",
+                    state=post.state)
+            now = self.clock.now()
+            changed = replace(post, version=post.version + 1, updated_at=now,
+                              extra_approvers=(*post.extra_approvers, pair))
+            entry = NewEntry("escalate", actor, now, new_correlation_id(), post.id,
+                             post.state, post.state, post.revision, None,
+                             freeze({"stage": stage, "member": member}))
+            try:
+                stored = self.storage.update_post(changed, expected_version=post.version,
+                                                  entries=(entry,), previous=post)
+            except ConflictError:
+                continue
+            self.remember(changed)
+            self.announce(stored)
+            return changed
+        raise ConflictError(f"post {post_id} kept changing under 'escalate'; gave up after "
+                            f"{MAX_ATTEMPTS} attempts", post_id=post_id)
+
     def _announce_post(self, changed: Post, post: Post, action: str, actor: str,
                        stored: Sequence[AuditEntry]) -> None:
         hooks = self.hooks
@@ -418,6 +470,7 @@ class ChangeEngine:
             post.revision, post.created_at, now, state_changed_at, post.campaign,
             post.planned_for, scheduled_at, zone, approvals, post.revised_by, post.media,
             published_urls, sequence, None, None, post.series_id, post.occurrence_at,
+            post.extra_approvers,
         )
         entry = NewEntry(trigger, member.name, now, new_correlation_id(), post.id, state,
                          dest, post.revision, comment, freeze(data) if data else NO_DATA)

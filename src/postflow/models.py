@@ -99,6 +99,17 @@ def _tuple(values: Iterable[Any]) -> tuple[Any, ...]:
     return values if type(values) is tuple else tuple(values)
 
 
+def _pairs(values: Iterable[Iterable[str]]) -> tuple[tuple[str, str], ...]:
+    """``values`` as a tuple of ``(stage, member)`` tuples (free for the usual ``()``)."""
+    if not values:
+        return ()
+    pairs = []
+    for pair in values:
+        stage, member = pair
+        pairs.append((stage, member))
+    return tuple(pairs)
+
+
 def owned(post: Post) -> Post:
     """``post`` with its own tuples and read-only mappings (a copy only when a caller
     built it from lists or dicts): what a backend stores must not share them with the
@@ -297,6 +308,10 @@ class Post:
     """The recurring series this post is an occurrence of."""
     occurrence_at: datetime | None = None
     """When this occurrence is meant to go out (UTC); ``schedule`` uses it by default."""
+    extra_approvers: tuple[tuple[str, str], ...] = attrs.field(default=(),
+                                                              converter=_pairs)
+    """``(stage, member)`` pairs: members an escalation made approvers of this post at
+    that stage (whatever their roles; the four-eyes rule still applies)."""
 
     @property
     def scheduled_local(self) -> datetime | None:
@@ -355,7 +370,12 @@ class StageStatus:
     eligible_roles: frozenset[str]
     eligible_members: frozenset[str]
     due_at: datetime | None
+    """``reached_at`` + the stage's due time (``None`` without either)."""
     overdue: bool
+    reached_at: datetime | None = None
+    """When the post reached this stage: when it entered review for the first stage, when
+    the approval completing the previous stage's quorum was given for a later one;
+    ``None`` while it has not reached it."""
 
     @property
     def satisfied(self) -> bool:

@@ -83,7 +83,8 @@ def check_trigger(hooks: Hooks, host: object, workflow: Workflow, member: Member
             raise InvalidTransition(
                 f"post {post.id}: every approval stage is already complete",
                 post_id=post.id, trigger=trigger, state=post.state)
-        if not stage.eligible(member.name, member.roles):
+        if not stage.eligible(member.name, member.roles) and (
+                (stage.name, member.name) not in post.extra_approvers):
             who = sorted(stage.roles) + [f"member {m}" for m in sorted(stage.members)]
             raise PermissionDenied(
                 f"{member.name} (roles: {roles_text(member)}) may not approve post {post.id} "

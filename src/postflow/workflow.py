@@ -86,8 +86,9 @@ class Stage:
     """An approval stage: who may approve, how many must, and by when.
 
     ``quorum`` is the number of distinct eligible approvals needed. A member is
-    eligible when they hold one of ``roles`` or are named in ``members``. ``due`` is
-    measured from the moment the post entered the approval state.
+    eligible when they hold one of ``roles`` or are named in ``members`` (or, for one
+    post, in its :attr:`~postflow.Post.extra_approvers`). ``due`` is measured from the
+    moment the post reached the stage (see :meth:`Workflow.stage_status`).
     """
 
     name: str
@@ -521,18 +522,31 @@ class Workflow:
     def stage_status(
         self, approvals: Iterable[Approval], entered_at: datetime | None, now: datetime
     ) -> tuple[StageStatus, ...]:
-        """Where every stage stands given the current revision's ``approvals``."""
+        """Where every stage stands given the current revision's ``approvals``.
+
+        A stage's due time counts from when the post reached it: ``entered_at`` (when it
+        entered the approval state) for the first stage, the time of the approval that
+        completed the previous stage's quorum for a later one. A stage not reached yet
+        has no due time and is not overdue.
+        """
         approvals = tuple(approvals)
         result = []
+        reached = entered_at
         for stage in self.stages:
             by = tuple(a.member for a in approvals if a.stage == stage.name)
-            due_at = entered_at + stage.due if (stage.due and entered_at) else None
+            due_at = reached + stage.due if (stage.due and reached) else None
             satisfied = len(by) >= stage.quorum
             result.append(StageStatus(
                 name=stage.name, needed=stage.quorum, approved_by=by,
                 eligible_roles=stage.roles, eligible_members=stage.members,
                 due_at=due_at, overdue=bool(due_at and not satisfied and now > due_at),
+                reached_at=reached,
             ))
+            if reached is None or not satisfied:
+                reached = None
+            elif stage.quorum > 0:
+                times = sorted(a.at for a in approvals if a.stage == stage.name)
+                reached = max(reached, times[stage.quorum - 1])
         return tuple(result)
 
     # -- description ---------------------------------------------------------------

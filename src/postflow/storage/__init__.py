@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
 import attrs
@@ -30,6 +30,7 @@ from postflow.models import (
     Series,
     freeze,
 )
+from postflow.notices import InboxItem, Notice
 
 __all__ = ["NewEntry", "PostQuery", "Storage", "check_page"]
 
@@ -56,6 +57,29 @@ def _with_series(entry: NewEntry, series_id: int) -> NewEntry:
     return NewEntry(entry.action, entry.actor, entry.at, entry.correlation_id,
                     entry.post_id, entry.from_state, entry.to_state, entry.revision,
                     entry.comment, freeze({**entry.data, "series": series_id}))
+
+
+def _mark_time(notices: Sequence[Notice], at: datetime | None) -> datetime:
+    """When :meth:`Storage.enqueue_notifications` records its marks."""
+    if at is not None:
+        return at
+    if notices:
+        return max(n.created_at for n in notices)
+    return datetime.now(UTC)
+
+
+def _notice_due(notice: Notice, now: datetime) -> bool:
+    """Whether :meth:`Storage.claim_notifications` may take ``notice`` at ``now``."""
+    if notice.status == "pending":
+        return notice.not_before <= now and (
+            notice.next_attempt_at is None or notice.next_attempt_at <= now)
+    return notice.status == "sending" and (
+        notice.claimed_until is None or notice.claimed_until < now)
+
+
+def _check_settle_status(status: str) -> None:
+    if status not in ("sent", "failed", "pending"):
+        raise ValueError(f"a notice is settled as sent, failed or pending, not {status!r}")
 
 
 def check_page(after_id: object, limit: object) -> None:
@@ -430,6 +454,106 @@ class Storage(abc.ABC):
         :class:`~postflow.ConflictError` is raised and nothing is written. Posts are not
         touched: checking that they fit the new workflow is the caller's job.
         """
+
+    # -- documents (notification configuration, preferences) -----------------------
+
+    @abc.abstractmethod
+    def stored_document(self, name: str) -> Mapping[str, Any] | None:
+        """The JSON document stored as ``name``, or ``None``: a new object per call, as
+        :meth:`stored_workflow` returns it."""
+
+    @abc.abstractmethod
+    def save_document(
+        self, name: str, document: Mapping[str, Any] | None, entry: NewEntry, *,
+        expected: Mapping[str, Any] | None,
+    ) -> None:
+        """Store (``None``: delete) the JSON document ``name``, appending ``entry`` in the
+        same transaction; a compare-and-set like :meth:`save_workflow` (the stored
+        document must still equal ``expected``, ``None`` meaning none is stored), else
+        :class:`~postflow.ConflictError` and nothing written."""
+
+    @abc.abstractmethod
+    def list_documents(self, prefix: str) -> dict[str, Mapping[str, Any]]:
+        """Every stored document whose name starts with ``prefix``, by name."""
+
+    # -- notifications: outbox, marks, inbox ---------------------------------------
+
+    @abc.abstractmethod
+    def enqueue_notifications(
+        self, notices: Sequence[Notice], *, marks: Sequence[str] = (),
+        cursor: tuple[str, int, int] | None = None, at: datetime | None = None,
+    ) -> list[Notice]:
+        """Queue ``notices`` in the outbox, in one transaction; return those inserted,
+        with their ids.
+
+        ``marks`` (the keys of timed events) are recorded (at ``at``; default: the
+        newest ``created_at`` of ``notices``, else now); a notice whose ``event_key`` was
+        a mark before this call is skipped, and so is one whose ``dedup_key`` is queued
+        already. ``cursor`` ``(consumer, position, expected)`` moves that consumer's
+        position as :meth:`save_cursor` does: when it is not at ``expected``,
+        :class:`~postflow.ConflictError` and nothing is written.
+        """
+
+    @abc.abstractmethod
+    def has_marks(self, keys: Sequence[str]) -> set[str]:
+        """Those of ``keys`` recorded as marks by :meth:`enqueue_notifications`."""
+
+    @abc.abstractmethod
+    def claim_notifications(
+        self, now: datetime, worker: str, until: datetime, limit: int
+    ) -> list[Notice]:
+        """Atomically hold due notices for ``worker`` until ``until``; return them.
+
+        Due: ``pending`` with ``not_before <= now`` and ``next_attempt_at`` empty or
+        ``<= now``, or ``sending`` with ``claimed_until < now`` (a dead worker's). Oldest
+        (lowest id) first, at most ``limit``, except that the unsettled notices of one
+        digest group (``recipient``, ``channel``, ``digest`` not ``None``) are claimed
+        whole, and only when every one of them is due. Claimed notices become
+        ``sending`` with ``claimed_by`` and ``claimed_until``; ``attempts`` is unchanged.
+        """
+
+    @abc.abstractmethod
+    def settle_notifications(
+        self, ids: Sequence[int], worker: str, *, status: str, at: datetime,
+        error: str | None = None, next_attempt_at: datetime | None = None,
+    ) -> int:
+        """Record the outcome of sending the notices ``ids`` that ``worker`` still holds
+        (``sending``, ``claimed_by == worker``); return how many changed.
+
+        ``sent`` or ``failed``: settled at ``at`` (``settled_at``), the attempt counted,
+        ``last_error`` = ``error``. ``pending``: a retry, ``attempts`` + 1, at
+        ``next_attempt_at``, ``last_error`` = ``error``, the claim released. Any other
+        status is a :class:`ValueError`.
+        """
+
+    @abc.abstractmethod
+    def list_notifications(
+        self, *, status: str | None = None, recipient: str | None = None,
+        after_id: int = 0, limit: int | None = None,
+    ) -> list[Notice]:
+        """Outbox notices with ``id > after_id``, by id, filtered by ``status`` and
+        ``recipient``; at most ``limit`` (paging as in :meth:`audit_log`)."""
+
+    @abc.abstractmethod
+    def add_inbox(self, items: Sequence[InboxItem]) -> list[InboxItem]:
+        """Store inbox items (ids assigned); one whose ``dedup_key`` is stored already is
+        skipped. Returns those inserted."""
+
+    @abc.abstractmethod
+    def inbox(self, member: str, *, unread: bool = False, after_id: int = 0,
+              limit: int | None = None) -> list[InboxItem]:
+        """``member``'s inbox items with ``id > after_id``, newest first (only unread
+        ones with ``unread``); at most ``limit``."""
+
+    @abc.abstractmethod
+    def mark_read(self, member: str, ids: Sequence[int] | None, at: datetime) -> int:
+        """Mark ``member``'s unread items ``ids`` (``None``: all of them) read at ``at``;
+        return how many changed. Other members' items are never touched."""
+
+    @abc.abstractmethod
+    def prune_notifications(self, before: datetime) -> int:
+        """Delete settled outbox notices settled, read inbox items read, and marks made
+        before ``before``; return how many rows went."""
 
     # -- audit ---------------------------------------------------------------------
 

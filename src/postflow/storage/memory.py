@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, overload
 
+import attrs
+
 from postflow.exceptions import ConflictError, NotFound
 from postflow.hookspecs import hookimpl
 from postflow.models import (
@@ -34,7 +36,17 @@ from postflow.models import (
     owned_revision,
     replace,
 )
-from postflow.storage import NewEntry, PostQuery, Storage, _with_series, check_page
+from postflow.notices import InboxItem, Notice
+from postflow.storage import (
+    NewEntry,
+    PostQuery,
+    Storage,
+    _check_settle_status,
+    _mark_time,
+    _notice_due,
+    _with_series,
+    check_page,
+)
 
 __all__ = ["MemoryStorage"]
 
@@ -123,6 +135,15 @@ class MemoryStorage(Storage):
         self._instance = secrets.token_hex(8)
         self._series_ids = itertools.count(1)
         self._workflow: str | None = None  # the stored definition, as JSON text
+        self._documents: dict[str, str] = {}  # name -> JSON text
+        self._outbox: dict[int, Notice] = {}
+        self._outbox_keys: set[str] = set()
+        self._unsettled: set[int] = set()  # ids of pending or sending notices
+        self._outbox_ids = itertools.count(1)
+        self._marks: dict[str, datetime] = {}
+        self._inbox: dict[int, InboxItem] = {}
+        self._inbox_keys: set[str] = set()
+        self._inbox_ids = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"MemoryStorage({len(self._posts)} posts)"
@@ -575,6 +596,191 @@ class MemoryStorage(Storage):
                     if stored is not None else "no workflow was stored when it was read")
             self._workflow = text
             self._append([entry])
+
+    # -- documents -----------------------------------------------------------------
+
+    def stored_document(self, name: str) -> Mapping[str, Any] | None:
+        text = self._documents.get(name)
+        return None if text is None else dict(json.loads(text))
+
+    def save_document(
+        self, name: str, document: Mapping[str, Any] | None, entry: NewEntry, *,
+        expected: Mapping[str, Any] | None,
+    ) -> None:
+        text = None if document is None else json.dumps(document, sort_keys=True)
+        with self._lock:
+            stored = self._documents.get(name)
+            if (None if stored is None else json.loads(stored)) != (
+                    None if expected is None else json.loads(json.dumps(expected))):
+                raise ConflictError(f"document {name!r} changed since it was read")
+            if text is None:
+                self._documents.pop(name, None)
+            else:
+                self._documents[name] = text
+            self._append([entry])
+
+    def list_documents(self, prefix: str) -> dict[str, Mapping[str, Any]]:
+        with self._lock:
+            return {name: dict(json.loads(self._documents[name]))
+                    for name in sorted(self._documents) if name.startswith(prefix)}
+
+    # -- notifications -------------------------------------------------------------
+
+    def enqueue_notifications(
+        self, notices: Sequence[Notice], *, marks: Sequence[str] = (),
+        cursor: tuple[str, int, int] | None = None, at: datetime | None = None,
+    ) -> list[Notice]:
+        if cursor is not None and cursor[1] < cursor[2]:
+            raise ValueError(f"cursor {cursor[0]!r} cannot move back from {cursor[2]} to "
+                             f"{cursor[1]}")
+        marked_at = _mark_time(notices, at)
+        with self._lock:
+            if cursor is not None:
+                stored = self._cursors.get(cursor[0], 0)
+                if stored != cursor[2]:
+                    raise ConflictError(f"cursor {cursor[0]!r} is at {stored}, not "
+                                        f"{cursor[2]}")
+            known = {n.event_key for n in notices if n.event_key in self._marks}
+            for key in marks:
+                self._marks.setdefault(key, marked_at)
+            inserted = []
+            for notice in notices:
+                if notice.event_key in known or notice.dedup_key in self._outbox_keys:
+                    continue
+                stored_notice = attrs.evolve(notice, id=next(self._outbox_ids),
+                                             payload=freeze(notice.payload))
+                self._outbox[stored_notice.id] = stored_notice
+                self._outbox_keys.add(notice.dedup_key)
+                if stored_notice.status in ("pending", "sending"):
+                    self._unsettled.add(stored_notice.id)
+                inserted.append(stored_notice)
+            if cursor is not None:
+                self._cursors[cursor[0]] = cursor[1]
+            return inserted
+
+    def has_marks(self, keys: Sequence[str]) -> set[str]:
+        with self._lock:
+            return {key for key in keys if key in self._marks}
+
+    def claim_notifications(
+        self, now: datetime, worker: str, until: datetime, limit: int
+    ) -> list[Notice]:
+        with self._lock:
+            outbox = self._outbox
+            open_ids = sorted(self._unsettled)
+            groups: dict[tuple[str, str, str], list[Notice]] = defaultdict(list)
+            for i in open_ids:
+                notice = outbox[i]
+                if notice.digest is not None:
+                    groups[(notice.recipient, notice.channel, notice.digest)].append(notice)
+            taken: list[Notice] = []
+            seen: set[tuple[str, str, str]] = set()
+            for i in open_ids:
+                if len(taken) >= limit:
+                    break
+                notice = outbox[i]
+                if notice.digest is None:
+                    if _notice_due(notice, now):
+                        taken.append(notice)
+                    continue
+                group = (notice.recipient, notice.channel, notice.digest)
+                if group in seen:
+                    continue
+                seen.add(group)
+                members = groups[group]
+                if all(_notice_due(n, now) for n in members):
+                    taken.extend(members)
+            claimed = []
+            for notice in taken:
+                held = replace(notice, status="sending", claimed_by=worker,
+                               claimed_until=until)
+                outbox[notice.id] = held
+                claimed.append(held)
+            return claimed
+
+    def settle_notifications(
+        self, ids: Sequence[int], worker: str, *, status: str, at: datetime,
+        error: str | None = None, next_attempt_at: datetime | None = None,
+    ) -> int:
+        _check_settle_status(status)
+        with self._lock:
+            changed = 0
+            for i in dict.fromkeys(ids):
+                notice = self._outbox.get(i)
+                if notice is None or notice.status != "sending" or notice.claimed_by != worker:
+                    continue
+                if status == "pending":
+                    notice = replace(notice, status="pending", attempts=notice.attempts + 1,
+                                     next_attempt_at=next_attempt_at, last_error=error,
+                                     claimed_by=None, claimed_until=None)
+                else:
+                    notice = replace(notice, status=status, attempts=notice.attempts + 1,
+                                     last_error=error, claimed_until=None, settled_at=at)
+                    self._unsettled.discard(i)
+                self._outbox[i] = notice
+                changed += 1
+            return changed
+
+    def list_notifications(
+        self, *, status: str | None = None, recipient: str | None = None,
+        after_id: int = 0, limit: int | None = None,
+    ) -> list[Notice]:
+        check_page(after_id, limit)
+        with self._lock:
+            found = [n for i, n in sorted(self._outbox.items()) if i > after_id
+                     and (status is None or n.status == status)
+                     and (recipient is None or n.recipient == recipient)]
+        return found if limit is None else found[:limit]
+
+    def add_inbox(self, items: Sequence[InboxItem]) -> list[InboxItem]:
+        with self._lock:
+            inserted = []
+            for item in items:
+                if item.dedup_key in self._inbox_keys:
+                    continue
+                stored = attrs.evolve(item, id=next(self._inbox_ids),
+                                      payload=freeze(item.payload))
+                self._inbox[stored.id] = stored
+                self._inbox_keys.add(item.dedup_key)
+                inserted.append(stored)
+            return inserted
+
+    def inbox(self, member: str, *, unread: bool = False, after_id: int = 0,
+              limit: int | None = None) -> list[InboxItem]:
+        check_page(after_id, limit)
+        with self._lock:
+            found = [item for i, item in sorted(self._inbox.items(), reverse=True)
+                     if i > after_id and item.member == member
+                     and (not unread or item.read_at is None)]
+        return found if limit is None else found[:limit]
+
+    def mark_read(self, member: str, ids: Sequence[int] | None, at: datetime) -> int:
+        with self._lock:
+            chosen = self._inbox.keys() if ids is None else [
+                i for i in dict.fromkeys(ids) if i in self._inbox]
+            changed = 0
+            for i in list(chosen):
+                item = self._inbox[i]
+                if item.member == member and item.read_at is None:
+                    self._inbox[i] = replace(item, read_at=at)
+                    changed += 1
+            return changed
+
+    def prune_notifications(self, before: datetime) -> int:
+        with self._lock:
+            gone = [i for i, n in self._outbox.items()
+                    if n.settled_at is not None and n.status in ("sent", "failed")
+                    and n.settled_at < before]
+            for i in gone:
+                self._outbox_keys.discard(self._outbox.pop(i).dedup_key)
+            read = [i for i, item in self._inbox.items()
+                    if item.read_at is not None and item.read_at < before]
+            for i in read:
+                self._inbox_keys.discard(self._inbox.pop(i).dedup_key)
+            marks = [key for key, at in self._marks.items() if at < before]
+            for key in marks:
+                del self._marks[key]
+            return len(gone) + len(read) + len(marks)
 
     # -- audit ---------------------------------------------------------------------
 

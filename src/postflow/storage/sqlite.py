@@ -48,14 +48,24 @@ from postflow.models import (
     freeze,
     replace,
 )
-from postflow.storage import NewEntry, PostQuery, Storage, _with_series, check_page
+from postflow.notices import InboxItem, Notice
+from postflow.storage import (
+    NewEntry,
+    PostQuery,
+    Storage,
+    _check_settle_status,
+    _mark_time,
+    _notice_due,
+    _with_series,
+    check_page,
+)
 
 __all__ = ["MIGRATION_NOTES", "SCHEMA_VERSION", "SQLiteStorage", "migrate_file",
            "stored_schema_version"]
 
 log = logging.getLogger("postflow")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The schema this postflow writes; older files are migrated forward on open (unless
 opened with ``?migrate=no``)."""
 
@@ -212,11 +222,46 @@ def _migrate_series_end_campaign_active(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
+# -- migration of schema 6: notifications, escalation approvers -----------
+# Safe to run twice, like the one of schema 5: tables and indexes only if missing, the
+# column only if missing.
+
+_SCHEMA_V6 = """
+CREATE TABLE IF NOT EXISTS documents (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, dedup_key TEXT NOT NULL UNIQUE,
+    event_key TEXT NOT NULL, event TEXT NOT NULL, recipient TEXT NOT NULL,
+    channel TEXT NOT NULL, created_at TEXT NOT NULL, not_before TEXT NOT NULL,
+    payload TEXT NOT NULL, digest TEXT, urgent INTEGER NOT NULL, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL, next_attempt_at TEXT, last_error TEXT, claimed_by TEXT,
+    claimed_until TEXT, settled_at TEXT);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, not_before);
+CREATE INDEX IF NOT EXISTS outbox_digest ON outbox (recipient, channel, digest);
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, member TEXT NOT NULL,
+    dedup_key TEXT NOT NULL UNIQUE, event TEXT NOT NULL, title TEXT NOT NULL,
+    body TEXT NOT NULL, created_at TEXT NOT NULL, post_id INTEGER, read_at TEXT,
+    payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS inbox_member ON inbox (member, id);
+CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+
+def _migrate_to_6(db: sqlite3.Connection) -> None:
+    """Stored documents, the notification outbox, marks and inbox, and each post's
+    escalation approvers (``posts.extra_approvers``, none for existing posts)."""
+    _run_script(db, _SCHEMA_V6)
+    present = {r[1] for r in db.execute("PRAGMA table_info(posts)")}
+    if "extra_approvers" not in present:
+        db.execute("ALTER TABLE posts ADD COLUMN extra_approvers TEXT NOT NULL DEFAULT '[]'")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _migrate_to_2,  # media, published URLs, calendar
     3: lambda db: _run_script(db, _SCHEMA_V3),  # leases, publishers, deliveries, holds
     4: _migrate_to_4,  # the stored workflow
     5: _migrate_series_end_campaign_active,  # ended series, retired campaigns
+    6: _migrate_to_6,  # notifications, escalation approvers
 }
 """``MIGRATIONS[n]`` upgrades a schema at version ``n - 1`` to ``n`` (inside a transaction).
 
@@ -229,6 +274,7 @@ MIGRATION_NOTES: dict[int, str] = {
     3: "publishing leases, publishers, cadence, deliveries, holds, recurring series",
     4: "the stored workflow",
     5: "ended series, retired campaigns",
+    6: "notification outbox, inbox and documents, escalation approvers",
 }
 """What each migration adds, as ``postflow db status`` lists it."""
 
@@ -240,8 +286,10 @@ _POST_COLUMNS = (
     "id, version, state, author, text, channels, revision, created_at, updated_at, "
     "state_changed_at, campaign, planned_for, scheduled_at, scheduled_zone, approvals, "
     "revised_by, media, published_urls, sequence, claimed_by, claimed_until, series_id, "
-    "occurrence_at"
+    "occurrence_at, extra_approvers"
 )
+_NEW_POST_COLUMNS = _POST_COLUMNS.removesuffix(", extra_approvers")
+"""The columns a new post without escalation approvers is inserted with."""
 _AUDIT_COLUMNS = (
     "id, post_id, action, actor, at, correlation_id, from_state, to_state, revision, "
     "comment, data"
@@ -602,9 +650,13 @@ class SQLiteStorage(Storage):
         self, db: sqlite3.Connection, post: Post, revision: Revision,
         entries: Sequence[NewEntry],
     ) -> Post:
+        # extra_approvers only when there are any (the column's default is "none"),
+        # which is what every new post has
+        extra = (_pairs_json(post.extra_approvers),) if post.extra_approvers else ()
         cursor = db.execute(
-            f"INSERT INTO posts ({_POST_COLUMNS}) "
-            "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO posts ({_POST_COLUMNS if extra else _NEW_POST_COLUMNS}) "
+            "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+            f"{', ?' if extra else ''})",
             (post.version, post.state, post.author, post.text,
              self._channels_json(post.channels), post.revision,
              self._ts(post.created_at), self._ts(post.updated_at),
@@ -613,7 +665,7 @@ class SQLiteStorage(Storage):
              post.sequence, post.claimed_by,
              self._ts(post.claimed_until) if post.claimed_until else None,
              post.series_id,
-             self._ts(post.occurrence_at) if post.occurrence_at else None),
+             self._ts(post.occurrence_at) if post.occurrence_at else None, *extra),
         )
         post_id = cursor.lastrowid
         assert post_id is not None
@@ -724,6 +776,9 @@ class SQLiteStorage(Storage):
             columns += ("series_id", "occurrence_at")
             values += (post.series_id,
                        self._ts(post.occurrence_at) if post.occurrence_at else None)
+        if old is None or post.extra_approvers != old.extra_approvers:
+            columns.append("extra_approvers")
+            values.append(_pairs_json(post.extra_approvers))
         if old is None or (post.claimed_by, post.claimed_until) != (
                 old.claimed_by, old.claimed_until):
             columns += ("claimed_by", "claimed_until")
@@ -1088,6 +1143,212 @@ class SQLiteStorage(Storage):
             db.execute("INSERT OR REPLACE INTO workflow VALUES (1, ?)", (text,))
             self._append(db, [entry])
 
+    # -- documents -----------------------------------------------------------------
+
+    def stored_document(self, name: str) -> Mapping[str, Any] | None:
+        rows = self._read("SELECT name, body FROM documents WHERE name = ?", (name,))
+        return _document(rows[0]) if rows else None
+
+    def save_document(
+        self, name: str, document: Mapping[str, Any] | None, entry: NewEntry, *,
+        expected: Mapping[str, Any] | None,
+    ) -> None:
+        text = None if document is None else _to_json(document)
+        with self._write() as db:
+            row = db.execute("SELECT name, body FROM documents WHERE name = ?",
+                             (name,)).fetchone()
+            stored = None if row is None else _document(row)
+            if stored != (None if expected is None else json.loads(_to_json(expected))):
+                raise ConflictError(f"document {name!r} changed since it was read")
+            if text is None:
+                db.execute("DELETE FROM documents WHERE name = ?", (name,))
+            else:
+                db.execute("INSERT OR REPLACE INTO documents VALUES (?, ?)", (name, text))
+            self._append(db, [entry])
+
+    def list_documents(self, prefix: str) -> dict[str, Mapping[str, Any]]:
+        rows = self._read("SELECT name, body FROM documents WHERE substr(name, 1, ?) = ? "
+                          "ORDER BY name", (len(prefix), prefix))
+        return {r[0]: _document(r) for r in rows if r[0].startswith(prefix)}
+
+    # -- notifications -------------------------------------------------------------
+
+    def enqueue_notifications(
+        self, notices: Sequence[Notice], *, marks: Sequence[str] = (),
+        cursor: tuple[str, int, int] | None = None, at: datetime | None = None,
+    ) -> list[Notice]:
+        if cursor is not None and cursor[1] < cursor[2]:
+            raise ValueError(f"cursor {cursor[0]!r} cannot move back from {cursor[2]} to "
+                             f"{cursor[1]}")
+        marked_at = _utc(_mark_time(notices, at))
+        with self._write() as db:
+            if cursor is not None:
+                key = f"cursor:{cursor[0]}"
+                row = db.execute("SELECT value FROM postflow_meta WHERE key = ?",
+                                 (key,)).fetchone()
+                stored = int(row[0]) if row else 0
+                if stored != cursor[2]:
+                    raise ConflictError(f"cursor {cursor[0]!r} is at {stored}, not "
+                                        f"{cursor[2]}")
+                db.execute("INSERT OR REPLACE INTO postflow_meta VALUES (?, ?)",
+                           (key, str(cursor[1])))
+            known = {k for k in {n.event_key for n in notices}
+                     if db.execute("SELECT 1 FROM marks WHERE key = ?", (k,)).fetchone()}
+            db.executemany("INSERT OR IGNORE INTO marks VALUES (?, ?)",
+                           [(k, marked_at) for k in marks])
+            inserted = []
+            for n in notices:
+                if n.event_key in known:
+                    continue
+                payload = freeze(n.payload)
+                cur = db.execute(
+                    f"INSERT OR IGNORE INTO outbox ({_OUTBOX_COLUMNS}) VALUES "
+                    "(NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (n.dedup_key, n.event_key, n.event, n.recipient, n.channel,
+                     _utc(n.created_at), _utc(n.not_before), _to_json(payload), n.digest,
+                     int(n.urgent), n.status, n.attempts, _utc_or_none(n.next_attempt_at),
+                     n.last_error, n.claimed_by, _utc_or_none(n.claimed_until),
+                     _utc_or_none(n.settled_at)))
+                if cur.rowcount == 1:
+                    assert cur.lastrowid is not None
+                    inserted.append(replace(n, id=cur.lastrowid, payload=payload))
+            return inserted
+
+    def has_marks(self, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        unique = list(dict.fromkeys(keys))
+        for at in range(0, len(unique), 500):
+            chunk = unique[at:at + 500]
+            rows = self._read(f"SELECT key FROM marks WHERE key IN "
+                              f"({', '.join('?' * len(chunk))})", chunk)
+            found.update(r[0] for r in rows)
+        return found
+
+    def claim_notifications(
+        self, now: datetime, worker: str, until: datetime, limit: int
+    ) -> list[Notice]:
+        now_text, until_text = _utc(now), _utc(until)
+        with self._write() as db:
+            rows = db.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE (status = 'pending' AND "
+                "not_before <= ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?)) OR "
+                "(status = 'sending' AND (claimed_until IS NULL OR claimed_until < ?)) "
+                "ORDER BY id", (now_text, now_text, now_text))
+            taken: list[Notice] = []
+            seen: set[tuple[str, str, str]] = set()
+            for row in rows:
+                if len(taken) >= limit:
+                    break
+                notice = _notice(row)
+                if notice.digest is None:
+                    taken.append(notice)
+                    continue
+                group = (notice.recipient, notice.channel, notice.digest)
+                if group in seen:
+                    continue
+                seen.add(group)
+                members = [_notice(r) for r in db.execute(
+                    f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE recipient = ? AND "
+                    "channel = ? AND digest = ? AND status IN ('pending', 'sending') "
+                    "ORDER BY id", group).fetchall()]
+                if all(_notice_due(n, now) for n in members):
+                    taken.extend(members)
+            rows.close()
+            db.executemany("UPDATE outbox SET status = 'sending', claimed_by = ?, "
+                           "claimed_until = ? WHERE id = ?",
+                           [(worker, until_text, n.id) for n in taken])
+            return [replace(n, status="sending", claimed_by=worker, claimed_until=until)
+                    for n in taken]
+
+    def settle_notifications(
+        self, ids: Sequence[int], worker: str, *, status: str, at: datetime,
+        error: str | None = None, next_attempt_at: datetime | None = None,
+    ) -> int:
+        _check_settle_status(status)
+        unique = list(dict.fromkeys(ids))
+        with self._write() as db:
+            params: list[tuple[Any, ...]]
+            if status == "pending":
+                sql = ("UPDATE outbox SET status = 'pending', attempts = attempts + 1, "
+                       "next_attempt_at = ?, last_error = ?, claimed_by = NULL, "
+                       "claimed_until = NULL WHERE id = ? AND status = 'sending' AND "
+                       "claimed_by = ?")
+                params = [(_utc_or_none(next_attempt_at), error, i, worker) for i in unique]
+            else:
+                sql = ("UPDATE outbox SET status = ?, attempts = attempts + 1, "
+                       "last_error = ?, claimed_until = NULL, settled_at = ? WHERE id = ? "
+                       "AND status = 'sending' AND claimed_by = ?")
+                params = [(status, error, _utc(at), i, worker) for i in unique]
+            changed = 0
+            for values in params:
+                changed += db.execute(sql, values).rowcount
+            return changed
+
+    def list_notifications(
+        self, *, status: str | None = None, recipient: str | None = None,
+        after_id: int = 0, limit: int | None = None,
+    ) -> list[Notice]:
+        check_page(after_id, limit)
+        where: list[str] = ["id > ?"]
+        params: list[Any] = [after_id]
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if recipient is not None:
+            where.append("recipient = ?")
+            params.append(recipient)
+        rows = self._read(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE "
+                          f"{' AND '.join(where)} ORDER BY id LIMIT ?",
+                          (*params, -1 if limit is None else limit))
+        return [_notice(r) for r in rows]
+
+    def add_inbox(self, items: Sequence[InboxItem]) -> list[InboxItem]:
+        with self._write() as db:
+            inserted = []
+            for item in items:
+                payload = freeze(item.payload)
+                cur = db.execute(
+                    f"INSERT OR IGNORE INTO inbox ({_INBOX_COLUMNS}) VALUES "
+                    "(NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (item.member, item.dedup_key, item.event, item.title, item.body,
+                     _utc(item.created_at), item.post_id, _utc_or_none(item.read_at),
+                     _to_json(payload)))
+                if cur.rowcount == 1:
+                    assert cur.lastrowid is not None
+                    inserted.append(replace(item, id=cur.lastrowid, payload=payload))
+            return inserted
+
+    def inbox(self, member: str, *, unread: bool = False, after_id: int = 0,
+              limit: int | None = None) -> list[InboxItem]:
+        check_page(after_id, limit)
+        rows = self._read(
+            f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE member = ? AND id > ?"
+            f"{' AND read_at IS NULL' if unread else ''} ORDER BY id DESC LIMIT ?",
+            (member, after_id, -1 if limit is None else limit))
+        return [_inbox_item(r) for r in rows]
+
+    def mark_read(self, member: str, ids: Sequence[int] | None, at: datetime) -> int:
+        with self._write() as db:
+            if ids is None:
+                return int(db.execute("UPDATE inbox SET read_at = ? WHERE member = ? AND "
+                                      "read_at IS NULL", (_utc(at), member)).rowcount)
+            changed = 0
+            for i in dict.fromkeys(ids):
+                changed += db.execute("UPDATE inbox SET read_at = ? WHERE id = ? AND "
+                                      "member = ? AND read_at IS NULL",
+                                      (_utc(at), i, member)).rowcount
+            return changed
+
+    def prune_notifications(self, before: datetime) -> int:
+        cut = _utc(before)
+        with self._write() as db:
+            return int(
+                db.execute("DELETE FROM outbox WHERE status IN ('sent', 'failed') AND "
+                           "settled_at < ?", (cut,)).rowcount
+                + db.execute("DELETE FROM inbox WHERE read_at IS NOT NULL AND "
+                             "read_at < ?", (cut,)).rowcount
+                + db.execute("DELETE FROM marks WHERE at < ?", (cut,)).rowcount)
+
     def append_audit(self, entries: Sequence[NewEntry]) -> list[AuditEntry]:
         with self._write() as db:
             return self._append(db, entries)
@@ -1231,7 +1492,12 @@ def _post_unchecked(r: Sequence[Any]) -> Post:
         r[15], tuple(json.loads(r[16])) if r[16] != "[]" else (),
         FrozenData(json.loads(r[17])) if r[17] != "{}" else NO_DATA, r[18], r[19],
         _from_ts(r[20]) if r[20] else None, r[21], _from_ts(r[22]) if r[22] else None,
+        tuple((p[0], p[1]) for p in json.loads(r[23])) if r[23] != "[]" else (),
     )
+
+
+def _pairs_json(pairs: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps([list(p) for p in pairs]) if pairs else "[]"
 
 
 def _media_json(media: tuple[str, ...]) -> str:
@@ -1301,6 +1567,61 @@ _CAMPAIGN_COLUMNS = "name, goal, hashtags, version, active"
 
 def _campaign_unchecked(r: Sequence[Any]) -> Campaign:
     return Campaign(r[0], r[1], tuple(json.loads(r[2])), r[3], bool(r[4]))
+
+
+_OUTBOX_COLUMNS = (
+    "id, dedup_key, event_key, event, recipient, channel, created_at, not_before, payload, "
+    "digest, urgent, status, attempts, next_attempt_at, last_error, claimed_by, "
+    "claimed_until, settled_at"
+)
+_INBOX_COLUMNS = (
+    "id, member, dedup_key, event, title, body, created_at, post_id, read_at, payload"
+)
+
+
+def _utc(value: datetime) -> str:
+    """An aware time as UTC ISO text, which sorts as the times do."""
+    return value.astimezone(UTC).isoformat()
+
+
+def _utc_or_none(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _ts_or_none(text: str | None) -> datetime | None:
+    return _from_ts(text) if text else None
+
+
+def _data(text: str) -> Mapping[str, Any]:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+    return freeze(data) if data else NO_DATA
+
+
+def _notice_unchecked(r: Sequence[Any]) -> Notice:
+    return Notice(r[0], r[1], r[2], r[3], r[4], r[5], _from_ts(r[6]), _from_ts(r[7]),
+                  _data(r[8]), r[9], bool(r[10]), r[11], r[12], _ts_or_none(r[13]), r[14],
+                  r[15], _ts_or_none(r[16]), _ts_or_none(r[17]))
+
+
+def _notice(r: Sequence[Any]) -> Notice:
+    return _decoded("outbox", _notice_unchecked, r)
+
+
+def _inbox_item(r: Sequence[Any]) -> InboxItem:
+    return _decoded("inbox", lambda r: InboxItem(
+        r[0], r[1], r[2], r[3], r[4], r[5], _from_ts(r[6]), r[7], _ts_or_none(r[8]),
+        _data(r[9])), r)
+
+
+def _document(r: Sequence[Any]) -> dict[str, Any]:
+    def decode(r: Sequence[Any]) -> dict[str, Any]:
+        body = json.loads(r[1])
+        if not isinstance(body, dict):
+            raise TypeError(f"expected a JSON object, got {type(body).__name__}")
+        return body
+    return _decoded("documents", decode, r)
 
 
 @hookimpl(trylast=True)
