@@ -123,11 +123,17 @@ def every_action(ws: postflow.Workspace, clock: FixedClock) -> None:
     ws.publish_due(worker="w1", stop=lambda: True)  # claimed, then released
     now = ws.posts.create(author="ana", text="Now", channels=["acme-ma"])
     ws.submit(now.id, by="ana")
+    # an escalation adds an approver to that post's stage (notifications.deadlines)
+    ws.engine.escalate(now.id, ws.workflow.stages[0].name, "bea", by="dee")
     ws.approve(now.id, by="ben")
     ws.publish(now.id, by="cy")  # publish_now, its claim, and the outcome
     ws.apply_workflow(postflow.Workflow.from_dict({"extends": "default", "name": "house"}),
                       by="dee")
     ws.rekey(by="dee")
+    ws.notifications.configure({"rules": [{"name": "reviewers", "events": ["post.submitted"],
+                                           "to": ["approvers"], "channels": ["inbox"]}]},
+                               by="dee")
+    ws.notifications.set_preferences("ana", {"digest": "daily 08:00"}, by="ana")
 
 
 class TestAfterChange:
@@ -220,7 +226,7 @@ class TestAfterTransition:
         assert published[0][2:] == ("scheduled", "published")
         transitions_in_trail = [e for e in rws.audit_log()
                                 if e.post_id is not None and e.action not in NOT_TRANSITIONS
-                                and e.action not in ("create", "comment")]
+                                and e.action not in ("create", "comment", "escalate")]
         assert len(recorder.transitions) == len(transitions_in_trail)
 
 
