@@ -109,13 +109,28 @@ def best_of(
     return best
 
 
+NOTIFICATION_RULES: dict[str, Any] = {"rules": [
+    {"name": "reviewers hear of submissions", "events": ["post.submitted"],
+     "to": ["approvers"], "channels": ["email", "inbox"]},
+    {"name": "authors hear of approvals", "events": ["post.approved"], "to": ["author"],
+     "channels": ["inbox"]},
+    {"name": "admins hear of failures", "events": ["post.failed"], "to": ["role:admin"],
+     "channels": ["email"]},
+]}
+"""The three notification rules every lifecycle runs with (issue 11: configured rules must
+not cost the lifecycle its speed; they are routed later, from the change cursor)."""
+
+
 def open_team(url: str) -> postflow.Workspace:
-    """A workspace with the small team of the lifecycle: author, approver, publisher."""
+    """A workspace with the small team of the lifecycle (author, approver, publisher, an
+    admin) and three notification rules."""
     ws = postflow.open(url, entry_points=False)
-    ws.team.add("ana", roles={"author"})
-    ws.team.add("ben", roles={"approver"})
+    ws.team.add("ana", roles={"author"}, email="ana@example.org")
+    ws.team.add("ben", roles={"approver"}, email="ben@example.org")
     ws.team.add("cy", roles={"publisher"})
+    ws.team.add("dee", roles={"admin"}, email="dee@example.org")
     ws.channels.add("acme-x", network="x", handle="@acme")
+    ws.notifications.configure(NOTIFICATION_RULES, by="dee")
     return ws
 
 

@@ -333,7 +333,8 @@ class TestMisc:
         hooks = {"postflow.storage.memory": "postflow_storage",
                  "postflow.storage.sqlite": "postflow_storage",
                  "postflow.calendar": "postflow_calendar_event",
-                 "postflow.publishers": "postflow_register_publishers"}
+                 "postflow.publishers": "postflow_register_publishers",
+                 "postflow.notifications.channels": "postflow_register_notification_channels"}
         assert set(hooks) == set(BUILTIN_PLUGINS)
         for name in BUILTIN_PLUGINS:
             i = lines.index(f"{name}  (built-in)")

@@ -765,7 +765,9 @@ class TestPluginsCommand:
         for name in BUILTIN_PLUGINS:
             i = out.index(f"{name}  (built-in)")
             expected = {"postflow.calendar": "postflow_calendar_event",
-                        "postflow.publishers": "postflow_register_publishers"}.get(
+                        "postflow.publishers": "postflow_register_publishers",
+                        "postflow.notifications.channels":
+                            "postflow_register_notification_channels"}.get(
                 name, "postflow_storage")
             assert out[i + 1] == f"    {expected}"
         i = out.index("recorder  (postflow-recorder 2.5)")
@@ -802,8 +804,9 @@ class TestTypedFacade:
         assert hooks == ["postflow_after_change", "postflow_after_transition",
                          "postflow_authorize",
                          "postflow_before_transition", "postflow_calendar_event",
-                         "postflow_register_commands", "postflow_register_publishers",
-                         "postflow_storage"]
+                         "postflow_register_commands",
+                         "postflow_register_notification_channels",
+                         "postflow_register_publishers", "postflow_storage"]
         for name in hooks:
             assert callable(getattr(Hooks, name.removeprefix("postflow_")))
 

@@ -15,6 +15,7 @@ from postflow.audit import replay
 from postflow.exceptions import (
     ConfigError,
     ConflictError,
+    DeliveryError,
     InvalidTransition,
     MigrationRequired,
     NotFound,
@@ -74,6 +75,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "Delivery",
+    "DeliveryError",
     "Feed",
     "Hold",
     "InvalidTransition",
