@@ -694,11 +694,13 @@ class SQLiteStorage(Storage):
         with self._write() as db:
             for channel, version in slot_guards.items() if slot_guards else ():
                 key = f"slots:{channel}"
-                db.execute("INSERT OR IGNORE INTO postflow_meta VALUES (?, '0')", (key,))
                 moved = db.execute(
                     "UPDATE postflow_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
                     " WHERE key = ? AND CAST(value AS INTEGER) = ?", (key, version))
-                if moved.rowcount != 1:
+                if moved.rowcount != 1 and (version != 0 or db.execute(
+                        # the channel's first schedule: no row yet stands for version 0
+                        "INSERT OR IGNORE INTO postflow_meta VALUES (?, '1')", (key,)
+                ).rowcount != 1):
                     raise ConflictError(
                         f"post {post.id}: channel {channel!r} was scheduled onto since its "
                         "cadence was checked", post_id=post.id)
