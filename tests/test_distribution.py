@@ -36,9 +36,11 @@ class TestDistributionName:
         assert postflow.__version__ == importlib.metadata.version(NAME)
         assert postflow.__version__ != "0.0.0"
 
-    def test_mastodon_plugin_depends_on_our_distribution(self) -> None:
-        """The in-repo plugin depends on ``postflow-editorial``, never on bare ``postflow``."""
-        plugin = _pyproject(ROOT / "plugins" / "postflow-mastodon" / "pyproject.toml")
+    @pytest.mark.parametrize("name", ["postflow-mastodon", "postflow-slack",
+                                      "postflow-apprise"])
+    def test_plugins_depend_on_our_distribution(self, name: str) -> None:
+        """The in-repo plugins depend on ``postflow-editorial``, never on bare ``postflow``."""
+        plugin = _pyproject(ROOT / "plugins" / name / "pyproject.toml")
         deps = plugin["project"]["dependencies"]  # type: ignore[index]
         assert any(re.match(rf"{NAME}\b", d) for d in deps)
         assert not [d for d in deps if re.fullmatch(r"postflow\s*([<>=!~;\[].*)?", d)]

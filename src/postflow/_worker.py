@@ -178,6 +178,7 @@ def _run(ws: Workspace, worker: str, *, once: bool, interval: float,
             for outcome in outcomes:
                 totals[outcome.result] += 1
                 print(_log_line(outcome, worker, json_logs), file=sys.stderr, flush=True)
+            _notify(ws, worker, say)
             now = time.monotonic()
             if now - last_progress >= 10:
                 _progress(say, totals, now - started)
@@ -194,6 +195,16 @@ def _run(ws: Workspace, worker: str, *, once: bool, interval: float,
     reason = f" on {stop.signal}" if stop.signal else ""
     say("stopped", f"postflow worker {worker} stopped{reason}", signal=stop.signal)
     return 0
+
+
+def _notify(ws: Workspace, worker: str, say: _Say) -> None:
+    """One notification pass (route, scan, deliver, prune) after the publishing pass;
+    a failure is logged and never stops publishing."""
+    try:
+        ws.notifications.run_once(worker=worker)
+    except Exception as exc:
+        say("error", f"postflow worker {worker}: notifications: {type(exc).__name__}: "
+            f"{exc}", error=f"{type(exc).__name__}: {exc}", part="notifications")
 
 
 def _progress(say: _Say, totals: Counter[str], seconds: float) -> None:

@@ -180,7 +180,10 @@ def postflow_register_notification_channels(
     A channel has ``configure(settings)`` (its ``[channels.NAME]`` table of the
     notification configuration; raise :class:`~postflow.ConfigError` naming a bad key)
     and ``send(message)`` (raise :class:`~postflow.DeliveryError` when it did not go
-    out). postflow registers ``email``, ``webhook``, ``inbox`` and ``null`` itself.
+    out). postflow registers ``email``, ``webhook``, ``inbox`` and ``null`` itself;
+    :doc:`notifications` shows a channel of your own.
+
+    .. versionadded:: 0.3
     """
 
 

@@ -17,6 +17,7 @@ from postflow.cli import (  # noqa: F401
     db,
     demo,
     directory,
+    notify,
     post,
     publishing,
     series,
