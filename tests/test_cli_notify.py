@@ -149,6 +149,15 @@ class TestPreferences:
         assert run("notify", "prefs", "ana", "--db", db, "--by", "ana",
                    "--set", "digest")[0] == 2
 
+    def test_showing_needs_no_by_but_changing_does(self, db: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("POSTFLOW_USER", raising=False)
+        assert run_json("notify", "prefs", "ana", "--db", db)["preferences"]["digest"] == "off"
+        code, output, _ = run("notify", "prefs", "ana", "--db", db, "--set", "digest=hourly")
+        assert code == 2
+        assert "--set needs --by" in output
+        assert run_json("notify", "prefs", "ana", "--db", db)["preferences"]["digest"] == "off"
+
 
 class TestPassInboxOutbox:
     def test_once_routes_scans_delivers_to_the_inbox(self, db: str,

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from postflow.cli._app import (
+    USER_ENV,
     by_option,
     cli,
     db_option,
@@ -55,7 +56,8 @@ def inbox_json(item: InboxItem) -> dict[str, Any]:
 @click.option("--once", is_flag=True,
               help="One pass (route, scan, deliver until nothing is due, prune), then "
                    "exit: for cron.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+@click.option("--interval", type=click.FloatRange(min=0.1, max=86_400), default=30.0,
+              show_default=True,
               help="Seconds between passes.")
 @click.option("--id", "worker_id", default=None,
               help="Worker name claiming the outbox rows (default: host:pid).")
@@ -146,22 +148,25 @@ def notify_config_apply(url: str, by: str, file: Path) -> None:
 
 @notify.command("prefs")
 @db_option
-@by_option("The member themselves or an admin")
+@by_option("The member themselves or an admin (needed with --set)", required=False)
 @click.argument("name")
 @click.option("--set", "changes", multiple=True, metavar="KEY=VALUE",
               help="Change one preference (repeatable); lists comma-separated, "
                    "'none' clears quiet_hours.")
 @json_option
-def notify_prefs(url: str, by: str, name: str, changes: tuple[str, ...],
+def notify_prefs(url: str, by: str | None, name: str, changes: tuple[str, ...],
                  as_json: bool) -> None:
     """Show (or, with --set, change) member NAME's notification preferences."""
+    if changes and by is None:
+        raise click.UsageError(f"--set needs --by (or ${USER_ENV}): who changes the "
+                               "preferences")
     with open_workspace(url, None) as ws:
         prefs: dict[str, Any] = ws.notifications.preferences(name).to_dict()
         if changes:
             for change in changes:
                 key, value = parse_setting(change)
                 prefs[key] = value
-            ws.notifications.set_preferences(name, prefs, by=by)
+            ws.notifications.set_preferences(name, prefs, by=str(by))
             prefs = ws.notifications.preferences(name).to_dict()
     if as_json:
         emit_json({"member": name, "preferences": prefs})
@@ -268,11 +273,17 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
                                 for k, v in value.items() if v is not None) + " }"
-    return json.dumps(str(value), ensure_ascii=False)
+    return _toml_string(str(value))
+
+
+def _toml_string(text: str) -> str:
+    """``text`` as a TOML basic string (JSON's escapes, and DEL, which TOML forbids raw)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+    return key if key.isascii() and key.replace("_", "").replace("-", "").isalnum() \
+        else _toml_string(key)
 
 
 def _to_toml(data: Mapping[str, Any]) -> str:

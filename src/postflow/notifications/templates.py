@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import string
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -72,14 +73,14 @@ def post_url(config: NotificationConfig, post_id: object) -> str | None:
     """The host app's link to ``post_id`` (``None`` without ``post_url`` or a post)."""
     if config.post_url is None or post_id is None:
         return None
-    return config.post_url.format(post_id=quote(str(post_id), safe=""))
+    return config.post_url.replace("{post_id}", quote(str(post_id), safe=""))
 
 
 def preferences_url(config: NotificationConfig, member: str) -> str | None:
     """The host app's link to ``member``'s notification settings (List-Unsubscribe)."""
     if config.preferences_url is None:
         return None
-    return config.preferences_url.format(member=quote(member, safe=""))
+    return config.preferences_url.replace("{member}", quote(member, safe=""))
 
 
 def fields(config: NotificationConfig, payload: Mapping[str, Any], recipient: str
@@ -99,11 +100,24 @@ def fields(config: NotificationConfig, payload: Mapping[str, Any], recipient: st
         "urls": " ".join(str(u) for u in urls.values()) if isinstance(urls, Mapping)
         else "",
         "reason": str(data.get("reason") or ""), "comment": str(data.get("comment") or ""),
-        "due_at": str(data.get("due_at") or ""), "recipient": recipient,
+        "due_at": _shown_time(data.get("due_at")), "recipient": recipient,
         "post_url": post_url(config, post_id) or "",
         "preferences_url": preferences_url(config, recipient) or "",
-        "at": str(payload.get("at") or ""),
+        "at": _shown_time(payload.get("at")),
     }
+
+
+def _shown_time(value: object) -> str:
+    """An ISO time as people read it in a message (``2030-01-01 09:00 UTC``)."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        return f"{moment:%Y-%m-%d %H:%M}"
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _template(config: NotificationConfig, kind: str, part: str) -> string.Template:
@@ -138,6 +152,7 @@ def _drop_empty(rendered: str, kind: str, config: NotificationConfig, part: str)
         if part == "html":
             for label in labels:
                 line = line.replace(f"<p>{label}</p>", "")
+            line = line.replace('<p><a href=""></a></p>', "")
         lines.append(line)
     return "\n".join(line for line in lines if line.strip() or part == "text") + "\n"
 
