@@ -123,14 +123,27 @@ class TestDemo:
         and the worker publishing through the dry-run publisher."""
         out = (demo_dir / "first-run.txt").read_text(encoding="utf-8")
         trail = out.split("Audit trail of post #1:", 1)[1]
-        actions = [line.split()[3] for line in trail.strip().splitlines()[:10]]
+        actions = [line.split()[3] for line in trail.strip().splitlines()[:11]]
         assert actions == ["create", "submit", "request_changes", "edit", "submit",
-                           "approve", "approve", "schedule", "claim", "publish"]
+                           "comment", "approve", "approve", "schedule", "claim", "publish"]
         assert '"Add the sign-up link, please."' in trail
         sent = (demo_dir / "postflow-demo-sent.jsonl").read_text(encoding="utf-8")
         assert len(sent.splitlines()) == 2  # the dry-run publisher, once per channel
         with open_demo(demo_dir) as ws:
             assert [e.action for e in ws.history(1)] == actions
+
+    def test_notifications_reach_the_inboxes(self, demo_dir: Path) -> None:
+        """The demo's rules put what happened in the team's inboxes: lena hears of her
+        mention and of each post waiting for her legal sign-off, ana of her post going
+        out; the run prints them."""
+        out = (demo_dir / "first-run.txt").read_text(encoding="utf-8")
+        assert "lena's inbox:" in out
+        with open_demo(demo_dir) as ws:
+            lena = {(i.event, i.post_id) for i in ws.inbox("lena")}
+            assert ("member.mentioned", 1) in lena
+            assert ("post.approved", 3) in lena  # post 3 waits at legal
+            assert ("post.published", 1) in {(i.event, i.post_id) for i in ws.inbox("ana")}
+            assert ws.notifications.outbox(status="pending") == []
 
     def test_second_run_reuses_and_third_fresh_starts_over(
         self, run: Run, tmp_path: Path
@@ -193,7 +206,7 @@ class TestBoardAndHistory:
         for line, entry in zip(lines, entries, strict=True):
             assert line.split()[2:4] == [entry.actor, entry.action]
         assert "review -> draft" in lines[2]
-        assert '"Legal OK."' in lines[6]
+        assert '"Legal OK."' in lines[7]
 
     def test_unknown_post_is_a_clean_error(self, run: Run, demo_dir: Path) -> None:
         """An unknown post id exits non-zero with a one-line error naming the post."""

@@ -28,6 +28,17 @@ DEMO_WORKFLOW: dict[str, Any] = {
 }
 """The default workflow plus a legal sign-off after the editorial one."""
 
+DEMO_NOTIFICATIONS: dict[str, Any] = {"rules": [
+    {"name": "reviewers hear what waits for them", "events": ["post.submitted", "post.approved"],
+     "to": ["approvers"], "channels": ["inbox"]},
+    {"name": "authors hear how their posts fare",
+     "events": ["post.changes_requested", "post.approved", "post.published", "post.failed"],
+     "to": ["author"], "channels": ["inbox"]},
+    {"name": "mentions", "events": ["member.mentioned"], "to": ["mentioned"],
+     "channels": ["inbox"]},
+]}
+"""The demo's notification rules: everything goes to the in-app inbox."""
+
 TEAM = {
     "ana": {"author"},
     "ben": {"approver"},
@@ -66,6 +77,8 @@ def run_demo(path: Path, *, fresh: bool, echo: Callable[[str], None]) -> None:
                             timezone="Europe/Berlin", publisher="dry-run", settings=dry_run)
             ws.campaigns.add("spring-launch", goal="Get 500 sign-ups for the spring beta",
                              hashtags=["AcmeSpring", "beta"], by="dee")
+        if not ws.notifications.config().rules:  # new, or from before notifications
+            ws.notifications.configure(DEMO_NOTIFICATIONS, by="dee")
         tomorrow = (ws.clock.now().astimezone(berlin) + timedelta(days=1)).replace(
             hour=9, minute=30, second=0, microsecond=0)
 
@@ -79,6 +92,7 @@ def run_demo(path: Path, *, fresh: bool, echo: Callable[[str], None]) -> None:
         ws.edit(launch.id, by="ana", text="Our spring beta opens today: "
                 "https://acme.example/beta #AcmeSpring")
         ws.submit(launch.id, by="ana")
+        ws.comment(launch.id, by="ben", text="@lena the link leads to the beta terms.")
         ws.approve(launch.id, by="ben", comment="Good to go.")
         ws.approve(launch.id, by="lena", comment="Legal OK.")
         due = ws.clock.now() + timedelta(seconds=1)
@@ -128,9 +142,17 @@ def run_demo(path: Path, *, fresh: bool, echo: Callable[[str], None]) -> None:
         echo(f"Approval stages of post #{pending.id}: " + "; ".join(
             f"{s.name} {len(s.approved_by)}/{s.needed}"
             + (f" (due {s.due_at:%Y-%m-%d %H:%M} UTC)" if s.due_at else "") for s in stages))
+        ws.notifications.run_once(worker="demo")
+        for member in ("ana", "lena"):
+            unread = ws.inbox(member, unread=True)
+            echo("")
+            echo(f"{member}'s inbox: {len(unread)} unread notification(s), newest first:")
+            for item in unread[:4]:
+                echo(f"  #{item.id} {item.title}")
         echo("")
         echo(f"Explore: postflow board --db sqlite:///{path}   |   "
-             f"postflow history --db sqlite:///{path} {launch.id}")
+             f"postflow history --db sqlite:///{path} {launch.id}   |   "
+             f"postflow inbox --db sqlite:///{path} ana")
 
 
 DEMO_URL = "sqlite:///postflow-demo.db"
