@@ -33,7 +33,6 @@ from postflow.models import (
     Series,
     freeze,
     owned,
-    owned_revision,
     replace,
 )
 from postflow.notices import InboxItem, Notice
@@ -116,9 +115,13 @@ class MemoryStorage(Storage):
         self._channels: dict[str, Channel] = {}
         self._campaigns: dict[str, Campaign] = {}
         self._posts: dict[int, Post] = {}
-        self._revisions: dict[int, list[Revision]] = {}
+        # a post's revisions as tuples of plain values, which the collector stops
+        # tracking (see _revision_row); Revision objects are built when read
+        self._revisions: dict[int, tuple[_RevisionRow, ...]] = {}
         self._audit: list[_Row] = []
-        self._history: dict[int, list[_Row]] = defaultdict(list)
+        # a post's entries as a tuple, which the collector stops tracking like the rows
+        # it holds; a list once it is long, so that appending stays cheap
+        self._history: dict[int, tuple[_Row, ...] | list[_Row]] = {}
         self._by_state: dict[str, set[int]] = defaultdict(set)
         self._by_channel: dict[str, set[int]] = defaultdict(set)
         self._by_author: dict[str, set[int]] = defaultdict(set)
@@ -250,11 +253,9 @@ class MemoryStorage(Storage):
         if type(post.channels) is not tuple or type(post.media) is not tuple or type(
                 post.approvals) is not tuple or type(post.published_urls) is not FrozenData:
             post = owned(post)  # the caller's lists or dicts must not become ours
-        if type(revision.channels) is not tuple or type(revision.media) is not tuple:
-            revision = owned_revision(revision)
         post = replace(post, id=post_id)
         self._posts[post_id] = post
-        self._revisions[post_id] = [replace(revision, post_id=post_id)]
+        self._revisions[post_id] = (_revision_row(revision, post_id),)
         self._index(post)
         self._append(entries, post_id)
         return post
@@ -298,7 +299,7 @@ class MemoryStorage(Storage):
             self._reindex(stored, post)
             self._posts[post.id] = post
             if revision is not None:
-                self._revisions[post.id].append(owned_revision(revision))
+                self._revisions[post.id] += (_revision_row(revision, post.id),)
             if deliveries:
                 self._put_deliveries(post.id, deliveries)
             return _StoredEntries(self._append(entries))
@@ -575,7 +576,7 @@ class MemoryStorage(Storage):
 
     def revisions(self, post_id: int) -> list[Revision]:
         with self._lock:
-            return list(self._revisions.get(post_id, ()))
+            return [Revision(*row) for row in self._revisions.get(post_id, ())]
 
     # -- the workflow --------------------------------------------------------------
 
@@ -802,7 +803,13 @@ class MemoryStorage(Storage):
             )
             self._audit.append(row)
             if row[5] is not None:
-                self._history[row[5]].append(row)
+                history = self._history.get(row[5], ())
+                if isinstance(history, list):
+                    history.append(row)
+                elif len(history) < _SHORT_HISTORY:
+                    self._history[row[5]] = (*history, row)
+                else:
+                    self._history[row[5]] = [*history, row]
             rows.append(row)
         return rows
 
@@ -851,3 +858,17 @@ def postflow_storage(url: str) -> Storage | None:
     if url == "memory://" or url.startswith("memory://"):
         return MemoryStorage(url)
     return None
+
+
+_SHORT_HISTORY = 64
+"""Entries of one post kept as a tuple; a longer history is a list."""
+
+_RevisionRow = tuple[int, int, str, tuple[str, ...], "str | None", str, datetime,
+                     tuple[str, ...]]
+
+
+def _revision_row(revision: Revision, post_id: int) -> _RevisionRow:
+    """``revision`` of post ``post_id`` as plain values, in ``Revision``'s field order
+    (copies of the caller's sequences: nothing the caller holds becomes ours)."""
+    return (post_id, revision.number, revision.text, tuple(revision.channels),
+            revision.campaign, revision.author, revision.created_at, tuple(revision.media))
