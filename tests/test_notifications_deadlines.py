@@ -200,8 +200,14 @@ class TestEscalation:
         ws.notifications.scan()
         ws.notifications.scan()
         entries = escalations(ws)
-        assert [(e.post_id, e.actor, e.data["stage"], e.data["member"]) for e in entries] \
-            == [(late.id, "system", "legal", "al"), (other.id, "system", "legal", "al")]
+        # per post: the approver added, then whom the escalation notified; both audited
+        assert [(e.post_id, e.actor, e.data["stage"], e.data.get("member"),
+                 e.data.get("escalation"), e.data.get("notified")) for e in entries] == [
+            (late.id, "system", "legal", "al", None, None),
+            (late.id, "system", "legal", None, "legal is late", ("role:admin",)),
+            (other.id, "system", "legal", "al", None, None),
+            (other.id, "system", "legal", None, "legal is late", ("role:admin",))]
+        assert postflow.replay(ws.history(late.id)) == ws.posts.get(late.id)
         escalated = [n for n in ws.notifications.outbox()
                      if n.event_key.startswith("escalation:")]
         assert sorted((n.recipient, n.payload["post_id"]) for n in escalated) == [

@@ -54,6 +54,8 @@ def replay(entries: Iterable[AuditEntry]) -> Post:
             post = _evolve(post, {"version": post.version + 1, "claimed_by": entry.actor,
                                   "claimed_until": _datetime(data.get("claimed_until"))})
             continue
+        if entry.action == "escalate" and "member" not in data:
+            continue  # an escalation that only notified: the post did not change
         if entry.action == "escalate":  # an escalation made a member an approver
             pair = (str(data["stage"]), str(data["member"]))
             extra = post.extra_approvers

@@ -201,7 +201,8 @@ class ChangeEngine:
                 what = f" and may not {action}" + (f" post {post.id}" if post else "")
             status = "is not a member of this team" if member is None else \
                 "is no longer an active member"
-            raise PermissionDenied(f"{name!r} {status}{what}", member=str(name), action=action)
+            raise PermissionDenied(f"{name!r:.100} {status}{what}", member=str(name),
+                                   action=action)
         return member
 
     def check_action(self, member: Member, action: str, post: Post | None) -> None:
@@ -404,6 +405,21 @@ class ChangeEngine:
             return changed
         raise ConflictError(f"post {post_id} kept changing under 'escalate'; gave up after "
                             f"{MAX_ATTEMPTS} attempts", post_id=post_id)
+
+    def note_escalation(self, post_id: int, stage: str, escalation: str,
+                        notified: Sequence[str]) -> AuditEntry:
+        """Record that escalation ``escalation`` fired for post ``post_id`` at ``stage``
+        and whom it notified: an ``escalate`` entry by ``system`` without ``member`` (the
+        post itself does not change), announced once committed."""
+        post = self.fetch(post_id)
+        now = self.clock.now()
+        correlation_id = new_correlation_id()
+        entry = NewEntry("escalate", "system", now, correlation_id, post.id, post.state,
+                         post.state, post.revision, None,
+                         freeze({"stage": stage, "escalation": escalation,
+                                 "notified": list(notified)}))
+        (stored,) = self.commit(correlation_id, lambda: self.storage.append_audit([entry]))
+        return stored
 
     def _announce_post(self, changed: Post, post: Post, action: str, actor: str,
                        stored: Sequence[AuditEntry]) -> None:

@@ -246,6 +246,12 @@ def _run_escalation(ws: Workspace, config: NotificationConfig, escalation: Escal
                     added = member
             except (NotFound, ConflictError):  # the post moved on meanwhile
                 continue
+        if escalation.notify:  # whom it told goes in the audit trail too
+            try:
+                ws.engine.note_escalation(p.post_id, p.stage, escalation.name,
+                                          escalation.notify)
+            except NotFound:
+                continue
         data = _approval_data(p)
         data.update(escalation=escalation.name, add_approver=member, added=added,
                     reason=f"escalation {escalation.name!r}: stage {p.stage} is overdue")
