@@ -66,7 +66,7 @@ def checked_text(value: object, subject: str, field: str, *, limit: int,
     :class:`~postflow.ValidationFailed` naming ``field``."""
     if not isinstance(value, str):
         raise ValidationFailed.single(subject, f"bad-{field}",
-                                      f"{field} must be text, got {value!r}", field=field)
+                                      f"{field} must be text, got {value!r:.100}", field=field)
     if len(value) <= limit and value.isprintable() and (not required or value.strip(" ")):
         # the common case, all in C: printable text has no surrogates, no control or
         # format characters, and no spaces but U+0020 that could leave it blank
@@ -229,7 +229,7 @@ def flag(value: object, subject: str, field: str) -> bool:
     refused with :class:`~postflow.ValidationFailed` ``bad-<field>``."""
     if type(value) is not bool:
         raise ValidationFailed.single(subject, f"bad-{field}",
-                                      f"{field} must be True or False, got {value!r}",
+                                      f"{field} must be True or False, got {value!r:.100}",
                                       field=field)
     return value
 

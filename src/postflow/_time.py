@@ -79,7 +79,7 @@ def zone_of(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        raise ConfigError(f"unknown time zone {name!r}") from exc
+        raise ConfigError(f"unknown time zone {name!r:.100}") from exc
 
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -114,7 +114,8 @@ def to_utc(value: object, *, field: str, subject: str) -> tuple[datetime, str]:
     """
     if not isinstance(value, datetime):
         raise ValidationFailed.single(
-            subject, "not-a-datetime", f"{field} must be a datetime, got {value!r}", field=field
+            subject, "not-a-datetime", f"{field} must be a datetime, got {value!r:.100}",
+            field=field
         )
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationFailed.single(
@@ -163,8 +164,8 @@ def parse_duration(value: object, *, what: str) -> timedelta:
             raise ValueError(value)
     except (ValueError, OverflowError) as exc:
         raise ConfigError(
-            f"{what}: {value!r} is not a duration (use e.g. '24h', '90m', '2d')"
+            f"{what}: {value!r:.100} is not a duration (use e.g. '24h', '90m', '2d')"
         ) from exc
     if result <= timedelta(0):
-        raise ConfigError(f"{what}: duration must be positive, got {value!r}")
+        raise ConfigError(f"{what}: duration must be positive, got {value!r:.100}")
     return result

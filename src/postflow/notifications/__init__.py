@@ -11,19 +11,27 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from postflow._fields import LIMITS, MAX_ID, checked_text, flag, is_id
 from postflow._time import to_utc
 from postflow.engine import new_correlation_id
-from postflow.exceptions import ConfigError, ConflictError, NotFound, PermissionDenied
+from postflow.exceptions import (
+    ConfigError,
+    ConflictError,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from postflow.models import freeze
-from postflow.notices import InboxItem, Notice
+from postflow.notices import NOTICE_STATES, InboxItem, Notice
 from postflow.notifications.config import (
+    MAX_CONFIG_SIZE,
     NotificationConfig,
     Preferences,
     Vocabulary,
@@ -32,7 +40,7 @@ from postflow.notifications.config import (
 )
 from postflow.notifications.events import EVENT_KINDS, Event, events_from
 from postflow.notifications.routing import PREFERENCES_PREFIX, route
-from postflow.storage import NewEntry
+from postflow.storage import NewEntry, check_page
 
 if TYPE_CHECKING:
     from postflow.workspace import Workspace
@@ -54,6 +62,7 @@ CONFIGURE_ACTION = "notifications.configure"
 PREFERENCES_ACTION = "notifications.preferences"
 _MAX_ATTEMPTS = 5
 _MAX_DELIVERY_PASSES = 100
+_MAX_IDS = 10_000
 
 
 @attrs.frozen
@@ -92,9 +101,12 @@ class Notifications:
         ``by`` must be an active admin. :class:`~postflow.ConfigError` names the problem."""
         if isinstance(config, Path):
             try:
-                config = config.read_text(encoding="utf-8")
+                with config.open("rb") as file:  # a bounded read: /dev/zero is a path too
+                    data = file.read(MAX_CONFIG_SIZE + 1)
+                config = data.decode("utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"cannot read notification configuration: {exc}") from exc
+        self._admin(by, "configure notifications")
         parsed = parse_config(config, self.vocabulary())
         channels = self._workspace.hooks.register_notification_channels()
         for name, settings in parsed.channels.items():
@@ -102,7 +114,9 @@ class Notifications:
                 channels[name].configure(settings)
             except ConfigError as exc:
                 raise ConfigError(f"[channels.{name}]: {exc}") from exc
-        self._admin(by, "configure notifications")
+            except Exception as exc:  # a plugin's bug is still a refusal, not a crash
+                raise ConfigError(f"[channels.{name}]: the channel failed to check its "
+                                  f"settings: {type(exc).__name__}: {exc!s:.200}") from exc
         document = parsed.to_dict()
         self._save(CONFIG_DOCUMENT, document, CONFIGURE_ACTION, by,
                    {"rules": len(parsed.rules), "escalations": len(parsed.escalations)})
@@ -157,12 +171,19 @@ class Notifications:
         """One delivery pass over the due notices (a ``DeliveryReport``)."""
         from postflow.notifications import delivery
 
-        return delivery.deliver(self, self._now(now), worker=worker, limit=limit)
+        now = self._now(now)
+        worker = _worker(worker, "deliver")
+        if type(limit) is not int or not 1 <= limit <= MAX_ID:
+            raise ValidationFailed.single("deliver", "bad-limit", "limit must be a whole "
+                                          f"number from 1 to {MAX_ID}, got {limit!r:.100}",
+                                          field="limit")
+        return delivery.deliver(self, now, worker=worker, limit=limit)
 
     def run_once(self, now: datetime | None = None, *, worker: str | None = None
                  ) -> NotifyReport:
         """Route, scan, deliver until nothing is due, and prune old rows."""
         now = self._now(now)
+        worker = _worker(worker, "run_once")
         routed = self.route(now)
         scanned = self.scan(now)
         reports = []
@@ -179,6 +200,14 @@ class Notifications:
     def outbox(self, *, status: str | None = None, recipient: str | None = None,
                limit: int | None = None) -> list[Notice]:
         """Outbox notices, oldest first, filtered by ``status`` and ``recipient``."""
+        if status is not None and (not isinstance(status, str) or status not in NOTICE_STATES):
+            raise ValidationFailed.single(
+                "outbox", "bad-status", f"status must be None or one of "
+                f"{', '.join(NOTICE_STATES)}, got {status!r:.100}", field="status")
+        if recipient is not None:
+            checked_text(recipient, "outbox", "recipient", limit=LIMITS["name"],
+                         one_line=True)
+        _page("outbox", 0, limit)
         return self._workspace.storage.list_notifications(status=status, recipient=recipient,
                                                           limit=limit)
 
@@ -186,14 +215,16 @@ class Notifications:
               limit: int | None = None) -> list[InboxItem]:
         """``member``'s in-app notifications, newest first."""
         self._member(member)
+        flag(unread, "inbox", "unread")
+        _page("inbox", after_id, limit)
         return self._workspace.storage.inbox(member, unread=unread, after_id=after_id,
                                              limit=limit)
 
     def mark_read(self, member: str, ids: Sequence[int] | None = None) -> int:
         """Mark ``member``'s items ``ids`` (all when ``None``) read; how many changed."""
         self._member(member)
-        return self._workspace.storage.mark_read(
-            member, None if ids is None else list(ids), self._workspace.clock.now())
+        return self._workspace.storage.mark_read(member, _ids(ids),
+                                                 self._workspace.clock.now())
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -203,7 +234,8 @@ class Notifications:
         return to_utc(now, field="now", subject="notifications")[0]
 
     def _member(self, name: str) -> None:
-        if not isinstance(name, str) or self._workspace.storage.get_member(name) is None:
+        if not isinstance(name, str) or len(name) > LIMITS["name"] or not name.isprintable() \
+                or self._workspace.storage.get_member(name) is None:
             raise NotFound(f"no member called {name!r:.100}")
 
     def _admin(self, by: str, what: str) -> None:
@@ -227,3 +259,43 @@ class Notifications:
                 continue
             return
         raise ConflictError(f"the stored {name!r} keeps changing; try again")
+
+
+def _worker(worker: object, subject: str) -> str | None:
+    """``None`` (this process's name) or a worker name: one line of at most
+    ``LIMITS["name"]`` characters."""
+    if worker is None:
+        return None
+    return checked_text(worker, subject, "worker", limit=LIMITS["name"], one_line=True)
+
+
+def _page(subject: str, after_id: object, limit: object) -> None:
+    """Refuse a bad ``after_id`` or ``limit`` with ValidationFailed ``bad-page``."""
+    try:
+        check_page(after_id, limit)
+    except ValueError as exc:
+        field = "after_id" if str(exc).startswith("after_id") else "limit"
+        raise ValidationFailed.single(subject, "bad-page", f"{exc!s:.200}",
+                                      field=field) from exc
+
+
+def _ids(ids: object) -> list[int] | None:
+    """``None`` (every item) or a list of inbox item ids (ints a backend can hold; not
+    bools, floats or text), at most 10,000 of them."""
+    if ids is None:
+        return None
+    if isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Iterable):
+        raise ValidationFailed.single("mark_read", "bad-ids", "ids must be None or a list "
+                                      f"of item ids, got {ids!r:.100}", field="ids")
+    chosen = []
+    for i in ids:
+        if not is_id(i):
+            raise ValidationFailed.single("mark_read", "bad-ids", "ids must be whole "
+                                          f"numbers from 1 to {MAX_ID}, got {i!r:.100}",
+                                          field="ids")
+        chosen.append(i)
+        if len(chosen) > _MAX_IDS:
+            raise ValidationFailed.single("mark_read", "too-many", f"ids: more than "
+                                          f"{_MAX_IDS:,}; mark fewer at a time",
+                                          field="ids")
+    return chosen

@@ -32,10 +32,14 @@ This module is a built-in plugin loaded with every workspace: ``smtplib``, ``ema
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import re
+import socket
+import threading
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -43,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from postflow._fields import url_problem
+from postflow._fields import LIMITS, url_problem, visible
 from postflow.exceptions import ConfigError, DeliveryError
 from postflow.hookspecs import hookimpl
 from postflow.models import Member
@@ -67,6 +71,9 @@ __all__ = [
     "webhook_signature",
 ]
 
+_HOST = re.compile(r"[A-Za-z0-9._:-]{1,253}")
+MAX_TIMEOUT = 600.0
+"""The longest ``timeout`` a channel setting may name, in seconds."""
 _MAX_ANSWER = 64 * 1024
 """Bytes of a webhook's answer read (and thrown away) at most."""
 
@@ -113,7 +120,7 @@ class _Settings:
     def __init__(self, channel: str, settings: Mapping[str, Any], known: Sequence[str]):
         self.channel = channel
         self.settings = settings
-        unknown = sorted(str(k) for k in settings if k not in known)
+        unknown = sorted(f"{k!s:.100}" for k in settings if k not in known)
         if unknown:
             raise ConfigError(f"channels.{channel}: unknown setting {unknown[0]!r} "
                               f"(known: {', '.join(known) or 'none'})")
@@ -123,20 +130,24 @@ class _Settings:
 
     def text(self, key: str, default: str | None = None, *, required: bool = False
              ) -> str | None:
-        value = self.settings.get(key, default)
+        value = self.settings.get(key)
+        if value is None:
+            value = default
         if value is None:
             if required:
                 raise ConfigError(f"channels.{self.channel}: the {self.channel} channel "
                                   f"needs the setting {key!r}")
             return None
-        if not isinstance(value, str) or not value or not value.isprintable():
-            raise self.bad(key, f"must be non-empty printable text, got {value!r}")
+        if not isinstance(value, str) or not value.isprintable() or not visible(value) \
+                or len(value) > LIMITS["setting"]:
+            raise self.bad(key, f"must be non-empty printable text of at most "
+                           f"{LIMITS['setting']:,} characters, got {value!r:.100}")
         return value
 
     def flag(self, key: str, default: bool = False) -> bool:
         value = self.settings.get(key, default)
         if not isinstance(value, bool):
-            raise self.bad(key, f"must be true or false, got {value!r}")
+            raise self.bad(key, f"must be true or false, got {value!r:.100}")
         return value
 
     def number(self, key: str, default: float, *, whole: bool = False,
@@ -147,13 +158,13 @@ class _Settings:
             kind = "a whole number" if whole else "a number"
             raise self.bad(key, f"must be {kind} above {low:g}"
                            + (f" and at most {high:g}" if high != float("inf") else "")
-                           + f", got {value!r}")
+                           + f", got {value!r:.100}")
         return float(value)
 
     def env(self, key: str) -> str | None:
         name = self.text(key)
         if name is not None and not name.replace("_", "a").isalnum():
-            raise self.bad(key, f"must name an environment variable, got {name!r}")
+            raise self.bad(key, f"must name an environment variable, got {name!r:.100}")
         return name
 
 
@@ -164,6 +175,37 @@ def _secret(channel: str, key: str, env: str) -> str:
         raise DeliveryError(f"channel {channel!r}: the environment variable {env} (setting "
                             f"{key!r}) is not set", retryable=False)
     return value
+
+
+class _Watchdog:
+    """Shuts the socket of a connection down once the whole call has taken twice the
+    channel's ``timeout``: socket timeouts are per read, so a server dripping its
+    answer one byte at a time could otherwise hold a delivery pass for hours."""
+
+    def __init__(self, timeout: float, sock: Callable[[], socket.socket | None]) -> None:
+        self.seconds = 2 * timeout
+        self.fired = False
+        self._sock = sock
+        self._timer = threading.Timer(self.seconds, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self._sock()
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: nothing to cut
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def note(self) -> str:
+        """What to add to an error's reason when the watchdog cut the call."""
+        return f" (the call took over {self.seconds:g} s in all)" if self.fired else ""
 
 
 def _one_line(value: str, limit: int = 200) -> str:
@@ -221,14 +263,17 @@ class EmailChannel:
         sender = s.text("from", "postflow@localhost")
         assert sender is not None
         if "@" not in sender or any(c in sender for c in "\r\n<>,;"):
-            raise s.bad("from", f"must be one email address, got {sender!r}")
+            raise s.bad("from", f"must be one email address, got {sender!r:.100}")
         host = s.text("host", required=True)
         assert host is not None
+        if not _HOST.fullmatch(host):
+            raise s.bad("host", f"must be a host name or IP address, got {host!r:.100}")
         self._target = _SmtpTarget(
             host=host, port=int(s.number("port", 465 if use_ssl else 25, whole=True,
                                          high=65535)),
             starttls=starttls, ssl=use_ssl, cafile=s.text("cafile"), username=username,
-            password_env=password_env, sender=sender, timeout=s.number("timeout", 10))
+            password_env=password_env, sender=sender,
+            timeout=s.number("timeout", 10, high=MAX_TIMEOUT))
 
     def compose(self, message: Message) -> EmailMessage:
         """The email for ``message`` (needs the recipient's address)."""
@@ -263,7 +308,6 @@ class EmailChannel:
 
     def send(self, message: Message) -> None:
         """Send ``message`` through the configured SMTP server."""
-        import smtplib
         import ssl
 
         target = self._checked()
@@ -277,10 +321,21 @@ class EmailChannel:
                        if target.ssl or target.starttls else None)
         except OSError as exc:
             raise DeliveryError(f"{where}: cafile: {exc}", retryable=False) from exc
+        client = self._client(target, context)
+        with _Watchdog(target.timeout, lambda: getattr(client, "sock", None)) as watchdog:
+            self._deliver(client, target, context, mail, password, where, watchdog,
+                          self._address(message))
+
+    def _deliver(self, smtp: smtplib.SMTP, target: _SmtpTarget,
+                 context: ssl.SSLContext | None, mail: EmailMessage, password: str | None,
+                 where: str, watchdog: _Watchdog, address: str) -> None:
+        import smtplib
+
         try:
-            smtp = self._connect(target, context)
+            smtp.connect(target.host, target.port)
         except (OSError, smtplib.SMTPException) as exc:
-            raise self._failure(where, "connecting", exc) from exc
+            smtp.close()
+            raise self._failure(where + watchdog.note(), "connecting", exc) from exc
         try:
             if target.starttls:
                 smtp.ehlo()
@@ -288,11 +343,11 @@ class EmailChannel:
                 smtp.ehlo()
             if target.username is not None and password is not None:
                 smtp.login(target.username, password)
-            refused = smtp.send_message(mail, target.sender, [self._address(message)])
+            refused = smtp.send_message(mail, target.sender, [address])
             if refused:  # pragma: no cover - one recipient: smtplib raises instead
                 raise DeliveryError(f"{where}: refused {refused}", retryable=False)
         except (OSError, smtplib.SMTPException) as exc:
-            raise self._failure(where, "sending", exc) from exc
+            raise self._failure(where + watchdog.note(), "sending", exc) from exc
         finally:
             try:
                 smtp.quit()
@@ -300,13 +355,15 @@ class EmailChannel:
                 smtp.close()
 
     @staticmethod
-    def _connect(target: _SmtpTarget, context: ssl.SSLContext | None) -> smtplib.SMTP:
+    def _client(target: _SmtpTarget, context: ssl.SSLContext | None) -> smtplib.SMTP:
+        """The SMTP client, not yet connected (``connect`` runs under the watchdog)."""
         import smtplib
 
-        if target.ssl:
-            return smtplib.SMTP_SSL(target.host, target.port, timeout=target.timeout,
-                                    context=context)
-        return smtplib.SMTP(target.host, target.port, timeout=target.timeout)
+        client = (smtplib.SMTP_SSL(timeout=target.timeout, context=context) if target.ssl
+                  else smtplib.SMTP(timeout=target.timeout))
+        # the TLS server name, as SMTP(host) sets it (connecting at once, unwatched)
+        client._host = target.host  # type: ignore[attr-defined]
+        return client
 
     @staticmethod
     def _failure(where: str, doing: str, exc: BaseException) -> DeliveryError:
@@ -396,7 +453,7 @@ class WebhookChannel:
         self._target = _HttpTarget(
             scheme=parts.scheme, host=parts.hostname, port=parts.port,
             path=(parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-            secret_env=s.env("secret_env"), timeout=s.number("timeout", 10))
+            secret_env=s.env("secret_env"), timeout=s.number("timeout", 10, high=MAX_TIMEOUT))
 
     @staticmethod
     def body(message: Message) -> bytes:
@@ -435,17 +492,19 @@ class WebhookChannel:
             conn = http.client.HTTPConnection(target.host, target.port,
                                               timeout=target.timeout)
         try:
-            try:
-                conn.request("POST", target.path, body=body, headers=headers)
-                response = conn.getresponse()
-                status = response.status
-                response.read(_MAX_ANSWER)  # drain a little; the content is not used
-            except TimeoutError as exc:
-                raise DeliveryError(f"{target.where}: no answer within "
-                                    f"{target.timeout:g} s") from exc
-            except (OSError, http.client.HTTPException) as exc:
-                raise DeliveryError(f"{target.where}: {type(exc).__name__} "
-                                    f"({_one_line(str(exc), 120)})") from exc
+            with _Watchdog(target.timeout, lambda: conn.sock) as watchdog:
+                try:
+                    conn.request("POST", target.path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    status = response.status
+                    response.read(_MAX_ANSWER)  # drain a little; the content is not used
+                except TimeoutError as exc:
+                    raise DeliveryError(f"{target.where}: no answer within "
+                                        f"{target.timeout:g} s") from exc
+                except (OSError, http.client.HTTPException) as exc:
+                    raise DeliveryError(f"{target.where}: {type(exc).__name__} "
+                                        f"({_one_line(str(exc), 120)})"
+                                        f"{watchdog.note()}") from exc
         finally:
             conn.close()
         if 200 <= status < 300:

@@ -7,6 +7,7 @@ text, its line.
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import tomllib
@@ -17,8 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
+from postflow._fields import LIMITS, checked_text, url_problem
 from postflow._time import parse_duration
-from postflow.exceptions import ConfigError
+from postflow.exceptions import ConfigError, ValidationFailed
 from postflow.notifications.events import EVENT_KINDS
 from postflow.workflow import _format_duration as format_duration
 
@@ -59,6 +61,15 @@ _ESCALATION_KEYS = {"name", "stage", "after", "notify", "channels", "add_approve
 _PREFERENCE_KEYS = {"mute_events", "mute_channels", "digest", "quiet_hours", "timezone",
                     "urgent_bypass", "campaigns"}
 _CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+MAX_DURATION = timedelta(days=3650)
+"""The longest duration a setting or an escalation may name (ten years): later
+instants computed from it stay representable."""
+MAX_CONFIG_SIZE = 1 << 20
+"""The longest configuration text (a TOML document or file) postflow reads."""
+MAX_ATTEMPTS = 1000
+"""The most delivery attempts ``max_attempts`` may allow."""
+_MAX_DEPTH = 20
+_MAX_ENTRIES = 10_000
 
 
 @attrs.frozen
@@ -193,6 +204,9 @@ def parse_config(source: Mapping[str, Any] | str,
     vocabulary = vocabulary or Vocabulary()
     lines = _Lines(source if isinstance(source, str) else None)
     if isinstance(source, str):
+        if len(source) > MAX_CONFIG_SIZE:
+            raise ConfigError(f"notification configuration is over {MAX_CONFIG_SIZE:,} "
+                              "characters long")
         try:
             data: Mapping[str, Any] = tomllib.loads(source)
         except tomllib.TOMLDecodeError as exc:
@@ -207,15 +221,16 @@ def parse_config(source: Mapping[str, Any] | str,
     _no_unknown(settings, _SETTINGS_KEYS, "[settings]" + lines.table("settings"))
     durations = {}
     for key, default in (("due_soon", "4h"), ("retention", "30d"), ("burst_window", "2m")):
-        durations[key] = parse_duration(settings.get(key, default),
-                                        what=f"[settings] {key}{lines.key('settings', key)}")
+        durations[key] = _duration(settings.get(key, default),
+                                   f"[settings] {key}{lines.key('settings', key)}")
     max_attempts = settings.get("max_attempts", 8)
-    if type(max_attempts) is not int or max_attempts < 1:
+    if type(max_attempts) is not int or not 1 <= max_attempts <= MAX_ATTEMPTS:
         raise ConfigError(f"[settings] max_attempts{lines.key('settings', 'max_attempts')}: "
-                          f"a whole number of at least 1, got {max_attempts!r}")
-    sender = settings.get("from", "postflow@localhost")
-    if not isinstance(sender, str) or not sender.strip():
-        raise ConfigError(f"[settings] from: an address, got {sender!r}")
+                          f"a whole number from 1 to {MAX_ATTEMPTS}, got {max_attempts!r:.100}")
+    sender = _text(settings.get("from", "postflow@localhost"), "[settings] from",
+                   limit=LIMITS["email"])
+    if "@" not in sender or any(c in sender for c in "<>,;"):  # as the email channel
+        raise ConfigError(f"[settings] from: must be one email address, got {sender!r:.100}")
     urls = {}
     for key, field in (("preferences_url", "member"), ("post_url", "post_id")):
         value = settings.get(key)
@@ -234,6 +249,7 @@ def parse_config(source: Mapping[str, Any] | str,
         _table(values, where)
         _known(name, vocabulary.channels, "channel", where)
     templates = _templates(_table(data.get("templates", {}), "[templates]"), lines)
+    _plain(data, "notification configuration")  # what the checks above did not look at
     return NotificationConfig(
         rules, escalations, {k: dict(v) for k, v in channels.items()}, templates,
         durations["due_soon"], durations["retention"], durations["burst_window"],
@@ -243,22 +259,21 @@ def parse_config(source: Mapping[str, Any] | str,
 def _rule(raw: object, index: int, vocabulary: Vocabulary, lines: _Lines) -> Rule:
     where = f"rule {index + 1}{lines.array('rules', index)}"
     table = _table(raw, where)
-    name = table.get("name", f"rule {index + 1}")
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{where}: name must be a non-empty string, got {name!r}")
-    where = f"rule {name!r}{lines.array('rules', index)}"
+    name = _text(table.get("name", f"rule {index + 1}"), f"{where}: name",
+                 limit=LIMITS["name"])
+    where = f"rule {name!r:.100}{lines.array('rules', index)}"
     _no_unknown(table, _RULE_KEYS, where)
     events = _strings(table.get("events"), f"{where}: events", required=True)
     for kind in events:
         if kind != "*" and kind not in EVENT_KINDS:
-            raise ConfigError(f"{where}: unknown event {kind!r} (events: "
+            raise ConfigError(f"{where}: unknown event {kind!r:.100} (events: "
                               f"{', '.join(EVENT_KINDS)}, or '*')")
     to = _targets(table.get("to"), f"{where}: to", vocabulary)
     channels = _channels(table.get("channels"), f"{where}: channels", vocabulary,
                          required=True)
     urgent = table.get("urgent", False)
     if type(urgent) is not bool:
-        raise ConfigError(f"{where}: urgent must be true or false, got {urgent!r}")
+        raise ConfigError(f"{where}: urgent must be true or false, got {urgent!r:.100}")
     return Rule(name, events, to, channels, urgent)
 
 
@@ -266,14 +281,13 @@ def _escalation(raw: object, index: int, vocabulary: Vocabulary, lines: _Lines
                 ) -> Escalation:
     where = f"escalation {index + 1}{lines.array('escalations', index)}"
     table = _table(raw, where)
-    name = table.get("name", f"escalation {index + 1}")
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{where}: name must be a non-empty string, got {name!r}")
-    where = f"escalation {name!r}{lines.array('escalations', index)}"
+    name = _text(table.get("name", f"escalation {index + 1}"), f"{where}: name",
+                 limit=LIMITS["name"])
+    where = f"escalation {name!r:.100}{lines.array('escalations', index)}"
     _no_unknown(table, _ESCALATION_KEYS, where)
     stage = table.get("stage", "*")
     if not isinstance(stage, str):
-        raise ConfigError(f"{where}: stage must be a stage name or '*', got {stage!r}")
+        raise ConfigError(f"{where}: stage must be a stage name or '*', got {stage!r:.100}")
     if stage != "*":
         _known(stage, vocabulary.stages, "stage", where)
     after = _duration_or_zero(table.get("after", "0h"), f"{where}: after")
@@ -285,7 +299,7 @@ def _escalation(raw: object, index: int, vocabulary: Vocabulary, lines: _Lines
     if add_approver is not None:
         if not isinstance(add_approver, str):
             raise ConfigError(f"{where}: add_approver must be a member name, got "
-                              f"{add_approver!r}")
+                              f"{add_approver!r:.100}")
         _known(add_approver, vocabulary.members, "member", where)
     if not notify and add_approver is None:
         raise ConfigError(f"{where}: names nobody to notify and no approver to add")
@@ -296,16 +310,16 @@ def _templates(raw: Mapping[str, Any], lines: _Lines) -> dict[str, dict[str, str
     result: dict[str, dict[str, str]] = {}
     for kind, parts in raw.items():
         header = f'templates."{kind}"'
-        where = f"template {kind!r}{lines.table(header)}"
+        where = f"template {kind!r:.100}{lines.table(header)}"
         if kind != "digest" and kind not in EVENT_KINDS:
-            raise ConfigError(f"{where}: unknown event {kind!r}")
+            raise ConfigError(f"{where}: unknown event {kind!r:.100}")
         table = _table(parts, where)
         _no_unknown(table, set(TEMPLATE_PARTS), where)
         result[kind] = {}
         for part, text in table.items():
-            at = f"template {kind!r}, {part}{lines.key(header, part)}"
-            if not isinstance(text, str):
-                raise ConfigError(f"{at}: must be a string, got {text!r}")
+            at = f"template {kind!r:.100}, {part}{lines.key(header, part)}"
+            _text(text, at, limit=LIMITS["text"], one_line=part == "subject",
+                  required=False)
             check_template(text, at, DIGEST_FIELDS if kind == "digest" else TEMPLATE_FIELDS)
             result[kind][part] = text
     return result
@@ -336,13 +350,14 @@ def parse_preferences(member: str, data: Mapping[str, Any],
     """Validate ``member``'s preferences; :class:`~postflow.ConfigError` naming the member
     and the field."""
     vocabulary = vocabulary or Vocabulary()
-    where = f"preferences of {member!r}"
+    where = f"preferences of {member!r:.100}"
     table = _table(data, where)
+    _plain(table, where)
     _no_unknown(table, _PREFERENCE_KEYS, where)
     mute_events = _strings(table.get("mute_events", []), f"{where}: mute_events")
     for kind in mute_events:
         if kind not in EVENT_KINDS:
-            raise ConfigError(f"{where}: mute_events: unknown event {kind!r}")
+            raise ConfigError(f"{where}: mute_events: unknown event {kind!r:.100}")
     mute_channels = _channels(table.get("mute_channels", []), f"{where}: mute_channels",
                               vocabulary, required=False)
     digest, digest_at = _digest(table.get("digest", "off"), f"{where}: digest")
@@ -350,15 +365,15 @@ def parse_preferences(member: str, data: Mapping[str, Any],
     quiet_hours = None if quiet is None else _quiet_hours(quiet, f"{where}: quiet_hours")
     timezone = table.get("timezone", "UTC")
     try:
-        if not isinstance(timezone, str):
+        if not isinstance(timezone, str) or len(timezone) > 100:
             raise ValueError(timezone)
         ZoneInfo(timezone)
-    except (ValueError, ZoneInfoNotFoundError) as exc:
-        raise ConfigError(f"{where}: timezone: unknown time zone {timezone!r} "
+    except (ValueError, OSError, ZoneInfoNotFoundError) as exc:
+        raise ConfigError(f"{where}: timezone: unknown time zone {timezone!r:.100} "
                           "(use an IANA name such as 'Europe/Berlin')") from exc
     bypass = table.get("urgent_bypass", True)
     if type(bypass) is not bool:
-        raise ConfigError(f"{where}: urgent_bypass must be true or false, got {bypass!r}")
+        raise ConfigError(f"{where}: urgent_bypass must be true or false, got {bypass!r:.100}")
     campaigns = _strings(table.get("campaigns", []), f"{where}: campaigns")
     return Preferences(frozenset(mute_events), frozenset(mute_channels), digest, digest_at,
                        quiet_hours, timezone, bypass, frozenset(campaigns))
@@ -372,14 +387,14 @@ def _digest(value: object, where: str) -> tuple[str, time | None]:
         if kind == "daily":
             return kind, _clock(at or "08:00", where)
     raise ConfigError(f"{where}: expected 'off', 'burst', 'hourly' or 'daily HH:MM', "
-                      f"got {value!r}")
+                      f"got {value!r:.100}")
 
 
 def _quiet_hours(value: object, where: str) -> tuple[time, time]:
     start, sep, end = value.partition("-") if isinstance(value, str) else ("", "", "")
     if not sep:
         raise ConfigError(f"{where}: expected 'HH:MM-HH:MM' (e.g. '22:00-07:00'), got "
-                          f"{value!r}")
+                          f"{value!r:.100}")
     begin, finish = _clock(start.strip(), where), _clock(end.strip(), where)
     if begin == finish:
         raise ConfigError(f"{where}: the quiet hours start and end at the same time")
@@ -389,7 +404,7 @@ def _quiet_hours(value: object, where: str) -> tuple[time, time]:
 def _clock(value: str, where: str) -> time:
     match = _CLOCK.fullmatch(value)
     if not match:
-        raise ConfigError(f"{where}: {value!r} is not a time of day HH:MM")
+        raise ConfigError(f"{where}: {value!r:.100} is not a time of day HH:MM")
     return time(int(match.group(1)), int(match.group(2)))
 
 
@@ -453,25 +468,74 @@ def _array(value: object, name: str) -> Sequence[object]:
 
 
 def _no_unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(table) - allowed)
+    unknown = sorted(f"{k!r:.100}" for k in table if k not in allowed)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more"
+                                         if len(unknown) > 5 else "")
+        raise ConfigError(f"{where}: unknown key(s) {shown}; "
                           f"expected some of {', '.join(sorted(allowed))}")
+
+
+def _text(value: object, where: str, *, limit: int, one_line: bool = True,
+          required: bool = True) -> str:
+    """``value`` if it is text postflow can store and show (see
+    :func:`~postflow._fields.checked_text`), else a ConfigError naming ``where``."""
+    try:
+        return checked_text(value, "notification configuration", where, limit=limit,
+                            one_line=one_line, required=required)
+    except ValidationFailed as exc:
+        raise ConfigError(exc.problems[0].message) from None
+
+
+def _plain(value: object, where: str, depth: int = 0) -> None:
+    """Refuse what the stored document cannot hold alike on every backend: keys that
+    are not text, values other than text, numbers, booleans, lists and tables (a TOML
+    date, say), NaN and infinite numbers (not JSON: ``notify config show --json`` could
+    not print them), text that is not valid Unicode, nesting over 20 levels."""
+    if depth > _MAX_DEPTH:
+        raise ConfigError(f"{where}: nested more than {_MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        if not value.isprintable():
+            _text(value, where, limit=LIMITS["text"], one_line=False, required=False)
+        elif len(value) > LIMITS["text"]:
+            _text(value, where, limit=LIMITS["text"])
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{where}: keys must be text, got {key!r:.100}")
+            _text(key, f"{where}: a key", limit=LIMITS["name"])
+            _plain(item, f"{where}.{key}" if depth else f"{where}: {key}", depth + 1)
+    elif isinstance(value, list | tuple):
+        if len(value) > _MAX_ENTRIES:
+            raise ConfigError(f"{where}: {len(value):,} entries; the limit is "
+                              f"{_MAX_ENTRIES:,}")
+        for item in value:
+            _plain(item, where, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+    elif value is not None and not isinstance(value, bool | int | float):
+        raise ConfigError(f"{where}: {type(value).__name__} values are not supported, "
+                          f"got {value!r:.100}")
 
 
 def _strings(value: object, where: str, *, required: bool = False) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, Sequence) or not all(isinstance(v, str) and v for v in value):
+    if isinstance(value, bytes) or not isinstance(value, Sequence) or not all(
+            isinstance(v, str) and v for v in value):
         raise ConfigError(f"{where}: expected a list of names, got {value!r:.100}")
     if required and not value:
         raise ConfigError(f"{where}: name at least one")
+    if len(value) > LIMITS["items"]:
+        raise ConfigError(f"{where}: {len(value):,} names; the limit is {LIMITS['items']}")
+    for name in value:
+        _text(name, where, limit=LIMITS["name"])
     return tuple(dict.fromkeys(value))
 
 
 def _known(name: str, known: Collection[str] | None, what: str, where: str) -> None:
     if known is not None and name not in known:
-        raise ConfigError(f"{where}: unknown {what} {name!r} (known: "
+        raise ConfigError(f"{where}: unknown {what} {name!r:.100} (known: "
                           f"{', '.join(sorted(known)) or 'none'})")
 
 
@@ -485,7 +549,7 @@ def _targets(value: object, where: str, vocabulary: Vocabulary, *, required: boo
         elif sep and kind == "member" and name:
             _known(name, vocabulary.members, "member", where)
         elif sep or target not in TARGET_KINDS:
-            raise ConfigError(f"{where}: unknown target {target!r} (use role:NAME, "
+            raise ConfigError(f"{where}: unknown target {target!r:.100} (use role:NAME, "
                               f"member:NAME or one of {', '.join(TARGET_KINDS)})")
     return targets
 
@@ -502,8 +566,20 @@ def _unique(names: Sequence[str], what: str) -> None:
     seen = set()
     for name in names:
         if name in seen:
-            raise ConfigError(f"two {what}s are called {name!r}")
+            raise ConfigError(f"two {what}s are called {name!r:.100}")
         seen.add(name)
+
+
+def _duration(value: object, where: str) -> timedelta:
+    """A positive duration of at most :data:`MAX_DURATION`, else a ConfigError."""
+    if isinstance(value, str) and len(value) > 40:
+        raise ConfigError(f"{where}: {value!r:.40}... is not a duration (use e.g. '24h', "
+                          "'90m', '2d')")
+    result = parse_duration(value, what=where)
+    if result > MAX_DURATION:
+        raise ConfigError(f"{where}: {value!r:.40} is longer than the limit of "
+                          f"{MAX_DURATION.days} days")
+    return result
 
 
 def _duration_or_zero(value: object, where: str) -> timedelta:
@@ -511,7 +587,7 @@ def _duration_or_zero(value: object, where: str) -> timedelta:
         return timedelta(0)
     if value == 0 and not isinstance(value, bool):
         return timedelta(0)
-    return parse_duration(value, what=where)
+    return _duration(value, where)
 
 
 def _duration_text(value: timedelta) -> str:
@@ -519,10 +595,14 @@ def _duration_text(value: timedelta) -> str:
 
 
 def _url_template(value: object, field: str, where: str) -> str:
+    """An http(s) URL whose only placeholder is ``{field}`` (filled in URL-quoted;
+    no other braces, no format specs)."""
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: expected a URL, got {value!r}")
-    try:
-        value.format(**{field: "x"})
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError(f"{where}: may use only {{{field}}}, got {value!r}") from exc
+        raise ConfigError(f"{where}: expected a URL, got {value!r:.100}")
+    filled = value.replace("{" + field + "}", "x")
+    if "{" in filled or "}" in filled:
+        raise ConfigError(f"{where}: may use only {{{field}}}, got {value!r:.100}")
+    problem = url_problem(filled)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
     return value

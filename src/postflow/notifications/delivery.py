@@ -31,7 +31,12 @@ import attrs
 from postflow.exceptions import ConfigError, DeliveryError, NotFound
 from postflow.models import Member
 from postflow.notices import Notice
-from postflow.notifications.channels import InboxChannel, Message, NotificationChannel
+from postflow.notifications.channels import (
+    InboxChannel,
+    Message,
+    NotificationChannel,
+    _one_line,
+)
 from postflow.notifications.config import NotificationConfig
 
 if TYPE_CHECKING:
@@ -217,6 +222,8 @@ class Deliverer:
                 except Exception as exc:  # a plugin's bug: retry, then fail
                     problem, retryable = f"{type(exc).__name__}: {exc}", True
         at = self._stamp()
+        if problem is not None:  # a plugin's or a server's words: one short, storable line
+            problem = _one_line(problem, 1000) or "delivery failed"
         if problem is None:
             outcome, changed = "sent", self.storage.settle_notifications(
                 ids, worker, status="sent", at=at)

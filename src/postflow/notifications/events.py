@@ -175,7 +175,7 @@ def _kinds(entry: AuditEntry, approval_state: str | None, first_stage: str | Non
     if action == "fail":
         reason = data.get("reason")
         kind = "post.unconfirmed" if reason == "unconfirmed" else "post.failed"
-        return [(kind, None, {"reason": reason, "errors": dict(data.get("errors", {}))})]
+        return [(kind, None, {"reason": reason, "errors": _mapping(data.get("errors"))})]
     simple = _SIMPLE_KINDS.get(action)
     if simple is None:
         return []
@@ -184,7 +184,7 @@ def _kinds(entry: AuditEntry, approval_state: str | None, first_stage: str | Non
     if action == "submit":
         stage = first_stage
     elif action == "publish":
-        extra["urls"] = dict(data.get("published_urls", {}))
+        extra["urls"] = _mapping(data.get("published_urls"))
     elif action == "schedule":
         extra["scheduled_at"] = data.get("scheduled_at")
         extra["scheduled_zone"] = data.get("scheduled_zone")
@@ -193,3 +193,10 @@ def _kinds(entry: AuditEntry, approval_state: str | None, first_stage: str | Non
         if "reason" in data:
             extra["reason"] = data["reason"]
     return [(simple, stage, extra)]
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """``value`` as a dict if it is a mapping, else empty: audit data may hold what a
+    caller passed to ``ws.fire(..., errors=5)``, and one odd entry must not stop the
+    routing of every change after it."""
+    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
