@@ -64,7 +64,12 @@ def test_a_submission_reaches_slack_as_block_kit(ws: postflow.Workspace, hook: H
     assert "<!channel>" not in preview
     assert "<https://evil" not in preview
     assert f"<https://app.example.org/posts/{post.id}|Review and approve>" in preview
-    assert "post.submitted" in blocks[2]["elements"][0]["text"]
+    context = blocks[2]["elements"][0]["text"]
+    assert "post.submitted" in context
+    # the time in each reader's zone, with UTC as the fallback text
+    at = ws.history(post.id)[-1].at
+    assert f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|" \
+           f"{at:%Y-%m-%d %H:%M} UTC>" in context
     assert [n.status for n in ws.notifications.outbox()] == ["sent"]
 
 

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -129,10 +130,25 @@ def _event_section(event: Mapping[str, Any], post_url: str | None) -> list[dict[
             "post.not_approved_in_time"} else "Open the post"
         lines.append(_link(url, label))
     section = {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}
-    context = {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(
-        " · ".join(str(v) for v in (kind, event.get("actor") and f"by {event['actor']}",
-                                    event.get("at")) if v))}]}
+    context = {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(
+        v for v in (escape(kind), event.get("actor") and escape(f"by {event['actor']}"),
+                    _when(event.get("at"))) if v)}]}
     return [section, context]
+
+
+def _when(at: object) -> str:
+    """A time as Slack shows it in each reader's own zone (``<!date^…>``), with the
+    UTC time as the fallback text; ``""`` for no time or one that does not parse."""
+    if not isinstance(at, str):
+        return ""
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    fallback = f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
 def blocks(message: Message) -> dict[str, Any]:
