@@ -9,12 +9,7 @@ postflow's own), WAL, ``synchronous=NORMAL``, one ``BEGIN IMMEDIATE … COMMIT``
 
 * create: INSERT posts + INSERT post_channels + INSERT revisions + INSERT audit;
 * submit / approve / schedule: ``UPDATE posts SET <changed columns> WHERE id = ? AND
-  version = ?`` (rowcount checked) + INSERT audit;
-* schedule also moves the channel's slot counter with a compare-and-set (``UPDATE
-  postflow_meta … WHERE key = 'slots:<channel>' AND value = ?``, rowcount checked), the
-  row postflow writes in the same transaction so that two processes can never both
-  fill a cadence slot (docs/publishing.rst): an app that enforces a cadence safely
-  writes it too.
+  version = ?`` (rowcount checked) + INSERT audit.
 
 It writes the same values postflow does: ISO timestamps taken per step, a correlation
 id (random prefix + counter) and JSON ``data`` per audit entry, the approval as JSON.
@@ -91,21 +86,9 @@ def sqlite3_baseline(path: Path, bodies: list[str], at: datetime) -> None:
     ids = (f"{prefix}-{i:x}" for i in itertools.count())
     channels = json.dumps(["acme-x"])
 
-    slots = itertools.count(0)  # the channel's slot counter, as postflow keeps it
-
     def step(sql: str, params: tuple[object, ...], post_id: int, action: str, actor: str,
              from_state: str, to_state: str, now: str, data: str | None) -> None:
         db.execute("BEGIN IMMEDIATE")
-        if action == "schedule":
-            slot = next(slots)
-            moved = db.execute(
-                "UPDATE postflow_meta SET value = ? WHERE key = 'slots:acme-x' AND value = ?",
-                (str(slot + 1), str(slot))).rowcount
-            if moved != 1 and (slot != 0 or db.execute(
-                    "INSERT OR IGNORE INTO postflow_meta VALUES ('slots:acme-x', '1')"
-            ).rowcount != 1):
-                db.execute("ROLLBACK")
-                raise RuntimeError("the channel was scheduled onto meanwhile")
         if db.execute(sql, params).rowcount != 1:
             db.execute("ROLLBACK")
             raise RuntimeError(f"post {post_id} changed under {action}")
