@@ -214,6 +214,34 @@ def test_stop_releases_the_posts_not_started(
         assert len(net.received()) == 9
 
 
+def test_a_pause_mid_pass_holds_the_posts_not_started(
+        url: str, make_ws: Callable[..., postflow.Workspace], clock: FixedClock) -> None:
+    """A pause that comes while the first posts are in flight: those finish, the posts
+    started after it are released ``held`` with nothing recorded, and go out once when
+    publishing resumes."""
+    import threading
+
+    with Network(delay=(DELAY, DELAY)) as net:
+        ws = open_ws(make_ws, url, parallel=2)
+        ids = setup(ws, net, {"c": 8})["c"]
+        clock.advance(minutes=2)
+        pauser = threading.Timer(DELAY / 2, lambda: ws.pause(by="cy", reason="crisis"))
+        pauser.start()
+        first = [o.result for o in ws.publish_due(worker="w1")]
+        pauser.join()
+        assert first[:2] == ["published", "published"], first
+        assert "held" in first, first
+        assert set(first) == {"published", "held"}, first
+        for post_id, result in zip(ids, first, strict=True):
+            if result == "held":
+                post = ws.posts.get(post_id)
+                assert (post.state, post.claimed_by, ws.deliveries(post_id)) == (
+                    "scheduled", None, [])
+        ws.resume(by="cy")
+        assert {o.result for o in ws.publish_due(worker="w1")} == {"published"}
+        assert net.received() == Counter({ws.publishing.key(i, "c", 1): 1 for i in ids})
+
+
 @pytest.mark.parametrize(("settings", "words"), [
     ({"parallel": 0}, ["parallel", "1 to 256"]),
     ({"parallel": 257}, ["parallel"]),
