@@ -54,6 +54,9 @@ class Network:
         self._rng = random.Random(seed)
         self._release = threading.Event()
         self._serial = 0
+        self.in_flight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+        """Per request path, and ``*`` for all: the most requests handled at once."""
         network = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,6 +82,13 @@ class Network:
                 self.close_connection = True
 
             def do_POST(self) -> None:
+                network._enter(self.path)
+                try:
+                    self._post()
+                finally:
+                    network._leave(self.path)
+
+            def _post(self) -> None:
                 key = self.headers.get("Idempotency-Key", "")
                 fault = self.__dict__.pop("fault") if "fault" in self.__dict__ \
                     else network._next_fault(key)
@@ -146,6 +156,17 @@ class Network:
         with self._lock:
             queue = self._faults.get(key)
             return queue.popleft() if queue else None
+
+    def _enter(self, path: str) -> None:
+        with self._lock:
+            for where in (path, "*"):
+                self.in_flight[where] += 1
+                self.peak[where] = max(self.peak[where], self.in_flight[where])
+
+    def _leave(self, path: str) -> None:
+        with self._lock:
+            for where in (path, "*"):
+                self.in_flight[where] -= 1
 
     def _record(self, request: Request) -> None:
         with self._lock:

@@ -24,6 +24,7 @@ import os
 import random
 import re
 import socket
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -174,18 +175,36 @@ class RetryPolicy:
         return float(max(computed * rng.uniform(0.5, 1.0), honoured))
 
 
+MAX_PARALLEL = 256
+"""The most sends one worker pass may have in flight (``PublishingSettings.parallel``)."""
+
+
+def _limits(value: object) -> object:
+    """A limits mapping as a read-only copy (anything else is refused by the class)."""
+    return FrozenData(value) if isinstance(value, Mapping) else value
+
+
 @attrs.frozen
 class PublishingSettings:
-    """How a workspace publishes: lease length, retries, and the missed cut-off.
+    """How a workspace publishes: lease length, retries, the missed cut-off, and how
+    many posts one pass sends at once.
 
     A post due longer ago than ``missed_after`` when a worker first sees it (downtime)
     fails with reason ``missed``; a later one is published late, its delay recorded.
+
+    ``parallel`` posts of a pass are sent at once, each in its own thread (1: one after
+    another); ``network_limits`` and ``channel_limits`` cap, by network and by channel
+    name, how many of them may be in flight on one network or channel (unnamed ones:
+    up to ``parallel``).
     """
 
     lease: timedelta = timedelta(minutes=5)
     retry: RetryPolicy = RetryPolicy()
     missed_after: timedelta = timedelta(hours=24)
     batch: int = 50
+    parallel: int = 1
+    network_limits: Mapping[str, int] = attrs.field(factory=FrozenData, converter=_limits)
+    channel_limits: Mapping[str, int] = attrs.field(factory=FrozenData, converter=_limits)
 
     def __attrs_post_init__(self) -> None:
         check_field_types(self)
@@ -195,6 +214,22 @@ class PublishingSettings:
             raise ConfigError(f"missed_after must be positive, got {self.missed_after!r}")
         if self.batch < 1:
             raise ConfigError(f"batch must be at least 1, got {self.batch!r}")
+        if not 1 <= self.parallel <= MAX_PARALLEL:
+            raise ConfigError(f"PublishingSettings: parallel must be from 1 to "
+                              f"{MAX_PARALLEL}, got {self.parallel!r}")
+        for field in ("network_limits", "channel_limits"):
+            limits = getattr(self, field)
+            if not isinstance(limits, Mapping):
+                raise ConfigError(f"PublishingSettings: {field} must be a mapping of "
+                                  f"names to whole numbers, got {limits!r:.100}")
+            for name, limit in limits.items():
+                if not isinstance(name, str) or not name.strip():
+                    raise ConfigError(f"PublishingSettings: {field} has a key that is not "
+                                      f"a name: {name!r:.100}")
+                if type(limit) is not int or not 1 <= limit <= MAX_PARALLEL:
+                    raise ConfigError(f"PublishingSettings: {field}[{name!r:.100}] must be "
+                                      f"a whole number from 1 to {MAX_PARALLEL}, got "
+                                      f"{limit!r:.100}")
 
 
 @attrs.frozen
@@ -280,19 +315,91 @@ class Publishing:
         claimed = ws.engine.commit(correlation_id, lambda: ws.storage.claim_due(
             now, worker, now + self.settings.lease, limit or self.settings.batch, held,
             correlation_id))
+        if self.settings.parallel > 1 and len(claimed) > 1:
+            return self._publish_parallel(claimed, now, worker, stop)
         outcomes = []
         for post in claimed:
             if stop is not None and stop():
-                self._finish(post, None, now, worker, (), {"stopping": True},
-                             action="release")
-                outcomes.append(Outcome(post.id, "released", (), "the worker is stopping"))
+                outcomes.append(self._release(post, now, worker))
                 continue
-            try:
-                outcomes.append(self._publish_one(post, now, worker))
-            except Exception as exc:  # one post's trouble must not stop the others
-                log.exception("post %s could not be published by %s", post.id, worker)
-                outcomes.append(Outcome(post.id, "error", (), f"{type(exc).__name__}: {exc}"))
+            outcomes.append(self._publish_guarded(post, now, worker))
         return outcomes
+
+    def _release(self, post: Post, now: datetime, worker: str) -> Outcome:
+        """Give a claimed post back unsent: the worker is stopping."""
+        self._finish(post, None, now, worker, (), {"stopping": True}, action="release")
+        return Outcome(post.id, "released", (), "the worker is stopping")
+
+    def _publish_guarded(self, post: Post, now: datetime, worker: str) -> Outcome:
+        try:
+            return self._publish_one(post, now, worker)
+        except Exception as exc:  # one post's trouble must not stop the others
+            log.exception("post %s could not be published by %s", post.id, worker)
+            return Outcome(post.id, "error", (), f"{type(exc).__name__}: {exc}")
+
+    def _publish_parallel(self, claimed: list[Post], now: datetime, worker: str,
+                          stop: Callable[[], bool] | None) -> list[Outcome]:
+        """Publish the claimed posts, up to ``parallel`` at once, each in a thread.
+
+        Each post keeps its own claim and goes through :meth:`_publish_one` exactly as
+        in a serial pass (its deliveries recorded ``sending`` under its lease, its
+        result settled in one transaction); only the waiting for the networks overlaps.
+        A post is started only when every one of its channels, and every network of
+        them, has room under its limit; a post that does not fit yet is overtaken by
+        later ones that do (claim order otherwise). ``stop`` is asked whenever a post
+        finishes: once it says yes, the posts not yet started are released.
+        """
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        settings = self.settings
+        parallel = settings.parallel
+        self.publishers  # noqa: B018 - loaded once here, not raced by the threads
+        network_of = {c.name: c.network for c in self._ws.storage.list_channels()}
+        channel_use: Counter[str] = Counter()
+        network_use: Counter[str] = Counter()
+
+        def needs(post: Post) -> tuple[set[str], set[str]]:
+            channels = set(post.channels)
+            return channels, {network_of[c] for c in channels if c in network_of}
+
+        def fits(post: Post) -> bool:
+            channels, networks = needs(post)
+            return all(channel_use[c] < settings.channel_limits.get(c, parallel)
+                       for c in channels) and all(
+                network_use[n] < settings.network_limits.get(n, parallel)
+                for n in networks)
+
+        outcomes: dict[int, Outcome] = {}
+        waiting = list(claimed)
+        running: dict[Future[Outcome], Post] = {}
+        with ThreadPoolExecutor(max_workers=min(parallel, len(claimed)),
+                                thread_name_prefix=f"postflow-send-{worker}") as pool:
+            while waiting or running:
+                if waiting and stop is not None and stop():
+                    for post in waiting:
+                        outcomes[post.id] = self._release(post, now, worker)
+                    waiting = []
+                index = 0
+                while index < len(waiting) and len(running) < parallel:
+                    post = waiting[index]
+                    if not fits(post):
+                        index += 1
+                        continue
+                    channels, networks = needs(post)
+                    channel_use.update(channels)
+                    network_use.update(networks)
+                    running[pool.submit(self._publish_guarded, post, now, worker)] = post
+                    del waiting[index]
+                if not running:  # cannot happen: an idle worker fits any post
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    post = running.pop(future)
+                    channels, networks = needs(post)
+                    channel_use.subtract(channels)
+                    network_use.subtract(networks)
+                    outcomes[post.id] = future.result()
+        return [outcomes[post.id] for post in claimed if post.id in outcomes]
 
     def _publish_one(self, post: Post, now: datetime, worker: str) -> Outcome:
         ws = self._ws

@@ -18,6 +18,7 @@ from postflow.cli._app import (
     workflow_option,
 )
 from postflow.exceptions import ConfigError
+from postflow.publishing import MAX_PARALLEL
 from postflow.workflow import Workflow
 
 # -- publishing ---------------------------------------------------------------------
@@ -37,11 +38,19 @@ from postflow.workflow import Workflow
               help="Attempts before a post fails.")
 @click.option("--missed-after", default=24.0, show_default=True, type=float,
               help="Hours after which a post that was never sent fails as missed.")
+@click.option("--parallel", default=1, show_default=True,
+              type=click.IntRange(1, MAX_PARALLEL),
+              help="Posts sent at once (each in its own thread).")
+@click.option("--network-limit", "network_limits", multiple=True, metavar="NETWORK=N",
+              help="At most N posts in flight on this network (repeat).")
+@click.option("--channel-limit", "channel_limits", multiple=True, metavar="CHANNEL=N",
+              help="At most N posts in flight on this channel (repeat).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="How each outcome is logged (to stderr).")
 def worker(url: str, workflow_file: Path | None, once: bool, interval: float,
            worker_id: str | None, batch: int, lease: float, max_attempts: int,
-           missed_after: float, log_format: str) -> None:
+           missed_after: float, parallel: int, network_limits: tuple[str, ...],
+           channel_limits: tuple[str, ...], log_format: str) -> None:
     """Publish due posts until SIGTERM or SIGINT (or once, with --once)."""
     from datetime import timedelta
 
@@ -51,7 +60,9 @@ def worker(url: str, workflow_file: Path | None, once: bool, interval: float,
     try:
         settings = PublishingSettings(
             lease=timedelta(seconds=lease), retry=RetryPolicy(max_attempts=max_attempts),
-            missed_after=timedelta(hours=missed_after), batch=batch)
+            missed_after=timedelta(hours=missed_after), batch=batch, parallel=parallel,
+            network_limits=_limit_options("--network-limit", network_limits),
+            channel_limits=_limit_options("--channel-limit", channel_limits))
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     wf = Workflow.from_toml(workflow_file) if workflow_file else None
@@ -64,6 +75,17 @@ def worker(url: str, workflow_file: Path | None, once: bool, interval: float,
         code = run_worker(ws, worker_id or default_worker_id(), once=once,
                           interval=interval, json_logs=log_format == "json")
     sys.exit(code)
+
+
+def _limit_options(option: str, values: tuple[str, ...]) -> dict[str, int]:
+    """``NAME=N`` options as a mapping; a malformed one is a usage error naming it."""
+    limits: dict[str, int] = {}
+    for value in values:
+        name, sep, number = value.rpartition("=")
+        if not sep or not name.strip() or not number.strip().isdigit():
+            raise click.BadParameter(f"{value!r} is not NAME=N", param_hint=option)
+        limits[name.strip()] = int(number)
+    return limits
 
 
 @cli.command()
