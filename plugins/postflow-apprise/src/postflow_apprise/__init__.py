@@ -33,10 +33,11 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Protocol
+from typing import Any
 
 import apprise
 from postflow import ConfigError, DeliveryError, hookimpl
+from postflow.notifications.channels import Message
 
 __all__ = [
     "AppriseChannel",
@@ -57,19 +58,6 @@ _SPLIT = re.compile(r"[\s,]+")
 _TAGGED = re.compile(r"^([\w.-]+(?:\s*,\s*[\w.-]+)*)=(\w[\w+.-]*://.*)$")
 
 
-class Message(Protocol):
-    """What the channel reads of postflow's rendered message."""
-
-    @property
-    def dedup_key(self) -> str: ...
-    @property
-    def recipient(self) -> Any: ...
-    @property
-    def subject(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def urgent(self) -> bool: ...
 
 
 def outcome(result: Any) -> tuple[bool, bool, str]:

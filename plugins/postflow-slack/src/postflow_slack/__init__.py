@@ -29,13 +29,14 @@ import http.client
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from postflow import ConfigError, DeliveryError, hookimpl
+from postflow.notifications.channels import Message
 
 __all__ = [
     "MAX_BLOCKS",
@@ -62,23 +63,6 @@ _USER_AGENT = f"postflow-slack/{__version__}"
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
-class Message(Protocol):
-    """What the channel reads of postflow's rendered message."""
-
-    @property
-    def dedup_key(self) -> str: ...
-    @property
-    def recipient(self) -> Any: ...
-    @property
-    def subject(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def events(self) -> Sequence[Mapping[str, Any]]: ...
-    @property
-    def urgent(self) -> bool: ...
-    @property
-    def post_url(self) -> str | None: ...
 
 
 def escape(text: str) -> str:
