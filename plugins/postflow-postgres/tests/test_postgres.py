@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -315,3 +317,24 @@ def test_close_releases_every_connection(storage_url: str, admin: psycopg.Connec
     assert storage.closed
     with pytest.raises(postflow.StorageError):
         storage.get_post(1)
+
+
+def test_killed_connections_are_a_storage_error_then_replaced(
+        storage_url: str, admin: psycopg.Connection[Any],
+        opened: Callable[..., PostgresStorage]) -> None:
+    """pg_terminate_backend of the pool's connections: a call that meets a dead one is a
+    StorageError naming the server, nothing half-written; the pool then replaces it."""
+    storage = opened(storage_url, pool_size=1)
+    post = insert(storage)
+    schema = storage.schema
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE application_name = %s", (schema,))
+    for _ in range(100):  # until the backend is gone
+        if not admin.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = %s",
+                             (schema,)).fetchall():
+            break
+        time.sleep(0.02)
+    with pytest.raises(postflow.StorageError, match=re.escape(storage.where)):
+        storage.update_post(moved(post, text="after"), expected_version=post.version,
+                            entries=[make_entry("edit", post)])
+    assert storage.get_post(post.id) == post  # nothing written; the pool recovered

@@ -525,8 +525,8 @@ class PostgresStorage(Storage):
             return StorageError(f"PostgreSQL at {self.where}: no connection available "
                                 f"({what}): {exc}")
         if isinstance(exc, psycopg.OperationalError):
-            return StorageError(f"PostgreSQL at {self.where} is unreachable ({what}): "
-                                f"{redact_url(str(exc)).strip()}")
+            return StorageError(f"PostgreSQL at {self.where} is unreachable or dropped the "
+                                f"connection ({what}): {redact_url(str(exc)).strip()}")
         return StorageError(f"PostgreSQL at {self.where}: {what} failed: {exc}")
 
     @contextmanager
