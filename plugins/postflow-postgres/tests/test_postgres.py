@@ -338,3 +338,30 @@ def test_killed_connections_are_a_storage_error_then_replaced(
         storage.update_post(moved(post, text="after"), expected_version=post.version,
                             entries=[make_entry("edit", post)])
     assert storage.get_post(post.id) == post  # nothing written; the pool recovered
+
+
+def test_guards_on_several_channels_never_deadlock(
+        storage_url: str, opened: Callable[..., PostgresStorage]) -> None:
+    """Two schedules guarding the same two channels, named in opposite orders: one wins,
+    the other is a ConflictError, never a deadlock."""
+    stores = [opened(storage_url, pool_size=1) for _ in range(2)]
+    for _ in range(15):
+        posts = [insert(stores[0], channels=("a", "b")) for _ in range(2)]
+        versions = {c: stores[0].slot_version(c) for c in ("a", "b")}
+        orders = [dict(versions), dict(reversed(list(versions.items())))]
+        outcome: list[str] = []
+
+        def schedule(i: int, posts: list[Any] = posts, orders: list[Any] = orders,
+                     outcome: list[str] = outcome) -> None:
+            post = posts[i]
+            try:
+                stores[i].update_post(moved(post, state="scheduled", scheduled_at=T0),
+                                      expected_version=post.version,
+                                      entries=[make_entry("schedule", post)],
+                                      slot_guards=orders[i])
+                outcome.append("ok")
+            except postflow.ConflictError:
+                outcome.append("conflict")
+
+        run_threads(2, schedule)
+        assert sorted(outcome) == ["conflict", "ok"]

@@ -753,7 +753,9 @@ class PostgresStorage(Storage):
         names = [c.strip() for c in _POST_COLUMNS.split(",")][1:]
         assignments = ", ".join(f"{c} = %s" for c in names)
         with self._tx() as cur:
-            for channel, version in slot_guards.items() if slot_guards else ():
+            # in name order, so two schedules onto the same channels lock their
+            # counters in one order and never deadlock
+            for channel, version in sorted(slot_guards.items()) if slot_guards else ():
                 self._move_slot(cur, post, channel, version)
             cur.execute(f"UPDATE posts SET {assignments} WHERE id = %s AND version = %s",
                         (*self._post_values(post), post.id, expected_version))
@@ -1241,7 +1243,7 @@ class PostgresStorage(Storage):
             if marks:
                 cur.executemany("INSERT INTO marks VALUES (%s, %s) "
                                 "ON CONFLICT (key) DO NOTHING",
-                                [(k, marked_at) for k in dict.fromkeys(marks)])
+                                [(k, marked_at) for k in sorted(set(marks))])
             inserted = []
             columns = _OUTBOX_COLUMNS.removeprefix("id, ")
             for n in notices:
