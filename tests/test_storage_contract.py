@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +17,19 @@ from postflow.testing_contract import T0, inbox_item, insert, make_entry, notice
 
 
 @pytest.fixture(name="storage_url")
-def _storage_url(backend: str, tmp_path: Path) -> str:
-    """A new, empty database of each built-in backend (``backend`` is conftest's)."""
-    return "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'postflow.db'}"
+def _storage_url(url: str) -> str:
+    """A new, empty database of each backend conftest's ``url`` gives."""
+    return url
+
+
+@pytest.fixture(name="storage_plugins")
+def _storage_plugins(backend: str) -> list[object]:
+    """The PostgreSQL plugin when conftest runs ``postgres`` too (opt-in)."""
+    if backend != "postgres":
+        return []
+    import postflow_postgres
+
+    return [postflow_postgres]
 
 
 @pytest.mark.parametrize(("table", "column", "bad", "read"), [
