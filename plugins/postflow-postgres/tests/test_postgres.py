@@ -365,3 +365,29 @@ def test_guards_on_several_channels_never_deadlock(
 
         run_threads(2, schedule)
         assert sorted(outcome) == ["conflict", "ok"]
+
+
+def test_an_older_schema_is_migrated_or_refused(
+        storage_url: str, monkeypatch: pytest.MonkeyPatch,
+        opened: Callable[..., PostgresStorage]) -> None:
+    """With a schema version 2 in the plugin: a version 1 database is refused with
+    migrate=no (MigrationRequired, nothing changed) and migrated forward otherwise."""
+    import postflow_postgres
+
+    opened(storage_url).close()
+    ran: list[int] = []
+
+    def to_2(conn: psycopg.Connection[Any]) -> None:
+        conn.execute("CREATE TABLE extra (x int)")
+        ran.append(2)
+
+    monkeypatch.setattr(postflow_postgres, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(postflow_postgres.MIGRATIONS, 2, to_2)
+    with pytest.raises(postflow.MigrationRequired) as refused:
+        PostgresStorage(with_params(storage_url, migrate="no"))
+    assert (refused.value.found, refused.value.current) == (1, 2)
+    storage = opened(storage_url)
+    assert ran == [2]
+    assert storage.schema_version() == 2
+    assert opened(storage_url).schema_version() == 2
+    assert ran == [2]  # once
