@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,7 +12,13 @@ import pytest
 import postflow
 from postflow.testing import FixedClock
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = os.environ.get("POSTFLOW_TEST_BACKENDS", "memory,sqlite").split(",")
+"""The backends every backend-parametrised test runs on. ``postgres`` (opt-in:
+``POSTFLOW_TEST_BACKENDS=memory,sqlite,postgres``, with plugins/postflow-postgres
+installed) runs them on the server at ``$POSTFLOW_TEST_POSTGRES_URL``, each test in a
+schema of its own; postflow.open is then given the plugin whatever the test passes."""
+POSTGRES = os.environ.get("POSTFLOW_TEST_POSTGRES_URL",
+                          "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(name="clock")
@@ -24,11 +32,36 @@ def _backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(name="url")
-def _url(backend: str, tmp_path: Path) -> str:
+def _url(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A storage URL for a new, empty database of each backend."""
     if backend == "memory":
-        return "memory://"
-    return f"sqlite:///{tmp_path / 'postflow.db'}"
+        yield "memory://"
+    elif backend == "postgres":
+        yield from _postgres_url(monkeypatch)
+    else:
+        yield f"sqlite:///{tmp_path / 'postflow.db'}"
+
+
+def _postgres_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A new schema on the test server (dropped after); postflow.open finds the plugin
+    even when the test passes ``entry_points=False``."""
+    import postflow_postgres
+    import psycopg
+
+    real_open = postflow.open
+
+    def open_with_plugin(url: str = "sqlite:///postflow.db", **kwargs: object
+                         ) -> postflow.Workspace:
+        if url.startswith("postgres"):
+            given = list(kwargs.pop("plugins", ()))  # type: ignore[call-overload]
+            kwargs["plugins"] = [postflow_postgres, *given]
+        return real_open(url, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(postflow, "open", open_with_plugin)
+    schema = f"pf_main_{uuid.uuid4().hex[:16]}"
+    yield f"{POSTGRES}{'&' if '?' in POSTGRES else '?'}schema={schema}&pool_size=4"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(name="make_ws")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from postflow._urls import redact_url
 from postflow.cli._app import (
     DEFAULT_URL,
     URL_ENV,
@@ -130,5 +131,5 @@ def db_init(url: str, workflow_file: Path | None, admin: str | None,
     with postflow.open(url, workflow=workflow) as ws:
         if admin is not None:
             ws.team.add(admin, roles={"admin"}, email=email)
-        click.echo(f"Created {path or url} with workflow {ws.workflow.name!r}"
+        click.echo(f"Created {path or redact_url(url)} with workflow {ws.workflow.name!r}"
                    + (f" and admin {admin}." if admin else "."))

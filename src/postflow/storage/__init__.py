@@ -2,7 +2,7 @@
 
 A backend is found by URL scheme through the ``postflow_storage`` hook. The built-in
 ``memory://`` and ``sqlite:///path`` backends are plugins like any other. One contract
-test suite (``tests/test_storage_contract.py``) runs against every backend.
+test suite (:mod:`postflow.testing_contract`) runs against every backend.
 """
 
 from __future__ import annotations
