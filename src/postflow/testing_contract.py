@@ -1361,6 +1361,13 @@ class TestOutbox:
         storage.enqueue_notifications([], marks=["series.running_out:1:2"])
         assert storage.has_marks(["series.running_out:1:2"]) == {"series.running_out:1:2"}
 
+    def test_claim_with_the_largest_limit(self, storage: Storage) -> None:
+        """A limit as large as an id can be claims what is due, no more (no backend
+        overflows computing its page size)."""
+        storage.enqueue_notifications([notice("a"), notice("b")])
+        claimed = storage.claim_notifications(T0, "w1", T0 + timedelta(hours=1), 2**63 - 1)
+        assert [n.dedup_key for n in claimed] == ["a", "b"]
+
     def test_claim_oldest_first_up_to_limit(self, storage: Storage) -> None:
         later = T0 + timedelta(hours=1)
         storage.enqueue_notifications([notice("a"), notice("b", not_before=later),

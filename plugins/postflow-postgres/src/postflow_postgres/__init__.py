@@ -1280,7 +1280,7 @@ class PostgresStorage(Storage):
         with self._tx() as cur:
             seen: set[tuple[str, str, str]] = set()
             after = 0
-            batch = max(limit, 1) * 2 + 16
+            batch = min(max(limit, 1) * 2 + 16, 10_000)  # read in pages; a bigint always
             while len(taken) < limit:
                 cur.execute(
                     f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id > %s AND "
