@@ -18,7 +18,7 @@ from typing import Any
 from benchmarks._common import Result, gc_note, settings
 
 BENCHMARKS = ("lifecycle_memory", "lifecycle_sqlite", "memory", "list_scaling",
-              "calendar_feed", "publishing", "parallel_sends", "notifications")
+              "calendar_feed", "publishing", "parallel_sends", "notifications", "lateness")
 
 
 def main(argv: list[str] | None = None) -> int:

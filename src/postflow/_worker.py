@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +152,8 @@ def _run(ws: Workspace, worker: str, *, once: bool, interval: float,
         url=redact_url(ws.storage.url), once=once, interval=interval)
     try:
         while not stop.event.is_set():
+            # what is due by then, this pass takes (or leaves: see next_due)
+            looked: datetime | None = ws.clock.now()
             try:
                 holds = ws.holds()
                 now_held = tuple(sorted((h.scope, h.reason, h.by, h.at) for h in holds))
@@ -173,6 +175,7 @@ def _run(ws: Workspace, worker: str, *, once: bool, interval: float,
                 say("error", f"postflow worker {worker}: {type(exc).__name__}: {exc}",
                     error=f"{type(exc).__name__}: {exc}")
                 outcomes = []
+                looked = None  # the next pass in an interval, not at once
                 if once:
                     return 1
             for outcome in outcomes:
@@ -187,7 +190,7 @@ def _run(ws: Workspace, worker: str, *, once: bool, interval: float,
                 continue  # more may be due right now
             if once:
                 break
-            stop.event.wait(interval)
+            stop.event.wait(interval if looked is None else _sleep_for(ws, interval, looked))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -195,6 +198,96 @@ def _run(ws: Workspace, worker: str, *, once: bool, interval: float,
     reason = f" on {stop.signal}" if stop.signal else ""
     say("stopped", f"postflow worker {worker} stopped{reason}", signal=stop.signal)
     return 0
+
+
+LOOKAHEAD = 100
+"""How many posts (and outbox notices) one look for the next due time reads at most;
+beyond them the worker wakes at its interval."""
+
+
+def _sleep_for(ws: Workspace, interval: float, looked: datetime) -> float:
+    """Seconds to sleep after a pass that looked at ``looked``: until the next due
+    time, at most ``interval`` (the polling fallback, also when that time cannot be
+    read)."""
+    try:
+        now = ws.clock.now()
+        wake = next_due(ws, now, looked=looked)
+    except Exception:  # the database is busy or gone: the next pass reports it
+        log.debug("cannot read the next due time; polling", exc_info=True)
+        return interval
+    if wake is None:
+        return interval
+    return max(0.0, min((wake - now).total_seconds(), interval))
+
+
+def next_due(ws: Workspace, now: datetime, *, looked: datetime | None = None
+             ) -> datetime | None:
+    """The earliest time at or after which a pass may find work, as far as a short
+    look tells; ``None`` when nothing is known to come (all publishing paused, nothing
+    scheduled, nothing in the outbox).
+
+    ``looked``: when the last pass looked for due work. What was due by then and is
+    still waiting was left by that pass (a digest not complete yet, a post it could not
+    take): waking sooner would not help, so it is not counted (the interval is).
+
+    Read with the workspace's existing queries (no storage method of its own):
+
+    * the next ``scheduled`` posts at or after ``now`` (``ws.posts.list`` with
+      ``between=(now, None)``, on SQLite the ``posts_state_time`` index), skipping
+      those on paused channels; a post due once its lease or retry wait
+      (``claimed_until``) has run out counts from then;
+    * the ``scheduled`` posts already due (``between=(None, now)``) that wait for a
+      retry or for another worker's lease to run out: due at their ``claimed_until``
+      (or now, when it has run out);
+    * the outbox: pending notices at their ``not_before`` or next attempt, and notices
+      a dead worker left ``sending`` when its claim runs out.
+
+    Each read takes at most :data:`LOOKAHEAD` rows, oldest first; waiting posts or
+    notices beyond them are found by the interval, as before. The result is never
+    later than the true next due time of what it read, and may be earlier (the worker
+    then finds nothing and sleeps again).
+    """
+    found: list[datetime] = []
+    holds = {h.scope for h in ws.holds()}
+    if "*" not in holds:
+        found += _next_post(ws, now, holds)
+    found += _next_notice(ws)
+    if looked is not None:
+        found = [at for at in found if at > looked]
+    return max(min(found), now) if found else None
+
+
+def _next_post(ws: Workspace, now: datetime, held: set[str]) -> list[datetime]:
+    found: list[datetime] = []
+    upcoming = ws.posts.list(state="scheduled", between=(now, None), limit=LOOKAHEAD)
+    for post in upcoming:
+        assert post.scheduled_at is not None  # between= selects scheduled times only
+        if found and post.scheduled_at >= min(found):
+            break  # later posts cannot be due sooner
+        if held.intersection(post.channels):
+            continue
+        found.append(max(post.scheduled_at, post.claimed_until or post.scheduled_at))
+    if not found and len(upcoming) == LOOKAHEAD:  # all paused: none is due before these
+        last = upcoming[-1].scheduled_at
+        assert last is not None
+        found.append(last)
+    for post in ws.posts.list(state="scheduled", between=(None, now), limit=LOOKAHEAD):
+        if held.intersection(post.channels):
+            continue
+        # due once a retry wait or a running lease (claimed_until) is over
+        assert post.scheduled_at is not None
+        found.append(max(post.scheduled_at, post.claimed_until or post.scheduled_at))
+    return found
+
+
+def _next_notice(ws: Workspace) -> list[datetime]:
+    found: list[datetime] = []
+    for notice in ws.notifications.outbox(status="pending", limit=LOOKAHEAD):
+        found.append(max(notice.not_before, notice.next_attempt_at or notice.not_before))
+    for notice in ws.notifications.outbox(status="sending", limit=LOOKAHEAD):
+        if notice.claimed_until is not None:  # taken over once the claim has run out
+            found.append(notice.claimed_until + timedelta(milliseconds=1))
+    return found
 
 
 def _notify(ws: Workspace, worker: str, say: _Say) -> None:
