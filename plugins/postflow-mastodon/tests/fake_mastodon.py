@@ -134,6 +134,8 @@ class FakeMastodon:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._release = threading.Event()
+        self._stalled = 0  # stalled requests that have not stored their key yet
+        self._finished = threading.Condition(self._lock)
         self._httpd: _Server | None = None
 
     # -- control ---------------------------------------------------------------------
@@ -158,8 +160,12 @@ class FakeMastodon:
             self._httpd.server_close()
 
     def finish_stalled(self) -> None:
-        """Let stalled requests finish (unanswered): their statuses' keys are stored."""
+        """Let stalled requests finish (unanswered); returns once their statuses' keys
+        are stored, so that a request sent next sees them."""
         self._release.set()
+        with self._finished:
+            if not self._finished.wait_for(lambda: self._stalled == 0, timeout=10):
+                raise AssertionError("a stalled request did not finish within 10 s")
 
     def fail(self, route: str, *faults: Fault) -> None:
         """Answer the next requests to ``route`` (``"POST /api/v1/statuses"``) so."""
@@ -192,9 +198,14 @@ class FakeMastodon:
             return
         with self._lock:
             status, payload, content_type = self._dispatch(seen)
+            if fault is not None:
+                self._stalled += 1
         if fault is not None:  # handled, never answered
             self._release.wait(30)
-            self._store_key(seen, status, payload)
+            with self._finished:
+                self._store_key(seen, status, payload)
+                self._stalled -= 1
+                self._finished.notify_all()
             handler.close_connection = True
             return
         self._store_key(seen, status, payload)
