@@ -344,7 +344,7 @@ class TestMisc:
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
         hooks = {"postflow.storage.memory": "postflow_storage",
-                 "postflow.storage.sqlite": "postflow_storage",
+                 "postflow.storage.sqlite": "postflow_schema",
                  "postflow.calendar": "postflow_calendar_event",
                  "postflow.publishers": "postflow_register_publishers",
                  "postflow.notifications.channels": "postflow_register_notification_channels"}
@@ -352,6 +352,8 @@ class TestMisc:
         for name in BUILTIN_PLUGINS:
             i = lines.index(f"{name}  (built-in)")
             assert lines[i + 1] == f"    {hooks[name]}"
+        sqlite = lines.index("postflow.storage.sqlite  (built-in)")
+        assert lines[sqlite + 2] == "    postflow_storage"
 
     def test_installed_plugin_command_appears(self, run: Run, tmp_path: Path) -> None:
         """A distribution on the path with a 'postflow' entry point adds its command."""

@@ -767,7 +767,8 @@ class TestPluginsCommand:
             expected = {"postflow.calendar": "postflow_calendar_event",
                         "postflow.publishers": "postflow_register_publishers",
                         "postflow.notifications.channels":
-                            "postflow_register_notification_channels"}.get(
+                            "postflow_register_notification_channels",
+                        "postflow.storage.sqlite": "postflow_schema"}.get(
                 name, "postflow_storage")
             assert out[i + 1] == f"    {expected}"
         i = out.index("recorder  (postflow-recorder 2.5)")
@@ -780,7 +781,8 @@ class TestPluginsCommand:
         rows = {name: (origin, hooks_) for name, origin, hooks_ in hooks.describe()}
         assert [row for row in rows.values() if row[0] == "in-process"] == [
             ("in-process", ["postflow_authorize"])]
-        assert rows["postflow.storage.sqlite"] == ("built-in", ["postflow_storage"])
+        assert rows["postflow.storage.sqlite"] == ("built-in",
+                                                   ["postflow_schema", "postflow_storage"])
         assert rows["postflow.calendar"] == ("built-in", ["postflow_calendar_event"])
 
 
@@ -806,7 +808,8 @@ class TestTypedFacade:
                          "postflow_before_transition", "postflow_calendar_event",
                          "postflow_register_commands",
                          "postflow_register_notification_channels",
-                         "postflow_register_publishers", "postflow_storage"]
+                         "postflow_register_publishers", "postflow_schema",
+                         "postflow_storage"]
         for name in hooks:
             assert callable(getattr(Hooks, name.removeprefix("postflow_")))
 

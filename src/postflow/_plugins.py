@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from postflow.models import AuditEntry, Campaign, Channel, Member, Post
     from postflow.notifications.channels import NotificationChannel
     from postflow.publishing import Publisher
-    from postflow.storage import Storage
+    from postflow.storage import SchemaManager, Storage
 
 __all__ = [
     "BLOCK_ENV",
@@ -241,6 +241,11 @@ class Hooks:
     def storage(self, url: str) -> Storage | None:
         """The backend that claims ``url``."""
         result: Storage | None = self.pm.hook.postflow_storage(url=url)
+        return result
+
+    def schema(self, url: str) -> SchemaManager | None:
+        """The schema manager of the database at ``url``, if its backend has one."""
+        result: SchemaManager | None = self.pm.hook.postflow_schema(url=url)
         return result
 
     def authorize(

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from postflow.models import AuditEntry, Campaign, Channel, Member, Post
     from postflow.notifications.channels import NotificationChannel
     from postflow.publishing import Publisher
-    from postflow.storage import Storage
+    from postflow.storage import SchemaManager, Storage
     from postflow.workspace import Workspace
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
@@ -40,6 +40,20 @@ def postflow_storage(url: str) -> Storage | None:
     URL is yours but the database cannot be used.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def postflow_schema(url: str) -> SchemaManager | None:
+    """The :class:`~postflow.storage.SchemaManager` of the database at ``url`` (its
+    schema version and migrations, for ``postflow db status|migrate``), or ``None`` if
+    the scheme is not yours or its databases have no schema versions.
+
+    It must not create, open as a workspace, or migrate anything until
+    :meth:`~postflow.storage.SchemaManager.migrate` is called. The built-in
+    ``sqlite:///`` backend implements it (``trylast``).
+
+    .. versionadded:: 0.3
     """
 
 

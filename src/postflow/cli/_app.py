@@ -63,9 +63,10 @@ def cli() -> None:
 
 
 def without_migrating(url: str) -> str:
-    """``url`` opened so that an older SQLite schema is refused, not migrated: the
-    command line never upgrades a file silently (``postflow db migrate`` does)."""
-    if url.startswith("sqlite:") and "migrate=" not in url:
+    """``url`` opened so that an older schema (SQLite's or PostgreSQL's) is refused, not
+    migrated: the command line never upgrades a database silently (``postflow db
+    migrate`` does)."""
+    if url.startswith(("sqlite:", "postgresql:", "postgres:")) and "migrate=" not in url:
         return url + ("&" if "?" in url else "?") + "migrate=no"
     return url
 

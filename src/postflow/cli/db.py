@@ -18,25 +18,32 @@ from postflow.cli._app import (
     sqlite_path,
 )
 from postflow.exceptions import ConfigError, NotFound, StorageError
+from postflow.storage import SchemaManager
 
 db_url_option = click.option(
     "--db", "url", envvar=URL_ENV, default=DEFAULT_URL, show_default=True,
     help=f"Storage URL (or set {URL_ENV}).")
 
 
-def _path(url: str) -> str:
+def _schema(url: str) -> SchemaManager:
+    """The schema manager of the database at ``url``, from the backend's
+    ``postflow_schema`` hook; a missing SQLite file is refused, not created."""
+    from postflow._plugins import Hooks, make_plugin_manager
+
     path = sqlite_path(url)
-    if path is None:
-        raise ConfigError(f"{url.split(':', 1)[0]}: databases have no schema migrations "
-                          "here (only sqlite:/// files do)")
-    if not Path(path).exists():
+    if path is not None and not Path(path).exists():
         raise NotFound(f"no database at {path} (pass --db sqlite:///path or set {URL_ENV})")
-    return path
+    manager = Hooks(make_plugin_manager()).schema(url)
+    if manager is None:
+        raise ConfigError(f"{url.split(':', 1)[0]}: databases have no schema migrations "
+                          "here (sqlite:/// files and backends that implement the "
+                          "postflow_schema hook, such as postgresql://, do)")
+    return manager
 
 
 @cli.group()
 def db() -> None:
-    """The database's schema version and migrations (SQLite)."""
+    """The database: creating it, its schema version and migrations, copying it."""
 
 
 @db.command("status")
@@ -44,27 +51,27 @@ def db() -> None:
 @json_option
 def db_status(url: str, as_json: bool) -> None:
     """Show the schema version and the migrations still to run."""
-    from postflow.storage.sqlite import MIGRATION_NOTES, SCHEMA_VERSION, stored_schema_version
-
-    path = _path(url)
-    found = stored_schema_version(path)
+    schema = _schema(url)
+    path, current = schema.where, schema.current
+    found = schema.version()
     if found is None:
         raise StorageError(f"{path} is not a postflow database")
-    pending = list(range(found + 1, SCHEMA_VERSION + 1))
+    pending = list(range(found + 1, current + 1))
     if as_json:
-        emit_json({"path": path, "schema_version": found, "current": SCHEMA_VERSION,
-                   "pending": [{"version": n, "adds": MIGRATION_NOTES.get(n, "")}
+        emit_json({"path": path, "schema_version": found, "current": current,
+                   "pending": [{"version": n, "adds": schema.notes.get(n, "")}
                                for n in pending],
-                   "newer": found > SCHEMA_VERSION})
+                   "newer": found > current})
         return
-    click.echo(f"{path}: schema version {found} (this postflow: {SCHEMA_VERSION})")
-    if found > SCHEMA_VERSION:
+    click.echo(f"{path}: schema version {found} (this postflow: {current})")
+    if found > current:
         click.echo("Written by a newer postflow: upgrade postflow to use it.")
     elif pending:
         click.echo(f"Pending migrations ({len(pending)}):")
         for n in pending:
-            click.echo(f"  {n}: {MIGRATION_NOTES.get(n, '')}")
-        click.echo("Run 'postflow db migrate' (it keeps a backup copy first).")
+            click.echo(f"  {n}: {schema.notes.get(n, '')}")
+        click.echo("Run 'postflow db migrate' (it keeps a backup copy first)." if schema.backs_up
+                   else "Run 'postflow db migrate' (back the database up first).")
     else:
         click.echo("Up to date.")
 
@@ -74,10 +81,9 @@ def db_status(url: str, as_json: bool) -> None:
 @click.option("--no-backup", is_flag=True, help="Do not copy the file first.")
 def db_migrate(url: str, no_backup: bool) -> None:
     """Migrate the database to this postflow's schema, after a backup copy."""
-    from postflow.storage.sqlite import migrate_file
-
-    path = _path(url)
-    found, now, backup = migrate_file(path, backup=not no_backup)
+    schema = _schema(url)
+    path = schema.where
+    found, now, backup = schema.migrate(backup=not no_backup)
     if found == now:
         click.echo(f"{path}: schema version {now}, up to date; nothing to do.")
         return

@@ -32,7 +32,7 @@ from postflow.models import (
 )
 from postflow.notices import InboxItem, Notice
 
-__all__ = ["NewEntry", "PostQuery", "Storage", "check_page"]
+__all__ = ["NewEntry", "PostQuery", "SchemaManager", "Storage", "check_page"]
 
 
 class NewEntry(NamedTuple):
@@ -118,6 +118,39 @@ class PostQuery:
     def by_time(self) -> bool:
         """Whether results are ordered by scheduled time."""
         return self.start is not None or self.end is not None
+
+
+class SchemaManager(abc.ABC):
+    """A database's schema version and its migrations, as ``postflow db status|migrate``
+    see them; a backend with versioned schemas returns one from the
+    :func:`~postflow.hookspecs.postflow_schema` hook.
+
+    It works on the database without opening it as a :class:`Storage` (which an older
+    schema may refuse), so the command line stays independent of the backend.
+    """
+
+    where: str
+    """What messages name: a file's path, or ``host:port/database`` and the schema."""
+
+    current: int
+    """The schema version this backend writes."""
+
+    notes: Mapping[int, str]
+    """What each schema version adds, by version."""
+
+    backs_up: bool = False
+    """Whether :meth:`migrate` can keep a backup copy first."""
+
+    @abc.abstractmethod
+    def version(self) -> int | None:
+        """The schema version stored in the database, ``None`` when it is no postflow
+        database (or an empty one). Changes nothing."""
+
+    @abc.abstractmethod
+    def migrate(self, *, backup: bool = True) -> tuple[int, int, str | None]:
+        """Migrate the database to :attr:`current` (with ``backup`` and
+        :attr:`backs_up``, after a backup copy); ``(version found, version now, where the
+        backup is or None)``. Safe to run from two hosts at once."""
 
 
 class Storage(abc.ABC):

@@ -52,6 +52,7 @@ from postflow.notices import InboxItem, Notice
 from postflow.storage import (
     NewEntry,
     PostQuery,
+    SchemaManager,
     Storage,
     _check_settle_status,
     _mark_time,
@@ -1624,6 +1625,34 @@ def _document(r: Sequence[Any]) -> dict[str, Any]:
             raise TypeError(f"expected a JSON object, got {type(body).__name__}")
         return body
     return _decoded("documents", decode, r)
+
+
+class SQLiteSchema(SchemaManager):
+    """The schema version and migrations of a SQLite file (``postflow db
+    status|migrate``): a migration keeps a backup copy of the file first."""
+
+    backs_up = True
+
+    def __init__(self, path: str) -> None:
+        self.where = path
+        self.current = SCHEMA_VERSION
+        self.notes = MIGRATION_NOTES
+
+    def version(self) -> int | None:
+        return stored_schema_version(self.where)
+
+    def migrate(self, *, backup: bool = True) -> tuple[int, int, str | None]:
+        found, now, copy = migrate_file(self.where, backup=backup)
+        return found, now, None if copy is None else str(copy)
+
+
+@hookimpl(trylast=True)
+def postflow_schema(url: str) -> SchemaManager | None:
+    """The schema of ``sqlite:///path`` files."""
+    if not url.startswith("sqlite:"):
+        return None
+    path = path_from_url(split_url(url)[0])
+    return None if path == ":memory:" else SQLiteSchema(path)
 
 
 @hookimpl(trylast=True)

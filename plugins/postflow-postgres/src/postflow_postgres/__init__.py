@@ -62,6 +62,7 @@ from postflow.notices import InboxItem, Notice
 from postflow.storage import (
     NewEntry,
     PostQuery,
+    SchemaManager,
     Storage,
     _check_settle_status,
     _mark_time,
@@ -85,8 +86,8 @@ from postflow.storage.sqlite import (
 )
 from psycopg import sql
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStorage", "postflow_storage",
-           "split_url"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresSchema", "PostgresStorage", "migrate",
+           "postflow_schema", "postflow_storage", "schema_status", "split_url"]
 
 SCHEMA_VERSION = 1
 """The PostgreSQL schema this plugin writes (its own numbering, not SQLite's)."""
@@ -1463,6 +1464,76 @@ def _not_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+class PostgresSchema(SchemaManager):
+    """The schema version and migrations of the postflow schema at a ``postgresql://``
+    URL (``postflow db status|migrate``). There is no backup copy here: back the
+    database up with the server's own tools (``pg_dump``) before migrating."""
+
+    def __init__(self, url: str) -> None:
+        self.url = redact_url(url)
+        libpq, options = split_url(url)
+        self._libpq = libpq
+        self.schema = options.get("schema") or "public"
+        self.where = f"PostgreSQL at {_where_is(libpq)} (schema {self.schema!r})"
+        self.current = SCHEMA_VERSION
+        self.notes = MIGRATION_NOTES
+        self._url = url
+
+    def version(self) -> int | None:
+        """The stored schema version; ``None`` when the schema does not exist, is
+        empty or holds no postflow tables. Reads only (no lock, nothing created)."""
+        try:
+            with psycopg.connect(self._libpq, connect_timeout=10) as conn:
+                row = conn.execute(
+                    "SELECT to_regclass(format('%%I.postflow_meta', %s::text))",
+                    (self.schema,)).fetchone()
+                if row is None or row[0] is None:
+                    return None
+                found = conn.execute(
+                    sql.SQL("SELECT value FROM {}.postflow_meta "
+                            "WHERE key = 'schema_version'").format(
+                        sql.Identifier(self.schema))).fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot read the schema version of {self.where} "
+                               f"({self.url}): {redact_url(str(exc)).strip()}") from exc
+        if found is None or not str(found[0]).isdigit():
+            return None
+        return int(found[0])
+
+    def migrate(self, *, backup: bool = True) -> tuple[int, int, str | None]:
+        """Migrate under the database-wide migration lock (as every open does), so two
+        hosts migrating at once never collide. ``backup`` is ignored (see the class).
+        A schema that is not there yet is refused, not created."""
+        found = self.version()
+        if found is None:
+            raise StorageError(f"{self.where} is not a postflow database")
+        PostgresStorage(self._url, migrate=True, pool_size=1).close()
+        return found, max(found, SCHEMA_VERSION), None
+
+
+def schema_status(url: str) -> tuple[int | None, int, list[int]]:
+    """``(stored version or None, this plugin's version, pending versions)`` of the
+    postflow schema at ``url``, changing nothing."""
+    found = PostgresSchema(url).version()
+    return found, SCHEMA_VERSION, ([] if found is None
+                                   else list(range(found + 1, SCHEMA_VERSION + 1)))
+
+
+def migrate(url: str) -> tuple[int, int]:
+    """Migrate the postflow schema at ``url`` to :data:`SCHEMA_VERSION` under the
+    migration lock; ``(version found, version now)``."""
+    found, now, _ = PostgresSchema(url).migrate()
+    return found, now
+
+
+@hookimpl
+def postflow_schema(url: str) -> SchemaManager | None:
+    """The schema manager of ``postgresql://`` and ``postgres://`` URLs."""
+    if not url.startswith(("postgresql:", "postgres:")):
+        return None
+    return PostgresSchema(url)
 
 
 @hookimpl
