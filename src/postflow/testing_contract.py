@@ -68,6 +68,7 @@ __all__ = [
     "TestAudit",
     "TestCalendarReads",
     "TestChangeCursors",
+    "TestCopy",
     "TestDirectoryVersions",
     "TestDocuments",
     "TestFeeds",
@@ -99,6 +100,7 @@ __all__ = [
     "open_storage",
     "reference",
     "revision_of",
+    "same_answers",
     "test_instance_id_is_random_per_database",
 ]
 
@@ -1517,3 +1519,92 @@ class TestInbox:
         assert storage.inbox("ben", unread=True) == []
         assert [i.dedup_key for i in storage.inbox("bea", unread=True)] == ["3"]
         assert two.read_at is None  # returned snapshots never change
+
+
+def same_answers(a: Storage, b: Storage, *, replay: bool = True) -> None:
+    """Assert that ``a`` and ``b`` answer every read the same (a copy and its source),
+    and (with ``replay``, for posts a workspace made) that each post of ``b`` is what
+    replaying its audit trail gives."""
+    assert b.list_members() == a.list_members()
+    assert b.list_channels() == a.list_channels()
+    assert b.list_campaigns() == a.list_campaigns()
+    posts = a.list_posts(PostQuery())
+    assert b.list_posts(PostQuery()) == posts
+    for post in posts:
+        assert b.revisions(post.id) == a.revisions(post.id)
+        assert b.deliveries(post.id) == a.deliveries(post.id)
+        assert b.history(post.id) == a.history(post.id)
+        if replay:
+            assert postflow.replay(b.history(post.id)) == post
+    assert b.audit_log() == a.audit_log()
+    assert b.last_change() == a.last_change()
+    assert b.holds() == a.holds()
+    assert b.list_series() == a.list_series()
+    assert b.list_feeds() == a.list_feeds()
+    assert b.list_planning_entries() == a.list_planning_entries()
+    assert b.stored_workflow() == a.stored_workflow()
+    assert b.list_documents("") == a.list_documents("")
+    assert b.list_notifications() == a.list_notifications()
+    members = {m.name for m in a.list_members()} | {"ben", "bea"}
+    for member in sorted(members):
+        assert b.inbox(member) == a.inbox(member)
+    for name in {c.name for c in a.list_channels()} | set(CHANNELS):
+        assert b.slot_version(name) == a.slot_version(name)
+    assert b.instance_id() == a.instance_id()
+
+
+class TestCopy:
+    """export_rows / import_rows (``postflow db copy``): a copy into a new SQLite file
+    answers every read as the source does; a database with rows refuses an import."""
+
+    @staticmethod
+    def _fill(storage: Storage) -> None:
+        storage.instance_id()
+        first = insert(storage, text="one", channels=("acme-x",))
+        second = insert(storage, text="two\x00with a NUL", channels=("acme-li",))
+        del second
+        storage.update_post(moved(first, text="one, edited", revision=2),
+                            expected_version=1,
+                            entries=[make_entry("edit", first)],
+                            revision=revision_of(moved(first, text="one, edited",
+                                                       revision=2)))
+        storage.append_audit([make_entry("comment", first, comment="looks good")])
+        storage.save_cursor("mailer", 2, expected=0)
+        storage.enqueue_notifications([notice("a"), notice("b")], marks=["m1"])
+        storage.add_inbox([inbox_item("1"), inbox_item("2", member="bea")])
+        storage.save_document("notifications", {"rules": [1, 2]},
+                              make_entry("doc"), expected=None)
+
+    def test_copy_answers_the_same(self, storage: Storage, tmp_path: Any) -> None:
+        self._fill(storage)
+        try:
+            rows = storage.export_rows()
+        except NotImplementedError:
+            pytest.skip(f"{type(storage).__name__} does not copy")
+        from postflow.storage.sqlite import SQLiteStorage
+
+        copy = SQLiteStorage(f"sqlite:///{tmp_path}/copy.db")
+        try:
+            counts = copy.import_rows(rows)
+            assert counts["posts"] == 2
+            same_answers(storage, copy, replay=False)
+            assert copy.cursor("mailer") == 2
+            assert copy.has_marks(["m1", "m2"]) == {"m1"}
+            # new ids continue after the copied ones
+            assert insert(copy, text="three").id > max(
+                p.id for p in storage.list_posts(PostQuery()))
+            assert copy.append_audit([make_entry("comment")])[0].id > storage.last_change()[0]
+            with pytest.raises(ConflictError, match="not empty"):
+                copy.import_rows(rows)
+        finally:
+            copy.close()
+
+    def test_import_into_a_database_with_rows_is_refused(self, storage: Storage) -> None:
+        insert(storage)
+        try:
+            rows = storage.export_rows()
+            with pytest.raises(ConflictError, match="not empty"):
+                storage.import_rows(rows)
+        except NotImplementedError:
+            pytest.skip(f"{type(storage).__name__} does not copy")
+        assert len(storage.list_posts(PostQuery())) == 1

@@ -118,3 +118,47 @@ def test_two_hosts_migrating_at_once(storage_url: str, version_2: list[int]) -> 
     assert version_2 == [2]
     assert sorted(results) == [(1, 2), (2, 2)] or sorted(results) == [(1, 2), (1, 2)]
     assert PostgresSchema(storage_url).version() == 2
+
+
+def test_db_copy_moves_a_sqlite_team_to_postgresql_with_its_history(
+        storage_url: str, tmp_path: Any) -> None:
+    """``postflow db copy sqlite:///… postgresql://…`` of the demo's database (posts in
+    every state, a publication, notifications): every read answers the same, each post
+    replays from its trail; copied back into a new SQLite file, it still does; a
+    destination with rows is refused."""
+    from postflow.cli.demo import run_demo
+    from postflow.storage.sqlite import SQLiteStorage
+    from postflow.testing_contract import same_answers
+
+    source = tmp_path / "team.db"
+    run_demo(source, fresh=True, echo=lambda _: None)
+    with postflow.open(f"sqlite:///{source}") as ws:
+        ws.pause(by="dee", reason="checking the copy")
+    done = run("db", "copy", f"sqlite:///{source}", storage_url)
+    assert done.exit_code == 0, done.output
+    assert "posts: 5" in done.output
+    assert "Counts checked" in done.output
+    back = tmp_path / "back.db"
+    done = run("db", "copy", storage_url, f"sqlite:///{back}", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["rows"]["posts"] == 5
+    original = SQLiteStorage(f"sqlite:///{source}")
+    pg = postflow_postgres.PostgresStorage(storage_url, pool_size=2)
+    returned = SQLiteStorage(f"sqlite:///{back}")
+    try:
+        assert original.holds()
+        same_answers(original, pg)
+        same_answers(original, returned)
+    finally:
+        original.close()
+        pg.close()
+        returned.close()
+    with pytest.raises(postflow.ConfigError, match="not empty"):
+        run("db", "copy", f"sqlite:///{source}", storage_url)
+    empty = storage_url.replace("schema=", "schema=x")  # no such schema: not created
+    with pytest.raises(postflow.NotFound, match="not a postflow database"):
+        run("db", "copy", empty, f"sqlite:///{tmp_path}/never.db")
+    assert not (tmp_path / "never.db").exists()
+    with postflow.open(storage_url) as ws:  # the workspace works on with new ids
+        post = ws.posts.create(author="ana", channels=["acme-x"], text="after the move")
+        assert post.id == 6

@@ -16,8 +16,9 @@ from postflow.cli._app import (
     json_option,
     open_workspace,
     sqlite_path,
+    without_migrating,
 )
-from postflow.exceptions import ConfigError, NotFound, StorageError
+from postflow.exceptions import ConfigError, ConflictError, NotFound, StorageError
 from postflow.storage import SchemaManager
 
 db_url_option = click.option(
@@ -90,6 +91,73 @@ def db_migrate(url: str, no_backup: bool) -> None:
     if backup is not None:
         click.echo(f"Backup: {backup}")
     click.echo(f"{path}: migrated from schema version {found} to {now}.")
+
+
+@db.command("copy")
+@click.argument("source")
+@click.argument("destination")
+@json_option
+def db_copy(source: str, destination: str, as_json: bool) -> None:
+    """Copy a whole database from SOURCE to the empty DESTINATION (both URLs), with its
+    history: ids, versions and the audit trail are kept.
+
+    For moving a team from a SQLite file to PostgreSQL: postflow db copy
+    sqlite:///team.db postgresql://app@db/postflow. Stop every process using SOURCE
+    first. The destination keeps the source's idempotency keys (a move); run 'postflow
+    db rekey' on it if both will keep publishing. Refused when DESTINATION holds
+    anything.
+    """
+    from postflow._plugins import Hooks, make_plugin_manager
+
+    hooks = Hooks(make_plugin_manager())
+    if sqlite_path(source) is not None and not Path(str(sqlite_path(source))).exists():
+        raise NotFound(f"no database at {sqlite_path(source)}")
+    manager = hooks.schema(source)
+    if manager is not None and manager.version() is None:  # never create an empty source
+        raise NotFound(f"{manager.where} is not a postflow database")
+    target = sqlite_path(destination)
+    created = target is not None and not Path(target).exists()
+    src = hooks.storage(without_migrating(source))
+    if src is None:
+        raise ConfigError(f"no storage backend for {redact_url(source)!r}")
+    try:
+        dst = hooks.storage(destination)
+        if dst is None:
+            raise ConfigError(f"no storage backend for {redact_url(destination)!r}")
+        try:
+            try:
+                rows = src.export_rows()
+                dst.import_rows(rows)
+            except NotImplementedError as exc:
+                raise ConfigError(f"cannot copy between these databases: {exc}") from exc
+            except ConflictError as exc:
+                raise ConfigError(str(exc)) from exc
+            again = dst.export_rows()
+        finally:
+            dst.close()
+    except BaseException:
+        if created and target is not None:
+            Path(target).unlink(missing_ok=True)
+        raise
+    finally:
+        src.close()
+    summary = {table: len(found) for table, found in sorted(rows.items()) if found}
+    copied = {table: len(found) for table, found in sorted(again.items()) if found}
+    missing = {t: (n, copied.get(t, 0)) for t, n in summary.items()
+               if t != "postflow_meta" and copied.get(t, 0) != n}
+    if missing:
+        raise StorageError("the copy does not match the source: " + ", ".join(
+            f"{t}: {n} rows, copied {m}" for t, (n, m) in missing.items()))
+    if as_json:
+        emit_json({"source": redact_url(source), "destination": redact_url(destination),
+                   "rows": summary})
+        return
+    click.echo(f"Copied {redact_url(source)} to {redact_url(destination)}:")
+    for table, n in summary.items():
+        if table != "postflow_meta":
+            click.echo(f"  {table}: {n}")
+    click.echo("Counts checked. The copy keeps the source's idempotency keys: run "
+               "'postflow db rekey' on it if the source keeps publishing too.")
 
 
 @db.command("rekey")

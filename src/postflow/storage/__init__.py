@@ -629,6 +629,31 @@ class Storage(abc.ABC):
         expected`` raises :class:`ValueError`). Durable once it returns.
         """
 
+    # -- copying a whole database (``postflow db copy``) ---------------------------
+
+    def export_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Every stored row, by table, for :meth:`import_rows` of another backend.
+
+        The rows are in the SQLite backend's encoding (the neutral one: times as ISO
+        text, flags as 0/1, structured values as its JSON text), keyed by column name;
+        ``postflow_meta`` holds the ``instance_id``, each channel's slot version
+        (``slots:CHANNEL``) and each consumer's cursor (``cursor:CONSUMER``). Ids,
+        versions and the audit trail's order are kept, so a copy answers every read as
+        the original does and change cursors stay valid.
+        Backends that cannot copy raise :class:`NotImplementedError` (the default).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot export its rows")
+
+    def import_rows(self, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, int]:
+        """Store rows from :meth:`export_rows` (of any backend) in this empty database, in
+        one transaction, keeping their ids; return how many rows each table got.
+
+        Raises :class:`~postflow.ConflictError` (writing nothing) when the database holds
+        anything already. Columns this backend does not have are dropped. Backends that
+        cannot copy raise :class:`NotImplementedError` (the default).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot import rows")
+
     # -- lifecycle -----------------------------------------------------------------
 
     @abc.abstractmethod

@@ -1372,6 +1372,59 @@ class SQLiteStorage(Storage):
             (after_id, -1 if limit is None else limit))
         return [_entry(r) for r in rows]
 
+    # -- copying --------------------------------------------------------------------
+
+    def export_rows(self) -> dict[str, list[dict[str, Any]]]:
+        rows: dict[str, list[dict[str, Any]]] = {}
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")  # one consistent snapshot of every table
+                try:
+                    for table in [r[0] for r in self._db.execute(
+                            "SELECT name FROM sqlite_master WHERE type = 'table' "
+                            "AND name NOT LIKE 'sqlite_%' ORDER BY name")]:
+                        cur = self._db.execute(f'SELECT * FROM "{table}"')
+                        names = [d[0] for d in cur.description]
+                        found = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+                        if table == "postflow_meta":
+                            found = [r for r in found if r["key"] == "instance_id"
+                                     or str(r["key"]).startswith(("slots:", "cursor:"))]
+                        rows[table] = found
+                finally:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: export failed: {exc}") from exc
+        return rows
+
+    def import_rows(self, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._write() as db:
+            tables = [r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%'")]
+            for table in tables:
+                if table != "postflow_meta" and db.execute(
+                        f'SELECT 1 FROM "{table}" LIMIT 1').fetchone() is not None:
+                    raise ConflictError(f"{self.path} is not empty (table {table} has rows): "
+                                        "copy into a new database only")
+            for table, table_rows in rows.items():
+                if table not in tables or not table_rows:
+                    continue
+                columns = [r[1] for r in db.execute(f'PRAGMA table_info("{table}")')]
+                if table == "postflow_meta":
+                    db.executemany("INSERT OR REPLACE INTO postflow_meta VALUES (?, ?)",
+                                   [(r["key"], r["value"]) for r in table_rows])
+                    counts[table] = len(table_rows)
+                    continue
+                names = [c for c in columns if c in table_rows[0]]
+                db.executemany(
+                    f'INSERT INTO "{table}" ({", ".join(names)}) '
+                    f"VALUES ({', '.join('?' for _ in names)})",
+                    [tuple(r.get(c) for c in names) for r in table_rows])
+                counts[table] = len(table_rows)
+        self._instance = None
+        return counts
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

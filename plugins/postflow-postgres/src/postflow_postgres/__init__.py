@@ -1438,6 +1438,92 @@ class PostgresStorage(Storage):
             (after_id, limit))
         return [_entry(r) for r in rows]
 
+    # -- copying (``postflow db copy``) ---------------------------------------------
+
+    def _column_types(self, cur: psycopg.Cursor[Any]) -> dict[str, dict[str, str]]:
+        cur.execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = %s ORDER BY table_name, ordinal_position",
+                    (self.schema,))
+        types: dict[str, dict[str, str]] = {}
+        for table, column, kind in cur.fetchall():
+            types.setdefault(str(table), {})[str(column)] = str(kind)
+        return types
+
+    def export_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row in the SQLite backend's encoding (see :meth:`Storage.export_rows`),
+        read in one repeatable-read snapshot."""
+        rows: dict[str, list[dict[str, Any]]] = {}
+        try:
+            with self._pool.connection() as conn:
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                try:
+                    with conn.transaction(), conn.cursor() as cur:
+                        for table, columns in self._column_types(cur).items():
+                            cur.execute(sql.SQL("SELECT * FROM {}").format(
+                                sql.Identifier(table)))
+                            names = [d.name for d in cur.description or ()]
+                            rows[table] = [
+                                {n: _neutral(v, columns.get(n, "")) for n, v in zip(
+                                    names, r, strict=True)} for r in cur.fetchall()]
+                finally:
+                    conn.isolation_level = None
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise self._failure("read", exc) from exc
+        meta = [r for r in rows.pop("postflow_meta", []) if r["key"] == "instance_id"]
+        meta += [{"key": f"slots:{r['channel']}", "value": str(r["version"])}
+                 for r in rows.pop("slot_versions", [])]
+        meta += [{"key": f"cursor:{r['consumer']}", "value": str(r["position"])}
+                 for r in rows.pop("cursors", [])]
+        rows["postflow_meta"] = meta
+        return rows
+
+    def import_rows(self, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        tables = dict(rows)
+        meta = list(tables.pop("postflow_meta", ()))
+        tables["slot_versions"] = [
+            {"channel": str(r["key"])[len("slots:"):], "version": int(r["value"])}
+            for r in meta if str(r["key"]).startswith("slots:")]
+        tables["cursors"] = [
+            {"consumer": str(r["key"])[len("cursor:"):], "position": int(r["value"])}
+            for r in meta if str(r["key"]).startswith("cursor:")]
+        instance = [r for r in meta if r["key"] == "instance_id"]
+        with self._tx() as cur:
+            cur.execute("LOCK TABLE audit IN EXCLUSIVE MODE")
+            types = self._column_types(cur)
+            for table in types:
+                if table == "postflow_meta":
+                    continue
+                cur.execute(sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(table)))
+                if cur.fetchone() is not None:
+                    raise ConflictError(f"PostgreSQL at {self.where} (schema {self.schema!r})"
+                                        f" is not empty (table {table} has rows): copy into "
+                                        "a new database only")
+            for row in instance:
+                cur.execute("INSERT INTO postflow_meta VALUES ('instance_id', %s) "
+                            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                            (str(row["value"]),))
+            if instance:
+                counts["postflow_meta"] = len(instance)
+            for table, table_rows in tables.items():
+                columns = types.get(table)
+                if columns is None or not table_rows:
+                    continue
+                names = [c for c in columns if c in table_rows[0]]
+                cur.executemany(
+                    sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names)),
+                        sql.SQL(", ").join(sql.Placeholder() * len(names))),
+                    [tuple(_native(r.get(c), columns[c]) for c in names) for r in table_rows])
+                counts[table] = len(table_rows)
+            for table in ("posts", "audit", "series", "outbox", "inbox"):
+                cur.execute(sql.SQL(
+                    "SELECT setval(pg_get_serial_sequence(%s, 'id'), "
+                    "COALESCE((SELECT max(id) FROM {}), 0) + 1, false)").format(
+                        sql.Identifier(table)), (table,))
+        self._instance = None
+        return counts
+
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
@@ -1449,6 +1535,34 @@ class PostgresStorage(Storage):
     def closed(self) -> bool:
         """Whether :meth:`close` was called (the pool then holds no connection)."""
         return self._pool.closed
+
+
+def _neutral(value: Any, kind: str) -> Any:
+    """A PostgreSQL value in the SQLite backend's encoding (what export_rows gives)."""
+    if value is None:
+        return None
+    if kind == "boolean":
+        return int(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if kind == "text":
+        return _u(value)
+    return value
+
+
+def _native(value: Any, kind: str) -> Any:
+    """A value in the SQLite backend's encoding as this schema stores it."""
+    if value is None:
+        return None
+    if kind == "boolean":
+        return bool(value)
+    if kind.startswith("timestamp"):
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+    if kind == "date":
+        return date.fromisoformat(value) if isinstance(value, str) else value
+    if kind == "text":
+        return _t(str(value))
+    return value
 
 
 def _stamp(entry: NewEntry, post_id: int) -> NewEntry:
