@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import postflow
@@ -211,3 +212,29 @@ def test_a_finishing_worker_and_a_rescuer_never_both_win(
     assert sum(wins.values()) == ROUNDS
     assert set(gate.keys.values()) == {1}
     assert len(gate.keys) == ROUNDS
+
+
+def test_a_renewed_lease_refuses_a_person_whose_snapshot_is_older(
+        ws: postflow.Workspace, clock: FixedClock) -> None:
+    """A renewal keeps the version, so a remembered snapshot of the claimed post may
+    show the first lease, run out: a person's change is judged on a fresh read and
+    refused while the renewed lease runs, then allowed once it has run out too."""
+    post = ws.posts.create(author="ana", text="Held", channels=["acme-x"])
+    ws.submit(post.id, by="ana")
+    ws.approve(post.id, by="ben")
+    ws.schedule(post.id, at=clock.now() + timedelta(minutes=1), by="cy")
+    clock.advance(minutes=2)
+    now = clock.now()
+    [claimed] = ws.storage.claim_due(now, "w1", now + timedelta(minutes=5), 5,
+                                     frozenset(), "c")
+    with pytest.raises(postflow.InvalidTransition, match="being published by w1"):
+        ws.unschedule(post.id, by="cy")  # the engine now remembers this snapshot
+    assert ws.storage.renew_lease(post.id, "w1", now + timedelta(minutes=9),
+                                  now + timedelta(minutes=3))
+    clock.advance(minutes=6)  # the first lease has run out, the renewed one runs
+    with pytest.raises(postflow.InvalidTransition, match="being published by w1"):
+        ws.unschedule(post.id, by="cy")
+    assert ws.storage.get_post(post.id) == attrs.evolve(
+        claimed, claimed_until=now + timedelta(minutes=9))
+    clock.advance(minutes=4)
+    assert ws.unschedule(post.id, by="cy").state == "approved"
