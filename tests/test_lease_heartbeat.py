@@ -55,23 +55,29 @@ def _shared_url(request: pytest.FixtureRequest, tmp_path: Path,
     yield from _postgres_url(monkeypatch)
 
 
-def test_a_call_three_times_the_lease_is_sent_once(shared_url: str) -> None:
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_a_call_three_times_the_lease_is_sent_once(shared_url: str, parallel: int) -> None:
     """Lease 1 s, the network answers after 3 s, a second worker polls every 50 ms the
-    whole time (its own connection): the key reaches the network once, the post is
-    published by the first worker, the second never claims it, and the lease read
-    from the second connection mid-call is still running."""
+    whole time (its own connection): each key reaches the network once, the posts are
+    published by the first worker (one after another, or 3 at once, each in its own
+    thread), the second never claims one, and the leases read from the second
+    connection mid-call are still running."""
     lease = timedelta(seconds=1)
-    settings = PublishingSettings(lease=lease)
+    settings = PublishingSettings(lease=lease, parallel=parallel)
     with Network(delay=(3.0, 3.0)) as net:
         ws_a = postflow.open(shared_url, entry_points=False, publishing=settings)
         try:
             add_team(ws_a)
             ws_a.channels.add("slow", network="net", publisher="webhook",
                               settings={"url": net.url})
-            post = ws_a.posts.create(author="ana", text="A slow network", channels=["slow"])
-            ws_a.submit(post.id, by="ana")
-            ws_a.approve(post.id, by="ben")
-            ws_a.schedule(post.id, at=ws_a.clock.now() + timedelta(seconds=1), by="cy")
+            ids = []
+            for i in range(parallel):
+                post = ws_a.posts.create(author="ana", text=f"A slow network {i}",
+                                         channels=["slow"])
+                ws_a.submit(post.id, by="ana")
+                ws_a.approve(post.id, by="ben")
+                ws_a.schedule(post.id, at=ws_a.clock.now() + timedelta(seconds=1), by="cy")
+                ids.append(post.id)
             ws_b = postflow.open(shared_url, entry_points=False, publishing=settings)
             try:
                 time.sleep(1.1)
@@ -89,33 +95,34 @@ def test_a_call_three_times_the_lease_is_sent_once(shared_url: str) -> None:
                 thread = threading.Thread(target=first)
                 started = time.monotonic()
                 thread.start()
-                while ws_b.posts.get(post.id).claimed_by != "A":  # A claims first
+                while any(ws_b.posts.get(i).claimed_by != "A" for i in ids):  # A first
                     assert time.monotonic() - started < 5, "worker A never claimed"
                     time.sleep(0.01)
                 while not finished.is_set() or time.monotonic() - started < 4.5:
                     outcomes_b.extend(ws_b.publish_due(worker="B"))
-                    seen = ws_b.posts.get(post.id)
-                    if seen.state == "scheduled" and seen.claimed_by == "A" and (
-                            time.monotonic() - started > 1.5):
-                        running_leases.append(seen.claimed_until is not None and
-                                              seen.claimed_until > ws_b.clock.now())
+                    for seen in ws_b.storage.get_posts(ids):
+                        if seen.state == "scheduled" and seen.claimed_by == "A" and (
+                                time.monotonic() - started > 1.5):
+                            running_leases.append(seen.claimed_until is not None and
+                                                  seen.claimed_until > ws_b.clock.now())
                     time.sleep(0.05)
                 thread.join()
                 took = time.monotonic() - started
-                history = ws_b.history(post.id)
-                final = ws_b.posts.get(post.id)
+                histories = [ws_b.history(i) for i in ids]
+                finals = [ws_b.posts.get(i) for i in ids]
             finally:
                 ws_b.close()
         finally:
             ws_a.close()
     assert took >= 3.0
-    assert [o.result for o in outcomes_a] == ["published"]
+    assert [o.result for o in outcomes_a] == ["published"] * parallel
     assert outcomes_b == []
-    assert net.received() == Counter({ws_a.publishing.key(post.id, "slow", 1): 1})
+    assert net.received() == Counter({ws_a.publishing.key(i, "slow", 1): 1 for i in ids})
     assert net.errors == []
-    assert final.state == "published"
-    assert [(e.action, e.actor) for e in history if e.action in ("claim", "publish")] == [
-        ("claim", "A"), ("publish", "A")]
+    assert [p.state for p in finals] == ["published"] * parallel
+    for history in histories:
+        assert [(e.action, e.actor) for e in history
+                if e.action in ("claim", "publish")] == [("claim", "A"), ("publish", "A")]
     assert running_leases  # sampled after the first lease would have run out
     assert all(running_leases)
 
