@@ -293,6 +293,12 @@ class ChangeEngine:
                     post_id=post_id, expected=expected_version, actual=post.version,
                 )
             try:
+                if post.claimed_by is not None and not fresh:
+                    # a remembered snapshot of a claimed post may be older than a lease
+                    # renewal, which keeps the version (Storage.renew_lease): judge the
+                    # lease on a fresh read, never on a remembered one
+                    post, fresh = self.fetch(post_id), True
+                    continue
                 member = self.member(by, action, post)
                 now = self.clock.now()
                 if post.claimed_until is not None and post.claimed_until > now and (

@@ -251,6 +251,102 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class Heartbeat:
+    """Renews the leases of the posts a worker pass is sending, so that a network call
+    longer than the lease never lets another worker take the post over.
+
+    A post is registered just before its calls (:meth:`sending`) and left out once its
+    result is stored (:meth:`done`). One background thread per pass, started with the
+    first post sent, wakes every sixth of the lease and renews each registered post
+    whose lease has less than two thirds left, to ``now + lease``, through
+    :meth:`~postflow.Storage.renew_lease`: a compare-and-set that only the holder of a
+    running lease passes. A post that starts with less than half its lease left is
+    renewed at once. A post whose renewal is refused (its lease ran out first, say
+    while the process was stalled, and another worker may have it now) is dropped and
+    logged; its calls go on, and its result is stored as :meth:`Publishing._publish_one`
+    describes. A pass whose posts are quick writes nothing more: only a post whose lease
+    has run a third down is renewed.
+    """
+
+    def __init__(self, publishing: Publishing, worker: str) -> None:
+        import threading
+
+        self._publishing = publishing
+        self._worker = worker
+        self._lock = threading.Lock()
+        self._until: dict[int, datetime] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.renewals = 0
+        """How many renewals were stored."""
+
+    def sending(self, post: Post) -> None:
+        """``post`` is about to be sent: keep its lease running until :meth:`done`."""
+        until = post.claimed_until
+        if until is None:
+            return
+        lease = self._publishing.settings.lease
+        if until - self._publishing._ws.clock.now() < lease / 2:
+            until = self._renew(post.id, until) or until
+        import threading
+
+        with self._lock:
+            self._until[post.id] = until
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._run, name=f"postflow-lease-{self._worker}", daemon=True)
+                self._thread.start()
+
+    def done(self, post_id: int) -> None:
+        """``post``'s result is stored (or it is left to another worker)."""
+        with self._lock:
+            self._until.pop(post_id, None)
+
+    def stop(self) -> None:
+        """End the pass's heartbeat (waits for a renewal under way)."""
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _renew(self, post_id: int, until: datetime) -> datetime | None:
+        """Renew one lease now; its new end (``until`` when the database could not be
+        reached: it is tried again), or ``None`` when the renewal was refused."""
+        ws = self._publishing._ws
+        now = ws.clock.now()
+        renewed = now + self._publishing.settings.lease
+        try:
+            ok = ws.storage.renew_lease(post_id, self._worker, renewed, now)
+        except Exception as exc:  # the database may be back before the lease runs out
+            log.warning("post %s: lease renewal by %s failed: %s", post_id, self._worker,
+                        exc, extra={"post_id": post_id, "worker": self._worker})
+            return until
+        if not ok:
+            log.warning("post %s: %s could not renew its lease (it ran out or another "
+                        "worker took the post over); its call goes on", post_id,
+                        self._worker, extra={"post_id": post_id, "worker": self._worker})
+            return None
+        self.renewals += 1
+        return renewed
+
+    def _run(self) -> None:
+        lease = self._publishing.settings.lease
+        while not self._stop.wait(lease.total_seconds() / 6):
+            now = self._publishing._ws.clock.now()
+            with self._lock:
+                due = [(i, u) for i, u in self._until.items() if u - now < lease * 2 / 3]
+            for post_id, until in due:
+                renewed = self._renew(post_id, until)
+                with self._lock:
+                    if post_id not in self._until:
+                        continue  # finished meanwhile
+                    if renewed is None:
+                        del self._until[post_id]
+                    else:
+                        self._until[post_id] = renewed
+
+
 class Publishing:
     """The publishing side of a workspace (``ws.publishing``)."""
 
@@ -315,30 +411,38 @@ class Publishing:
         claimed = ws.engine.commit(correlation_id, lambda: ws.storage.claim_due(
             now, worker, now + self.settings.lease, limit or self.settings.batch, held,
             correlation_id))
-        if self.settings.parallel > 1 and len(claimed) > 1:
-            return self._publish_parallel(claimed, now, worker, stop)
-        outcomes = []
-        for post in claimed:
-            if stop is not None and stop():
-                outcomes.append(self._release(post, now, worker))
-                continue
-            outcomes.append(self._publish_guarded(post, now, worker))
-        return outcomes
+        if not claimed:
+            return []
+        beat = Heartbeat(self, worker)
+        try:
+            if self.settings.parallel > 1 and len(claimed) > 1:
+                return self._publish_parallel(claimed, now, worker, stop, beat)
+            outcomes = []
+            for post in claimed:
+                if stop is not None and stop():
+                    outcomes.append(self._release(post, now, worker))
+                    continue
+                outcomes.append(self._publish_guarded(post, now, worker, beat))
+            return outcomes
+        finally:
+            beat.stop()
 
     def _release(self, post: Post, now: datetime, worker: str) -> Outcome:
         """Give a claimed post back unsent: the worker is stopping."""
         self._finish(post, None, now, worker, (), {"stopping": True}, action="release")
         return Outcome(post.id, "released", (), "the worker is stopping")
 
-    def _publish_guarded(self, post: Post, now: datetime, worker: str) -> Outcome:
+    def _publish_guarded(self, post: Post, now: datetime, worker: str,
+                         beat: Heartbeat | None = None) -> Outcome:
         try:
-            return self._publish_one(post, now, worker)
+            return self._publish_one(post, now, worker, beat)
         except Exception as exc:  # one post's trouble must not stop the others
             log.exception("post %s could not be published by %s", post.id, worker)
             return Outcome(post.id, "error", (), f"{type(exc).__name__}: {exc}")
 
     def _publish_parallel(self, claimed: list[Post], now: datetime, worker: str,
-                          stop: Callable[[], bool] | None) -> list[Outcome]:
+                          stop: Callable[[], bool] | None,
+                          beat: Heartbeat | None = None) -> list[Outcome]:
         """Publish the claimed posts, up to ``parallel`` at once, each in a thread.
 
         Each post keeps its own claim and goes through :meth:`_publish_one` exactly as
@@ -388,7 +492,7 @@ class Publishing:
                     channels, networks = needs(post)
                     channel_use.update(channels)
                     network_use.update(networks)
-                    running[pool.submit(self._publish_guarded, post, now, worker)] = post
+                    running[pool.submit(self._publish_guarded, post, now, worker, beat)] = post
                     del waiting[index]
                 if not running:  # cannot happen: an idle worker fits any post
                     break
@@ -401,7 +505,8 @@ class Publishing:
                     outcomes[post.id] = future.result()
         return [outcomes[post.id] for post in claimed if post.id in outcomes]
 
-    def _publish_one(self, post: Post, now: datetime, worker: str) -> Outcome:
+    def _publish_one(self, post: Post, now: datetime, worker: str,
+                     beat: Heartbeat | None = None) -> Outcome:
         ws = self._ws
         held = {h.scope for h in ws.storage.holds()}  # a pause may have come mid-batch
         if ALL_CHANNELS in held or held.intersection(post.channels):
@@ -447,13 +552,16 @@ class Publishing:
         if sending and not ws.storage.save_deliveries(post.id, sending, worker=worker,
                                                       now=ws.clock.now()):
             return Outcome(post.id, "lost-lease", (), "another worker holds the post")
-        retry_after: list[float] = []
-        for delivery in sending:
-            result, after = self._send(post, channels.get(delivery.channel), delivery, now)
-            current[delivery.channel] = result
-            if after is not None:
-                retry_after.append(after)
+        if sending and beat is not None:
+            beat.sending(post)  # the lease is renewed for as long as the calls take
         try:
+            retry_after: list[float] = []
+            for delivery in sending:
+                result, after = self._send(post, channels.get(delivery.channel), delivery,
+                                           now)
+                current[delivery.channel] = result
+                if after is not None:
+                    retry_after.append(after)
             return self._conclude(post, now, worker, current, late_by, retry_after)
         except ConflictError:
             # the lease ran out mid-call and another worker took the post: keep what the
@@ -466,6 +574,9 @@ class Publishing:
             log.warning("post %s: lease lost while publishing; results kept", post.id)
             return Outcome(post.id, "lost-lease", tuple(results),
                            "the lease ran out mid-call", late_by)
+        finally:
+            if sending and beat is not None:
+                beat.done(post.id)
 
     def _current_deliveries(self, post: Post, stored: list[Delivery]
                             ) -> dict[str, Delivery]:
@@ -714,7 +825,11 @@ class Publishing:
                 f"post {post_id} was taken by {current.claimed_by or 'another change'} "
                 f"before it could be published (it is {current.state!r}); see "
                 f"'postflow post show {post_id}'", post_id=post_id)
-        return self._publish_one(claimed, now, worker)
+        beat = Heartbeat(self, worker)
+        try:
+            return self._publish_one(claimed, now, worker, beat)
+        finally:
+            beat.stop()
 
     def _zone(self, post: Post) -> str:
         channel = self._ws.storage.get_channel(post.channels[0]) if post.channels else None

@@ -1070,6 +1070,66 @@ class TestPublishingStorage:
         assert storage.save_deliveries(post.id, [sent], worker=None, now=late)
         assert storage.deliveries(post.id) == [sent]
 
+    def test_renew_lease_extends_only_the_holders_running_lease(
+            self, storage: Storage) -> None:
+        """A heartbeat extends the holder's running lease, keeping the version and writing
+        no entry; another worker, a lease that ran out and a post another worker took
+        over are refused with nothing written; a lease is never shortened."""
+        post = self.due_post(storage, T0)
+        until = T0 + timedelta(minutes=5)
+        [claimed] = storage.claim_due(T0, "w1", until, 5, frozenset(), "c")
+        size = len(storage.audit_log())
+        later = T0 + timedelta(minutes=9)
+        assert storage.renew_lease(post.id, "w1", later, T0 + timedelta(minutes=4))
+        assert storage.get_post(post.id) == attrs.evolve(claimed, claimed_until=later)
+        assert storage.renew_lease(post.id, "w1", until, T0 + timedelta(minutes=4))
+        # a renewal to an earlier end keeps the later one
+        assert storage.get_post(post.id) == attrs.evolve(claimed, claimed_until=later)
+        assert not storage.renew_lease(post.id, "w2", later + timedelta(minutes=5),
+                                       T0 + timedelta(minutes=4))  # not the holder
+        assert not storage.renew_lease(post.id, "w1", later + timedelta(minutes=5),
+                                       later)  # ran out: never revived
+        assert storage.get_post(post.id) == attrs.evolve(claimed, claimed_until=later)
+        assert len(storage.audit_log()) == size
+        [taken] = storage.claim_due(later, "w2", later + timedelta(minutes=5), 5,
+                                    frozenset(), "c2")
+        assert not storage.renew_lease(post.id, "w1", later + timedelta(hours=1),
+                                       T0 + timedelta(minutes=1))  # w1's clock is behind
+        assert storage.get_post(post.id) == taken
+        assert not storage.renew_lease(10**6, "w1", later, T0)
+        unclaimed = self.due_post(storage, T0)
+        assert not storage.renew_lease(unclaimed.id, "w1", later, T0)
+        assert storage.get_post(unclaimed.id) == unclaimed
+
+    def test_renew_lease_never_revives_a_finished_post(self, storage: Storage) -> None:
+        """Once the worker stored its result (lease ended), a late heartbeat changes
+        nothing."""
+        post = self.due_post(storage, T0)
+        [claimed] = storage.claim_due(T0, "w1", T0 + timedelta(minutes=5), 5, frozenset(),
+                                      "c")
+        done = attrs.evolve(claimed, version=claimed.version + 1, state="published",
+                            claimed_by=None, claimed_until=None)
+        storage.update_post(done, expected_version=claimed.version,
+                            entries=[make_entry("publish", claimed)])
+        assert not storage.renew_lease(post.id, "w1", T0 + timedelta(minutes=9),
+                                       T0 + timedelta(minutes=1))
+        assert storage.get_post(post.id) == done
+
+    def test_a_takeover_after_a_renewal_waits_for_the_renewed_lease(
+            self, storage: Storage) -> None:
+        """claim_due and claim_post see the renewed lease: no takeover before it ends."""
+        post = self.due_post(storage, T0)
+        storage.claim_due(T0, "w1", T0 + timedelta(minutes=5), 5, frozenset(), "c")
+        renewed = T0 + timedelta(minutes=8)
+        assert storage.renew_lease(post.id, "w1", renewed, T0 + timedelta(minutes=3))
+        at = T0 + timedelta(minutes=6)  # the first lease would have run out
+        assert storage.claim_due(at, "w2", at + timedelta(minutes=5), 5, frozenset(),
+                                 "c2") == []
+        assert storage.claim_post(post.id, at, "w2", at + timedelta(minutes=5), "c3") is None
+        [taken] = storage.claim_due(renewed, "w2", renewed + timedelta(minutes=5), 5,
+                                    frozenset(), "c4")
+        assert (taken.id, taken.claimed_by) == (post.id, "w2")
+
     def test_holds(self, storage: Storage) -> None:
         """Holds are listed all-first; removing one that is not there returns False."""
         storage.save_hold(postflow.Hold("acme-x", "r1", "cy", T0), make_entry("pause"))

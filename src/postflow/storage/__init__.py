@@ -393,6 +393,22 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
+    def renew_lease(self, post_id: int, worker: str, until: datetime, now: datetime) -> bool:
+        """Extend ``worker``'s running lease on a post to ``until`` (a heartbeat while it
+        sends); return whether it did.
+
+        A compare-and-set on the lease itself: it succeeds only while the post is
+        ``scheduled``, ``claimed_by == worker`` and ``claimed_until > now``, so it never
+        revives a lease that has run out, nor one another worker has taken over since,
+        and it never shortens one (``claimed_until`` becomes the later of the two).
+        Nothing else changes: not ``version``, not ``updated_at``, and no audit entry is
+        written. A snapshot that shows the lease running refuses people's changes
+        anyway, and one that shows it run out stays true, since a lease that has run
+        out can never be renewed; so keeping the version keeps every other
+        compare-and-set (the worker's own result, a person's change) as it was.
+        """
+
+    @abc.abstractmethod
     def deliveries(self, post_id: int) -> list[Delivery]:
         """Every delivery of a post (all revisions), by revision then channel."""
 

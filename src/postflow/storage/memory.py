@@ -374,6 +374,16 @@ class MemoryStorage(Storage):
                                    freeze({"claimed_until": until.isoformat()}))])
             return new
 
+    def renew_lease(self, post_id: int, worker: str, until: datetime, now: datetime) -> bool:
+        with self._lock:
+            post = self._posts.get(post_id)
+            if post is None or post.state != "scheduled" or post.claimed_by != worker or (
+                    post.claimed_until is None or post.claimed_until <= now):
+                return False
+            if until > post.claimed_until:
+                self._posts[post_id] = replace(post, claimed_until=until)
+            return True
+
     def deliveries(self, post_id: int) -> list[Delivery]:
         with self._lock:
             found = self._deliveries.get(post_id, {})

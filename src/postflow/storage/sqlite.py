@@ -983,15 +983,28 @@ class SQLiteStorage(Storage):
                 (now_text, now_text, *held, limit)).fetchall()
             claimed = []
             for row in rows:
-                post = _post(row)
-                db.execute("UPDATE posts SET version = ?, claimed_by = ?, claimed_until = ? "
-                           "WHERE id = ? AND version = ?",
-                           (post.version + 1, worker, self._ts(until), post.id, post.version))
-                db.execute(_INSERT_AUDIT, (post.id, "claim", worker, now_text, correlation_id,
-                                           post.state, post.state, post.revision, None, data))
-                claimed.append(replace(post, version=post.version + 1, claimed_by=worker,
-                                       claimed_until=until))
+                post = self._take(db, _post(row), now_text, worker, until, correlation_id,
+                                  data)
+                if post is not None:
+                    claimed.append(post)
             return claimed
+
+    def _take(self, db: sqlite3.Connection, post: Post, now_text: str, worker: str,
+              until: datetime, correlation_id: str, data: str) -> Post | None:
+        """Lease ``post`` as read to ``worker``: guarded by everything the claim decided
+        on (its version, state and the lease it saw), so a worker finishing the post, or
+        renewing its lease, and a claim taking it over never both succeed."""
+        seen = self._ts(post.claimed_until) if post.claimed_until else None
+        if db.execute("UPDATE posts SET version = ?, claimed_by = ?, claimed_until = ? "
+                      "WHERE id = ? AND version = ? AND state = 'scheduled' "
+                      "AND claimed_by IS ? AND claimed_until IS ?",
+                      (post.version + 1, worker, self._ts(until), post.id, post.version,
+                       post.claimed_by, seen)).rowcount != 1:
+            return None
+        db.execute(_INSERT_AUDIT, (post.id, "claim", worker, now_text, correlation_id,
+                                   post.state, post.state, post.revision, None, data))
+        return replace(post, version=post.version + 1, claimed_by=worker,
+                       claimed_until=until)
 
     def claim_post(
         self, post_id: int, now: datetime, worker: str, until: datetime,
@@ -1006,14 +1019,14 @@ class SQLiteStorage(Storage):
                 (post_id, now_text)).fetchone()
             if row is None:
                 return None
-            post = _post(row)
-            db.execute("UPDATE posts SET version = ?, claimed_by = ?, claimed_until = ? "
-                       "WHERE id = ? AND version = ?",
-                       (post.version + 1, worker, self._ts(until), post.id, post.version))
-            db.execute(_INSERT_AUDIT, (post.id, "claim", worker, now_text, correlation_id,
-                                       post.state, post.state, post.revision, None, data))
-            return replace(post, version=post.version + 1, claimed_by=worker,
-                           claimed_until=until)
+            return self._take(db, _post(row), now_text, worker, until, correlation_id, data)
+
+    def renew_lease(self, post_id: int, worker: str, until: datetime, now: datetime) -> bool:
+        with self._write() as db:
+            return db.execute(
+                "UPDATE posts SET claimed_until = max(claimed_until, ?) WHERE id = ? "
+                "AND state = 'scheduled' AND claimed_by = ? AND claimed_until > ?",
+                (self._ts(until), post_id, worker, self._ts(now))).rowcount == 1
 
     def deliveries(self, post_id: int) -> list[Delivery]:
         rows = self._read("SELECT * FROM deliveries WHERE post_id = ? "

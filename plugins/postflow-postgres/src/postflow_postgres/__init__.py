@@ -994,9 +994,21 @@ class PostgresStorage(Storage):
         posts = [_post(r) for r in rows]
         if not posts:
             return []
-        cur.executemany("UPDATE posts SET version = %s, claimed_by = %s, claimed_until = %s "
-                        "WHERE id = %s AND version = %s",
-                        [(p.version + 1, worker, until, p.id, p.version) for p in posts])
+        # guarded by everything the claim decided on (version, state, the lease it saw):
+        # the rows are locked, so this is belt and braces against a finishing worker or
+        # a renewal; a row that no longer matches is not claimed
+        cur.execute("UPDATE posts AS p SET version = p.version + 1, claimed_by = %s, "
+                    "claimed_until = %s FROM unnest(%s::bigint[], %s::bigint[], "
+                    "%s::text[], %s::timestamptz[]) AS s(id, version, claimed_by, "
+                    "claimed_until) WHERE p.id = s.id AND p.version = s.version "
+                    "AND p.state = 'scheduled' "
+                    "AND p.claimed_by IS NOT DISTINCT FROM s.claimed_by "
+                    "AND p.claimed_until IS NOT DISTINCT FROM s.claimed_until "
+                    "RETURNING p.id",
+                    (worker, until, [p.id for p in posts], [p.version for p in posts],
+                     [p.claimed_by for p in posts], [p.claimed_until for p in posts]))
+        taken = {r[0] for r in cur.fetchall()}
+        posts = [p for p in posts if p.id in taken]
         data = freeze({"claimed_until": until.isoformat()})
         self._append(cur, [NewEntry("claim", worker, now, correlation_id, p.id, p.state,
                                     p.state, p.revision, None, data) for p in posts])
@@ -1033,6 +1045,15 @@ class PostgresStorage(Storage):
                 (post_id, now))
             claimed = self._lease(cur, cur.fetchall(), now, worker, until, correlation_id)
             return claimed[0] if claimed else None
+
+    def renew_lease(self, post_id: int, worker: str, until: datetime, now: datetime) -> bool:
+        with self._tx() as cur:
+            # the row lock orders a renewal against a claim: a claim that took the post
+            # over has moved claimed_by, and a lease that ran out stays out
+            cur.execute("UPDATE posts SET claimed_until = GREATEST(claimed_until, %s) "
+                        "WHERE id = %s AND state = 'scheduled' AND claimed_by = %s "
+                        "AND claimed_until > %s", (until, post_id, worker, now))
+            return cur.rowcount == 1
 
     def deliveries(self, post_id: int) -> list[Delivery]:
         rows = self._read(
