@@ -89,6 +89,20 @@ from psycopg import sql
 
 _log = logging.getLogger("postflow.postgres")
 
+
+def _quiet_reconnects(record: logging.LogRecord) -> bool:
+    """psycopg_pool logs a warning for every failed connection attempt of a pool; for
+    postflow's pools these go to debug level (the worker says once that the server is
+    unreachable, and once that it is back)."""
+    message = record.getMessage()
+    if message.startswith("error connecting in 'postflow "):
+        _log.debug("%s", message)
+        return False
+    return True
+
+
+logging.getLogger("psycopg.pool").addFilter(_quiet_reconnects)
+
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStorage", "postflow_storage",
            "split_url"]
 
@@ -1529,28 +1543,28 @@ class _Listener:
         deadline = time.monotonic() + max(0.0, timeout)
         with self.lock:
             while not interrupt.is_set() and not self.storage._closed.is_set():
-                now = time.monotonic()
-                if now >= deadline:
-                    return False
-                if self.conn is None:
-                    if now < self.next_attempt:
-                        interrupt.wait(min(deadline, self.next_attempt) - now)
-                        continue
+                if self.conn is None and time.monotonic() >= self.next_attempt:
                     try:
                         self.conn = self.connect()
                     except psycopg.Error as exc:
                         self.failures += 1
-                        delay = min(self.MAX_DELAY, self.FIRST_DELAY * 2 ** (self.failures - 1))
+                        delay = min(self.MAX_DELAY,
+                                    self.FIRST_DELAY * 2.0 ** (self.failures - 1))
                         self.next_attempt = time.monotonic() + delay
                         self.note_lost(f"cannot listen: {redact_url(str(exc)).strip()}; "
                                        f"next attempt in {delay:g} s, polling meanwhile")
-                        continue
-                    self.failures = 0
-                    if self.lost:
-                        self.lost = False
-                        _log.warning("PostgreSQL at %s: listening for wake-ups again on %s",
-                                     self.storage.where, self.storage.channel)
-                        return True  # writes while it was away were not heard: look again
+                    else:
+                        self.failures = 0
+                        if self.lost:
+                            self.lost = False
+                            _log.warning("PostgreSQL at %s: listening for wake-ups again "
+                                         "on %s", self.storage.where, self.storage.channel)
+                            return True  # writes while it was away were not heard
+                now = time.monotonic()
+                if now >= deadline:
+                    return False
+                if self.conn is None:
+                    interrupt.wait(min(deadline, self.next_attempt, now + self.SLICE) - now)
                     continue
                 try:
                     for _ in self.conn.notifies(timeout=min(self.SLICE, deadline - now),
