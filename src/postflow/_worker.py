@@ -130,8 +130,8 @@ def run_worker(ws: Workspace, worker: str, *, once: bool, interval: float,
     """Publish until stopped (or until nothing is due, with ``once``); the exit code.
 
     With ``json_logs`` every line on stderr is a JSON object: outcomes, the worker's
-    own messages (``event``: started, paused, resumed, error, progress, stopped) and
-    log records (see :class:`JsonLogFormatter`).
+    own messages (``event``: started, paused, resumed, error, outage, recovered,
+    progress, stopped) and log records (see :class:`JsonLogFormatter`).
     """
     if json_logs:
         with _json_log_records():
