@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,7 @@ import pytest
 
 import postflow
 from conftest import add_team
-from postflow._worker import LOOKAHEAD, _sleep_for, next_due
+from postflow._worker import LOOKAHEAD, _Outage, _sleep, _sleep_for, next_due, run_worker
 from postflow.publishing import PublishingSettings, RetryPolicy
 from postflow.storage import PostQuery
 from postflow.testing import FixedClock
@@ -231,3 +233,119 @@ class TestWorkerWakes:
         assert worker.returncode == 0, rest
         assert time.monotonic() - signalled < 3.0
         assert "stopped on SIGTERM" in rest
+
+
+class TestWakeUps:
+    """``Storage.wait_for_change``, the seam through which a backend wakes the worker
+    early (PostgreSQL: ``LISTEN/NOTIFY``; memory and SQLite: never, polling)."""
+
+    def test_every_backend_waits_its_timeout_or_until_interrupted(
+        self, pws: postflow.Workspace
+    ) -> None:
+        stop = threading.Event()
+        started = time.monotonic()
+        assert pws.storage.wait_for_change(0.2, stop) is False
+        assert time.monotonic() - started >= 0.2
+        stop.set()
+        started = time.monotonic()
+        assert pws.storage.wait_for_change(30, stop) is False
+        assert time.monotonic() - started < 1
+
+    def test_a_wake_up_brings_the_next_pass_forward(
+        self, pws: postflow.Workspace, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Sleeping towards a post 5 minutes away, the worker is woken; it re-computes,
+        finds one due now and returns at once."""
+        due(pws, clock, minutes=5)
+        waits: list[float] = []
+
+        def woken(timeout: float, interrupt: threading.Event) -> bool:
+            waits.append(timeout)
+            due(pws, clock, minutes=1)  # another process schedules a post sooner
+            clock.advance(minutes=1)  # (the fixed clock: it is due now)
+            return True
+
+        monkeypatch.setattr(pws.storage, "wait_for_change", woken)
+        started = time.monotonic()
+        _sleep(pws, threading.Event(), 600.0, clock.now() - timedelta(seconds=1))
+        assert time.monotonic() - started < 1
+        assert len(waits) == 1
+        assert 299 < waits[0] <= 300
+
+    def test_a_wake_up_for_a_later_post_sleeps_on(
+        self, pws: postflow.Workspace, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Woken for something later than the time it sleeps towards, the worker
+        sleeps on until that time, not longer."""
+        due(pws, clock, minutes=0.005)  # 0.3 s
+        waits: list[float] = []
+
+        def woken(timeout: float, interrupt: threading.Event) -> bool:
+            waits.append(timeout)
+            if len(waits) == 1:
+                due(pws, clock, minutes=60)
+                return True
+            interrupt.wait(timeout)
+            return False
+
+        monkeypatch.setattr(pws.storage, "wait_for_change", woken)
+        _sleep(pws, threading.Event(), 600.0, clock.now() - timedelta(seconds=1))
+        assert len(waits) == 2
+        assert waits[1] <= waits[0] <= 0.3
+
+
+class TestOutage:
+    """While the storage raises StorageError the worker backs off and says so once."""
+
+    def test_back_off_doubles_up_to_the_cap(self) -> None:
+        lines: list[tuple[str, str]] = []
+        outage = _Outage("w1", lambda event, message, **_: lines.append((event, message)),
+                         cap=5.0)
+        delays = []
+        for _ in range(6):
+            outage.failed(postflow.StorageError("PostgreSQL at db:5432/pf is unreachable"))
+            delays.append(outage.delay())
+        assert delays == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+        outage.passed()
+        outage.passed()
+        assert [event for event, _ in lines] == ["outage", "recovered"]
+        assert "db:5432/pf" in lines[0][1]
+        assert "6 failed attempts" in lines[1][1]
+        outage.failed(postflow.StorageError("again"))
+        assert outage.delay() == 0.5  # a new outage starts over
+
+    def test_the_worker_survives_and_logs_once_per_state_change(
+        self, pws: postflow.Workspace, clock: FixedClock, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Four failing passes, then working ones: one ``outage`` line, one
+        ``recovered`` line, the post due all along published once, and the worker
+        stops normally."""
+        post = due(pws, clock, minutes=1)
+        clock.advance(minutes=1)
+        real_holds = pws.holds
+        calls = 0
+
+        def holds() -> Any:
+            nonlocal calls
+            calls += 1
+            if calls <= 4:
+                raise postflow.StorageError("PostgreSQL at db:5432/pf is unreachable")
+            if calls == 6:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real_holds()
+
+        monkeypatch.setattr(pws, "holds", holds)
+        started = time.monotonic()
+        assert run_worker(pws, "w1", once=False, interval=0.4, json_logs=True) == 0
+        seconds = time.monotonic() - started
+        events = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+                  if line.startswith("{")]
+        names = [e.get("event") for e in events if "event" in e]
+        assert names.count("outage") == 1, events
+        assert names.count("recovered") == 1, events
+        assert "error" not in names
+        [recovered] = [e for e in events if e.get("event") == "recovered"]
+        assert recovered["attempts"] == 4
+        assert 0.5 + 0.4 * 3 <= seconds < 10  # backed off: 0.5, then the 0.4 s cap
+        assert [e["post"] for e in events if e.get("result") == "published"] == [post.id]

@@ -16,6 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from postflow._urls import redact_url
+from postflow.exceptions import StorageError
 from postflow.storage import PostQuery
 
 if TYPE_CHECKING:
@@ -129,8 +130,8 @@ def run_worker(ws: Workspace, worker: str, *, once: bool, interval: float,
     """Publish until stopped (or until nothing is due, with ``once``); the exit code.
 
     With ``json_logs`` every line on stderr is a JSON object: outcomes, the worker's
-    own messages (``event``: started, paused, resumed, error, progress, stopped) and
-    log records (see :class:`JsonLogFormatter`).
+    own messages (``event``: started, paused, resumed, error, outage, recovered,
+    progress, stopped) and log records (see :class:`JsonLogFormatter`).
     """
     if json_logs:
         with _json_log_records():
@@ -147,6 +148,7 @@ def _run(ws: Workspace, worker: str, *, once: bool, interval: float,
     started = time.monotonic()
     last_progress = started
     holds_seen: tuple[tuple[str, str, str, datetime], ...] | None = None
+    outage = _Outage(worker, say, cap=min(interval, MAX_BACKOFF))
     say("started", f"postflow worker {worker} started on {redact_url(ws.storage.url)}"
         + (" (once)" if once else f", every {interval:g} s"),
         url=redact_url(ws.storage.url), once=once, interval=interval)
@@ -171,13 +173,23 @@ def _run(ws: Workspace, worker: str, *, once: bool, interval: float,
                     holds_seen = now_held
                 ws.create_occurrences()  # recurring series: the next occurrences, if due
                 outcomes = ws.publish_due(worker=worker, stop=stop.event.is_set)
-            except Exception as exc:  # the database is busy or gone: try again later
+            except StorageError as exc:  # the database is gone: back off, try again
+                if once:
+                    say("error", f"postflow worker {worker}: {type(exc).__name__}: {exc}",
+                        error=f"{type(exc).__name__}: {exc}")
+                    return 1
+                outage.failed(exc)
+                stop.event.wait(outage.delay())
+                continue
+            except Exception as exc:  # anything else: reported, tried again later
                 say("error", f"postflow worker {worker}: {type(exc).__name__}: {exc}",
                     error=f"{type(exc).__name__}: {exc}")
                 outcomes = []
                 looked = None  # the next pass in an interval, not at once
                 if once:
                     return 1
+            else:
+                outage.passed()
             for outcome in outcomes:
                 totals[outcome.result] += 1
                 print(_log_line(outcome, worker, json_logs), file=sys.stderr, flush=True)
@@ -190,7 +202,7 @@ def _run(ws: Workspace, worker: str, *, once: bool, interval: float,
                 continue  # more may be due right now
             if once:
                 break
-            stop.event.wait(interval if looked is None else _sleep_for(ws, interval, looked))
+            _sleep(ws, stop.event, interval, looked)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -198,6 +210,80 @@ def _run(ws: Workspace, worker: str, *, once: bool, interval: float,
     reason = f" on {stop.signal}" if stop.signal else ""
     say("stopped", f"postflow worker {worker} stopped{reason}", signal=stop.signal)
     return 0
+
+
+MAX_BACKOFF = 30.0
+"""The longest wait between two attempts while the storage is unreachable (shorter
+when the worker's interval is)."""
+
+
+class _Outage:
+    """The worker's view of its storage: reachable, or failing since some time.
+
+    One line when the storage starts failing (:class:`~postflow.StorageError`, e.g.
+    PostgreSQL unreachable) and one when it answers again; the attempts in between
+    are logged at debug level only. Between attempts the worker waits 0.5 s, doubling
+    each time up to ``cap``."""
+
+    FIRST = 0.5
+
+    def __init__(self, worker: str, say: _Say, *, cap: float) -> None:
+        self.worker = worker
+        self.say = say
+        self.cap = max(cap, self.FIRST)
+        self.since: float | None = None
+        self.attempts = 0
+
+    def failed(self, exc: StorageError) -> None:
+        self.attempts += 1
+        error = f"{type(exc).__name__}: {exc}"
+        if self.since is None:
+            self.since = time.monotonic()
+            self.say("outage", f"postflow worker {self.worker}: storage unavailable, "
+                     f"retrying with back-off (up to every {self.cap:g} s): {error}",
+                     error=error)
+        else:
+            log.debug("storage still unavailable (attempt %d): %s", self.attempts, error)
+
+    def delay(self) -> float:
+        return min(self.cap, self.FIRST * 2.0 ** max(0, self.attempts - 1))
+
+    def passed(self) -> None:
+        if self.since is not None:
+            seconds = time.monotonic() - self.since
+            self.say("recovered", f"postflow worker {self.worker}: storage available "
+                     f"again after {seconds:.1f} s ({self.attempts} failed attempts)",
+                     seconds=round(seconds, 1), attempts=self.attempts)
+            self.since = None
+            self.attempts = 0
+
+
+def _sleep(ws: Workspace, stop: threading.Event, interval: float,
+           looked: datetime | None) -> None:
+    """Sleep until the next due time (at most ``interval``), or until stopped.
+
+    The storage may wake the worker earlier (``Storage.wait_for_change``: on PostgreSQL,
+    ``NOTIFY`` from a write in any process); the worker then re-computes the next due
+    time and sleeps on, or returns at once when something is due now. A wake-up can
+    only bring the next pass forward, never put it off."""
+    pause = interval if looked is None else _sleep_for(ws, interval, looked)
+    deadline = time.monotonic() + pause
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            woken = ws.storage.wait_for_change(left, stop)
+        except Exception:  # a broken listener: polling still works
+            log.debug("waiting for changes failed; polling", exc_info=True)
+            stop.wait(max(0.0, deadline - time.monotonic()))
+            return
+        if not woken:
+            return
+        if looked is not None:
+            deadline = min(deadline, time.monotonic() + _sleep_for(ws, interval, looked))
+        else:
+            return
 
 
 LOOKAHEAD = 100

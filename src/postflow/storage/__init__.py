@@ -8,6 +8,7 @@ test suite (:mod:`postflow.testing_contract`) runs against every backend.
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
@@ -669,6 +670,23 @@ class Storage(abc.ABC):
         cannot copy raise :class:`NotImplementedError` (the default).
         """
         raise NotImplementedError(f"{type(self).__name__} cannot import rows")
+
+    # -- wake-ups ------------------------------------------------------------------
+
+    def wait_for_change(self, timeout: float, interrupt: threading.Event) -> bool:
+        """Wait up to ``timeout`` seconds, less if another process (or this one) writes
+        something that may make work due sooner: a post scheduled or rescheduled, a
+        retry wait, an outbox notice. ``True`` when woken by such a write (the caller
+        then re-computes when to wake), ``False`` when the time is up or ``interrupt``
+        was set.
+
+        A hint, never a guarantee: a backend may wake for nothing, and a write may be
+        missed (the caller polls anyway). This default hears of no write: it waits on
+        ``interrupt`` for the whole ``timeout`` (polling). The PostgreSQL backend
+        listens with ``LISTEN/NOTIFY``.
+        """
+        interrupt.wait(max(0.0, timeout))
+        return False
 
     # -- lifecycle -----------------------------------------------------------------
 

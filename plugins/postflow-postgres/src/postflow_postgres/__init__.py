@@ -20,11 +20,13 @@ these:
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -85,6 +87,22 @@ from postflow.storage.sqlite import (
     _urls_json,
 )
 from psycopg import sql
+
+_log = logging.getLogger("postflow.postgres")
+
+
+def _quiet_reconnects(record: logging.LogRecord) -> bool:
+    """psycopg_pool logs a warning for every failed connection attempt of a pool; for
+    postflow's pools these go to debug level (the worker says once that the server is
+    unreachable, and once that it is back)."""
+    message = record.getMessage()
+    if message.startswith("error connecting in 'postflow "):
+        _log.debug("%s", message)
+        return False
+    return True
+
+
+logging.getLogger("psycopg.pool").addFilter(_quiet_reconnects)
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresSchema", "PostgresStorage", "migrate",
            "postflow_schema", "postflow_storage", "schema_status", "split_url"]
@@ -421,6 +439,9 @@ class PostgresStorage(Storage):
             raise ConfigError(f"migrate must be yes or no in {self.url!r}")
         self.migrate = flag in {"yes", "true", "1"} if migrate is None else migrate
         self._lock_key = zlib.crc32(self.schema.encode()) - 2**31  # a signed int4
+        self.channel = _channel_name(self.schema)
+        """The ``NOTIFY`` channel of this schema's wake-ups (``postflow_<schema>``)."""
+        self._listener = _Listener(self)
         self._instance: str | None = None
         self._closed = threading.Event()
         self._prepare_schema(connect_timeout)
@@ -726,6 +747,8 @@ class PostgresStorage(Storage):
                             [(c, post_id) for c in dict.fromkeys(post.channels)])
         self._insert_revision(cur, post_id, revision)
         self._append(cur, entries, post_id)
+        if post.state == "scheduled":
+            self._wake(cur, "post")
         return replace(post, id=post_id)
 
     def _insert_revision(self, cur: psycopg.Cursor[Any], post_id: int,
@@ -760,6 +783,8 @@ class PostgresStorage(Storage):
                 self._move_slot(cur, post, channel, version)
             cur.execute(f"UPDATE posts SET {assignments} WHERE id = %s AND version = %s",
                         (*self._post_values(post), post.id, expected_version))
+            if post.state == "scheduled":  # (re)scheduled, a retry wait, a release
+                self._wake(cur, "post")
             if cur.rowcount != 1:
                 cur.execute("SELECT version FROM posts WHERE id = %s", (post.id,))
                 row = cur.fetchone()
@@ -1111,6 +1136,7 @@ class PostgresStorage(Storage):
             if cur.rowcount == 0:
                 return False
             self._append(cur, [entry])
+            self._wake(cur, "resume")
             return True
 
     # -- calendar: planning entries and feeds --------------------------------------
@@ -1282,6 +1308,8 @@ class PostgresStorage(Storage):
                 row = cur.fetchone()
                 if row is not None:
                     inserted.append(replace(n, id=int(row[0]), payload=payload))
+            if inserted:
+                self._wake(cur, "outbox")
             return inserted
 
     def has_marks(self, keys: Sequence[str]) -> set[str]:
@@ -1364,6 +1392,7 @@ class PostgresStorage(Storage):
                             "next_attempt_at = %s, last_error = %s, claimed_by = NULL, "
                             "claimed_until = NULL WHERE id = ANY(%s) AND status = 'sending' "
                             "AND claimed_by = %s", (next_attempt_at, _t(error), unique, worker))
+                self._wake(cur, "outbox")
             else:
                 cur.execute("UPDATE outbox SET status = %s, attempts = attempts + 1, "
                             "last_error = %s, claimed_until = NULL, settled_at = %s "
@@ -1545,11 +1574,31 @@ class PostgresStorage(Storage):
         self._instance = None
         return counts
 
+    # -- wake-ups ------------------------------------------------------------------
+
+    def _wake(self, cur: psycopg.Cursor[Any], what: str) -> None:
+        """``NOTIFY`` this schema's listeners when the transaction commits (a rolled
+        back write wakes no one; equal notices of one transaction are sent once)."""
+        cur.execute("SELECT pg_notify(%s, %s)", (self.channel, what))
+
+    def wait_for_change(self, timeout: float, interrupt: threading.Event) -> bool:
+        """Wait on a dedicated ``LISTEN`` connection (outside the pool) for a write that
+        may make work due sooner, at most ``timeout`` seconds.
+
+        The connection is opened on the first call. When it drops (a server restart,
+        ``pg_terminate_backend``, a failover), the wait returns ``True`` at once (a
+        write may have been missed: look again) and the listener reconnects at the next
+        calls, waiting 0.5 s, then twice as long after each failure, up to 30 s;
+        meanwhile the caller's polling is what wakes it. One log line (logger
+        ``postflow.postgres``) when listening stops and one when it starts again."""
+        return self._listener.wait(timeout, interrupt)
+
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
         if not self._closed.is_set():
             self._closed.set()
+            self._listener.close()
             self._pool.close()
 
     @property
@@ -1584,6 +1633,102 @@ def _native(value: Any, kind: str) -> Any:
     if kind == "text":
         return _t(str(value))
     return value
+
+def _channel_name(schema: str) -> str:
+    """``postflow_<schema>``; a hash instead of the name when that would be longer than
+    PostgreSQL's 63-byte identifiers."""
+    name = f"postflow_{schema}"
+    if len(name.encode()) > 63:
+        name = f"postflow_{zlib.crc32(schema.encode()):08x}"
+    return name
+
+
+class _Listener:
+    """The ``LISTEN`` connection of one :class:`PostgresStorage`: outside the pool (it
+    stays in ``LISTEN`` for good, and a pool would hand it out or recycle it), in
+    autocommit, with ``application_name`` ``postflow-listener`` (or the URL's own
+    ``application_name`` followed by ``/listener``)."""
+
+    SLICE = 0.25
+    """Longest single wait on the socket: a stop request is seen within it."""
+    FIRST_DELAY = 0.5
+    MAX_DELAY = 30.0
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        self.storage = storage
+        self.conn: psycopg.Connection[Any] | None = None
+        self.lock = threading.Lock()
+        self.failures = 0
+        self.next_attempt = 0.0  # time.monotonic() of the next connection attempt
+        self.lost = False  # listening stopped and not yet restarted (logged once)
+        app = dict(parse_qsl(urlsplit(storage._libpq).query)).get("application_name")
+        self.application_name = f"{app}/listener" if app else "postflow-listener"
+
+    def connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.storage._libpq, autocommit=True,
+                               connect_timeout=5, application_name=self.application_name)
+        try:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.storage.channel)))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def wait(self, timeout: float, interrupt: threading.Event) -> bool:
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self.lock:
+            while not interrupt.is_set() and not self.storage._closed.is_set():
+                if self.conn is None and time.monotonic() >= self.next_attempt:
+                    try:
+                        self.conn = self.connect()
+                    except psycopg.Error as exc:
+                        self.failures += 1
+                        delay = min(self.MAX_DELAY,
+                                    self.FIRST_DELAY * 2.0 ** (self.failures - 1))
+                        self.next_attempt = time.monotonic() + delay
+                        self.note_lost(f"cannot listen: {redact_url(str(exc)).strip()}; "
+                                       f"next attempt in {delay:g} s, polling meanwhile")
+                    else:
+                        self.failures = 0
+                        if self.lost:
+                            self.lost = False
+                            _log.warning("PostgreSQL at %s: listening for wake-ups again "
+                                         "on %s", self.storage.where, self.storage.channel)
+                            return True  # writes while it was away were not heard
+                now = time.monotonic()
+                if now >= deadline:
+                    return False
+                if self.conn is None:
+                    interrupt.wait(min(deadline, self.next_attempt, now + self.SLICE) - now)
+                    continue
+                try:
+                    for _ in self.conn.notifies(timeout=min(self.SLICE, deadline - now),
+                                                stop_after=1):
+                        return True
+                except psycopg.Error as exc:
+                    self.drop()
+                    self.note_lost(f"the listening connection dropped: "
+                                   f"{redact_url(str(exc)).strip()}; reconnecting")
+                    return True  # a write may have been missed: look again
+        return False
+
+    def note_lost(self, why: str) -> None:
+        if not self.lost:
+            self.lost = True
+            _log.warning("PostgreSQL at %s: not listening for wake-ups (%s)",
+                         self.storage.where, why)
+        else:
+            _log.debug("PostgreSQL at %s: still not listening (%s)", self.storage.where, why)
+
+    def drop(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with suppress(psycopg.Error):  # closing a dead socket
+                conn.close()
+
+    def close(self) -> None:
+        with self.lock:
+            self.drop()
 
 
 def _stamp(entry: NewEntry, post_id: int) -> NewEntry:
