@@ -33,7 +33,7 @@ from postflow.models import (
 )
 from postflow.notices import InboxItem, Notice
 
-__all__ = ["NewEntry", "PostQuery", "SchemaManager", "Storage", "check_page"]
+__all__ = ["NewEntry", "PostQuery", "SchemaManager", "Storage", "check_cursor_move", "check_page"]
 
 
 class NewEntry(NamedTuple):
@@ -81,6 +81,13 @@ def _notice_due(notice: Notice, now: datetime) -> bool:
 def _check_settle_status(status: str) -> None:
     if status not in ("sent", "failed", "pending"):
         raise ValueError(f"a notice is settled as sent, failed or pending, not {status!r}")
+
+
+def check_cursor_move(consumer: str, position: int, expected: int) -> None:
+    """Raise :class:`ValueError` when ``consumer``'s cursor would move back."""
+    if position < expected:
+        raise ValueError(f"cursor {consumer!r} cannot move back from {expected} to "
+                         f"{position}")
 
 
 def check_page(after_id: object, limit: object) -> None:

@@ -58,6 +58,7 @@ from postflow.storage import (
     _mark_time,
     _notice_due,
     _with_series,
+    check_cursor_move,
     check_page,
 )
 
@@ -916,9 +917,7 @@ class SQLiteStorage(Storage):
         return int(rows[0][0]) if rows else 0
 
     def save_cursor(self, consumer: str, position: int, *, expected: int) -> None:
-        if position < expected:
-            raise ValueError(f"cursor {consumer!r} cannot move back from {expected} to "
-                             f"{position}")
+        check_cursor_move(consumer, position, expected)
         key = f"cursor:{consumer}"
         with self._write() as db:
             row = db.execute("SELECT value FROM postflow_meta WHERE key = ?",
@@ -1193,9 +1192,8 @@ class SQLiteStorage(Storage):
         self, notices: Sequence[Notice], *, marks: Sequence[str] = (),
         cursor: tuple[str, int, int] | None = None, at: datetime | None = None,
     ) -> list[Notice]:
-        if cursor is not None and cursor[1] < cursor[2]:
-            raise ValueError(f"cursor {cursor[0]!r} cannot move back from {cursor[2]} to "
-                             f"{cursor[1]}")
+        if cursor is not None:
+            check_cursor_move(*cursor)
         marked_at = _utc(_mark_time(notices, at))
         with self._write() as db:
             if cursor is not None:

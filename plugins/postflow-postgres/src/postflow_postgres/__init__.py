@@ -70,6 +70,7 @@ from postflow.storage import (
     _mark_time,
     _notice_due,
     _with_series,
+    check_cursor_move,
     check_page,
 )
 
@@ -968,9 +969,7 @@ class PostgresStorage(Storage):
         return int(rows[0][0]) if rows else 0
 
     def save_cursor(self, consumer: str, position: int, *, expected: int) -> None:
-        if position < expected:
-            raise ValueError(f"cursor {consumer!r} cannot move back from {expected} to "
-                             f"{position}")
+        check_cursor_move(consumer, position, expected)
         with self._tx() as cur:
             self._move_cursor(cur, consumer, position, expected)
 
@@ -1276,9 +1275,8 @@ class PostgresStorage(Storage):
         self, notices: Sequence[Notice], *, marks: Sequence[str] = (),
         cursor: tuple[str, int, int] | None = None, at: datetime | None = None,
     ) -> list[Notice]:
-        if cursor is not None and cursor[1] < cursor[2]:
-            raise ValueError(f"cursor {cursor[0]!r} cannot move back from {cursor[2]} to "
-                             f"{cursor[1]}")
+        if cursor is not None:
+            check_cursor_move(*cursor)
         marked_at = _mark_time(notices, at)
         with self._tx() as cur:
             if cursor is not None:
